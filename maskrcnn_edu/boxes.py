@@ -1,0 +1,186 @@
+"""Boxes: areas, overlaps, the delta encoding that regressors learn, and non-maximum suppression.
+
+Convention (the whole package keeps it, as torchvision does): a box is ``(x0, y0, x1, y1)`` in
+continuous pixel coordinates, where pixel ``(i, j)`` is the unit square ``[j, j+1] x [i, i+1]``.
+Width is ``x1 - x0`` (no "+1" as in the old Fast R-CNN code).
+
+Every function is plain, vectorized PyTorch; chapters 2 and 3 show them, and the tests hold
+each one to its ``torchvision.ops`` twin.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "box_area",
+    "box_iou",
+    "BoxCoder",
+    "clip_boxes_to_image",
+    "remove_small_boxes",
+    "nms",
+    "batched_nms",
+    "masks_to_boxes",
+]
+
+# dw, dh are clamped before exp() so that one wild regression cannot make a box of infinite size:
+# a box may grow at most 1000/16 = 62.5 times per side (torchvision's and Detectron's value).
+DEFAULT_SCALE_CLAMP = math.log(1000.0 / 16)
+
+
+def check_boxes(boxes: Tensor, name: str = "boxes") -> Tensor:
+    """Raise ``ValueError`` unless ``boxes`` is a ``[N, 4]`` tensor; return it."""
+    if not isinstance(boxes, Tensor) or boxes.dim() != 2 or boxes.shape[-1] != 4:
+        got = tuple(boxes.shape) if isinstance(boxes, Tensor) else type(boxes).__name__
+        raise ValueError(f"{name} must be a [N, 4] tensor of (x0, y0, x1, y1), got shape {got}")
+    return boxes
+
+
+def box_area(boxes: Tensor) -> Tensor:
+    """Areas of ``boxes [N, 4]`` -> ``[N]``."""
+    check_boxes(boxes)
+    return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+
+
+def box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
+    """Intersection over union of every pair: ``boxes1 [N, 4]``, ``boxes2 [M, 4]`` -> ``[N, M]``."""
+    check_boxes(boxes1, "boxes1")
+    check_boxes(boxes2, "boxes2")
+    # Overlap along each axis, [N, M]: how far the smaller right edge is past the larger left edge.
+    overlap_x = torch.min(boxes1[:, None, 2], boxes2[None, :, 2]) - torch.max(boxes1[:, None, 0], boxes2[None, :, 0])
+    overlap_y = torch.min(boxes1[:, None, 3], boxes2[None, :, 3]) - torch.max(boxes1[:, None, 1], boxes2[None, :, 1])
+    intersection = overlap_x.clamp(min=0) * overlap_y.clamp(min=0)  # 0 where disjoint
+    union = box_area(boxes1)[:, None] + box_area(boxes2)[None, :] - intersection
+    return intersection / union
+
+
+def _centres_and_sizes(boxes: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``boxes [..., 4]`` -> centre x, centre y, width, height, each ``[...]``."""
+    widths = boxes[..., 2] - boxes[..., 0]
+    heights = boxes[..., 3] - boxes[..., 1]
+    return boxes[..., 0] + 0.5 * widths, boxes[..., 1] + 0.5 * heights, widths, heights
+
+
+class BoxCoder:
+    """Encode a box relative to a reference box (an anchor or a proposal) as four deltas, and back.
+
+    ``dx = wx (x - xa) / wa``, ``dy = wy (y - ya) / ha``, ``dw = ww log(w / wa)``,
+    ``dh = wh log(h / ha)``, with ``(x, y)`` centres and ``(w, h)`` sizes. The weights scale the
+    deltas to unit-ish variance: ``(1, 1, 1, 1)`` for the RPN, ``(10, 10, 5, 5)`` for the box head.
+    Decoding clamps ``dw, dh`` at ``scale_clamp`` (default ``log(1000/16)``).
+
+    Both directions work on the last dimension and broadcast the rest, so class-specific deltas
+    ``[N, K, 4]`` decode against proposals ``[N, 1, 4]``.
+    """
+
+    def __init__(self, weights=(1.0, 1.0, 1.0, 1.0), scale_clamp: float = DEFAULT_SCALE_CLAMP):
+        if len(weights) != 4:
+            raise ValueError(f"weights must have 4 entries (wx, wy, ww, wh), got {weights!r}")
+        self.weights = tuple(float(w) for w in weights)
+        self.scale_clamp = float(scale_clamp)
+
+    def __repr__(self) -> str:
+        return f"BoxCoder(weights={self.weights}, scale_clamp={self.scale_clamp:.4f})"
+
+    def encode(self, boxes: Tensor, reference: Tensor) -> Tensor:
+        """Deltas that move ``reference [..., 4]`` onto ``boxes [..., 4]`` -> ``[..., 4]``."""
+        wx, wy, ww, wh = self.weights
+        x, y, w, h = _centres_and_sizes(boxes)
+        xa, ya, wa, ha = _centres_and_sizes(reference)
+        return torch.stack(
+            [wx * (x - xa) / wa, wy * (y - ya) / ha, ww * torch.log(w / wa), wh * torch.log(h / ha)],
+            dim=-1,
+        )
+
+    def decode(self, deltas: Tensor, reference: Tensor) -> Tensor:
+        """Apply ``deltas [..., 4]`` to ``reference [..., 4]`` -> boxes ``[..., 4]``."""
+        wx, wy, ww, wh = self.weights
+        reference = reference.to(deltas.dtype)
+        xa, ya, wa, ha = _centres_and_sizes(reference)
+        dx, dy = deltas[..., 0] / wx, deltas[..., 1] / wy
+        dw = (deltas[..., 2] / ww).clamp(max=self.scale_clamp)
+        dh = (deltas[..., 3] / wh).clamp(max=self.scale_clamp)
+        x, y = xa + dx * wa, ya + dy * ha
+        half_w, half_h = 0.5 * torch.exp(dw) * wa, 0.5 * torch.exp(dh) * ha
+        return torch.stack([x - half_w, y - half_h, x + half_w, y + half_h], dim=-1)
+
+
+def clip_boxes_to_image(boxes: Tensor, image_size: tuple[int, int]) -> Tensor:
+    """Clamp ``boxes [..., 4]`` to an image of ``image_size = (height, width)``."""
+    height, width = image_size
+    x = boxes[..., 0::2].clamp(min=0, max=width)
+    y = boxes[..., 1::2].clamp(min=0, max=height)
+    return torch.stack([x[..., 0], y[..., 0], x[..., 1], y[..., 1]], dim=-1)
+
+
+def remove_small_boxes(boxes: Tensor, min_size: float) -> Tensor:
+    """Indices ``[K]`` of the ``boxes [N, 4]`` whose width and height are both >= ``min_size``."""
+    check_boxes(boxes)
+    widths, heights = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    return torch.where((widths >= min_size) & (heights >= min_size))[0]
+
+
+def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
+    """Greedy non-maximum suppression -> indices ``[K]`` of kept boxes, best score first.
+
+    Greedy NMS visits boxes from the best score down and keeps a box unless it overlaps
+    (IoU > ``iou_threshold``) a box already kept. Written as a loop that is one box at a time.
+    Here it is a fixed point instead: with boxes sorted, box ``i`` is kept exactly when no *kept*
+    box ``j < i`` overlaps it. Start by keeping everything and re-apply that rule to all boxes at
+    once; after round ``t`` the first ``t`` decisions are final, and in practice the decisions stop
+    changing after a handful of rounds (the length of the longest chain "a suppresses b, which
+    would have suppressed c ..."). Each round is one vectorized pass over an ``[N, N]`` matrix.
+    """
+    check_boxes(boxes)
+    if scores.dim() != 1 or scores.shape[0] != boxes.shape[0]:
+        raise ValueError(f"scores must be [N] with N = {boxes.shape[0]}, got shape {tuple(scores.shape)}")
+    order = torch.argsort(scores, descending=True)
+    sorted_boxes = boxes[order]
+    # overlaps[i, j]: box j is better than box i and overlaps it too much.
+    overlaps = torch.tril(box_iou(sorted_boxes, sorted_boxes) > iou_threshold, diagonal=-1)
+    keep = torch.ones(len(order), dtype=torch.bool, device=boxes.device)
+    while True:
+        suppressed = (overlaps & keep[None, :]).any(dim=1)
+        new_keep = ~suppressed
+        if torch.equal(new_keep, keep):
+            return order[keep]
+        keep = new_keep
+
+
+def batched_nms(boxes: Tensor, scores: Tensor, categories: Tensor, iou_threshold: float) -> Tensor:
+    """NMS within each category: ``boxes [N, 4]``, ``scores [N]``, ``categories [N]`` -> ``[K]``.
+
+    Boxes of different categories must never suppress each other. Shifting each category's boxes
+    by its own offset, larger than any coordinate, puts the categories in disjoint parts of the
+    plane; one NMS over the shifted boxes then is NMS per category. Returns indices sorted by
+    decreasing score.
+    """
+    check_boxes(boxes)
+    if boxes.numel() == 0:
+        return torch.empty(0, dtype=torch.int64, device=boxes.device)
+    offsets = categories.to(boxes) * (boxes.max() + 1)
+    return nms(boxes + offsets[:, None], scores, iou_threshold)
+
+
+def masks_to_boxes(masks: Tensor) -> Tensor:
+    """Boxes around the non-zero pixels of ``masks [N, H, W]`` -> ``[N, 4]``.
+
+    As ``torchvision.ops.masks_to_boxes``, the box runs from the first to the last non-zero pixel
+    *index* (``x1 = last column``, not ``last column + 1``). An empty mask gives a zero box.
+    """
+    if masks.dim() != 3:
+        raise ValueError(f"masks must be [N, H, W], got shape {tuple(masks.shape)}")
+    n, height, width = masks.shape
+    if n == 0:
+        return torch.zeros((0, 4), device=masks.device, dtype=torch.float)
+    rows = (masks != 0).any(dim=2)  # [N, H]: which rows hold the object
+    cols = (masks != 0).any(dim=1)  # [N, W]
+    # argmax on a boolean returns the first True: the first from the front and from the back.
+    y0 = rows.int().argmax(dim=1)
+    y1 = height - 1 - rows.flip(1).int().argmax(dim=1)
+    x0 = cols.int().argmax(dim=1)
+    x1 = width - 1 - cols.flip(1).int().argmax(dim=1)
+    boxes = torch.stack([x0, y0, x1, y1], dim=1).float()
+    return boxes * rows.any(dim=1, keepdim=True)  # empty masks -> zero boxes

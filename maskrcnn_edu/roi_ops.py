@@ -1,0 +1,314 @@
+"""RoI pooling (Fast R-CNN) and RoIAlign (Mask R-CNN) in plain PyTorch.
+
+Both ops turn a box of any size on a feature map into a fixed ``output_size`` grid of bins.
+They differ in which feature-map cells a bin reads:
+
+* ``roi_pool`` rounds the box to whole cells, splits it into bins with floor/ceil, and takes the
+  **max** over the cells inside each bin. Two roundings, so a box that moves by less than a
+  cell may give exactly the same output: the quantization error chapter 01 measures.
+* ``roi_align`` keeps the box's real-valued coordinates, places ``sampling_ratio`` x
+  ``sampling_ratio`` sampling points in each bin, reads each point by **bilinear interpolation**
+  from its 4 neighbouring cells, and averages the points.
+
+Either way, one output bin is a reduction over a *bag* of feature-map cells: a max over the cells
+of the bin (RoIPool), or a weighted sum over 4 neighbours x the sampling points (RoIAlign).
+That is exactly what ``torch.nn.functional.embedding_bag`` computes over the rows of a table, so
+both ops are written as "list the bag of every bin, then reduce": the feature map becomes a table
+with one row per cell (``[N*H*W, C]``), each bin a bag of row indices (and weights). Autograd
+sends the gradient of a bin back to the rows in its bag: to the arg-max cell for RoIPool, to every
+neighbour in proportion to its bilinear weight for RoIAlign.
+
+Coordinates: boxes are ``(x0, y0, x1, y1)`` in image pixels, multiplied by ``spatial_scale``
+(1 / stride) to reach the feature map. Feature cell ``(i, j)`` holds the value *at* the point
+``(x=j, y=i)`` for bilinear reads. With ``aligned=True`` the box is shifted by half a cell first,
+so that a pixel's continuous extent ``[j, j+1]`` lines up with the cell centred at ``j + 0.5``;
+``aligned=False`` is the original (slightly misaligned) Detectron behaviour that torchvision keeps
+as its default.
+
+Results agree with ``torchvision.ops.roi_pool`` / ``roi_align`` (tests hold them to 1e-5).
+"""
+from __future__ import annotations
+
+from typing import Sequence, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = [
+    "roi_align",
+    "roi_pool",
+    "roi_align_sampling_points",
+    "roi_pool_bins",
+    "boxes_to_rois",
+]
+
+BoxesArg = Union[Tensor, Sequence[Tensor]]
+
+
+# ---------------------------------------------------------------------------------------------
+# Checking and normalising the arguments
+# ---------------------------------------------------------------------------------------------
+
+
+def _shape(x) -> str:
+    return str(tuple(x.shape)) if isinstance(x, Tensor) else type(x).__name__
+
+
+def _check_input(input: Tensor) -> None:
+    if not isinstance(input, Tensor) or input.dim() != 4:
+        raise ValueError(f"input must be a 4-D feature map [N, C, H, W], got shape {_shape(input)}")
+
+
+def _pair(output_size) -> tuple[int, int]:
+    """``7`` or ``(7, 7)`` -> ``(height, width)``, both positive integers."""
+    size = (output_size, output_size) if isinstance(output_size, int) else tuple(output_size)
+    if len(size) != 2 or not all(isinstance(s, int) and s > 0 for s in size):
+        raise ValueError(f"output_size must be a positive int or a pair of them, got {output_size!r}")
+    return size
+
+
+def boxes_to_rois(boxes: BoxesArg, num_images: int | None = None) -> Tensor:
+    """Boxes as ``[K, 5]`` rows ``(batch index, x0, y0, x1, y1)``.
+
+    ``boxes`` is either that tensor already, or a list with one ``[K_i, 4]`` tensor per image.
+    """
+    if isinstance(boxes, Tensor):
+        if boxes.dim() != 2 or boxes.shape[1] != 5:
+            raise ValueError(
+                f"boxes must be a [K, 5] tensor (batch index, x0, y0, x1, y1) or a list of [K_i, 4] "
+                f"tensors, got shape {_shape(boxes)}"
+            )
+        rois = boxes
+    elif isinstance(boxes, (list, tuple)):
+        for i, b in enumerate(boxes):
+            if not isinstance(b, Tensor) or b.dim() != 2 or b.shape[1] != 4:
+                raise ValueError(f"boxes[{i}] must be a [K_i, 4] tensor of (x0, y0, x1, y1), got shape {_shape(b)}")
+        if len(boxes) == 0:
+            raise ValueError("boxes is an empty list: give one [K_i, 4] tensor per image")
+        batch_index = torch.cat(
+            [torch.full((len(b), 1), i, dtype=b.dtype, device=b.device) for i, b in enumerate(boxes)]
+        )
+        rois = torch.cat([batch_index, torch.cat(list(boxes))], dim=1)
+    else:
+        raise ValueError(f"boxes must be a [K, 5] tensor or a list of [K_i, 4] tensors, got {_shape(boxes)}")
+    if num_images is not None and len(rois) and not (0 <= rois[:, 0].min() and rois[:, 0].max() < num_images):
+        raise ValueError(f"boxes name batch indices outside 0..{num_images - 1} of the feature map")
+    return rois
+
+
+def _cell_table(input: Tensor) -> Tensor:
+    """``[N, C, H, W]`` -> ``[N*H*W, C]``: one row per feature-map cell, row = (n*H + y)*W + x."""
+    return input.permute(0, 2, 3, 1).reshape(-1, input.shape[1])
+
+
+# ---------------------------------------------------------------------------------------------
+# RoIAlign
+# ---------------------------------------------------------------------------------------------
+
+
+def _align_box_geometry(rois: Tensor, spatial_scale: float, aligned: bool) -> tuple[Tensor, Tensor]:
+    """Box start and size on the feature map, each ``[K, 2]`` as ``(x, y)``."""
+    offset = 0.5 if aligned else 0.0
+    start = rois[:, 1:3] * spatial_scale - offset
+    size = rois[:, 3:5] * spatial_scale - offset - start
+    if not aligned:
+        # The legacy behaviour: a box is never treated as smaller than one cell.
+        size = size.clamp(min=1.0)
+    return start, size
+
+
+def _sample_coords(start: Tensor, bin_size: Tensor, num_bins: int, grid: int) -> Tensor:
+    """Sampling-point coordinates along one axis: ``start, bin_size [K]`` -> ``[K, num_bins, grid]``.
+
+    Point ``g`` of bin ``p`` sits at ``start + p * bin + (g + 0.5) * bin / grid``: the centres of a
+    ``grid``-way split of the bin. (Evaluated in that order, as torchvision does, so the floats agree.)
+    """
+    p = torch.arange(num_bins, dtype=start.dtype, device=start.device)[None, :, None]
+    g = torch.arange(grid, dtype=start.dtype, device=start.device)[None, None, :] + 0.5
+    bin_size = bin_size[:, None, None]
+    return (start[:, None, None] + p * bin_size) + g * bin_size / grid
+
+
+def _bilinear_neighbours(coords: Tensor, length: int) -> tuple[Tensor, Tensor]:
+    """The two cells around each coordinate and their linear weights, along one axis.
+
+    ``coords [...]`` -> ``cells [..., 2]`` (long: lower, upper) and ``weights [..., 2]``.
+    A point more than one cell outside the map reads 0 (zero weights). A point between -1 and 0,
+    or between ``length - 1`` and ``length``, reads the border cell.
+    """
+    inside = (coords >= -1.0) & (coords <= length)
+    coords = coords.clamp(min=0)
+    lower = coords.long().clamp(max=length - 1)
+    coords = torch.where(lower >= length - 1, lower.to(coords.dtype), coords)  # last cell: no upper
+    upper = (lower + 1).clamp(max=length - 1)
+    frac = coords - lower
+    cells = torch.stack([lower, upper], dim=-1)
+    weights = torch.stack([1 - frac, frac], dim=-1) * inside[..., None]
+    return cells, weights
+
+
+def _align_fixed_grid(table, rois, start, size, output_size, grid, feature_hw) -> Tensor:
+    """RoIAlign for boxes that all use a ``grid = (gy, gx)`` of points per bin -> ``[K, C, PH, PW]``."""
+    (out_h, out_w), (gy, gx), (height, width) = output_size, grid, feature_hw
+    k = len(rois)
+    if gy == 0 or gx == 0:  # degenerate (zero-size, aligned) boxes sample nothing: output 0
+        return table.new_zeros(k, table.shape[1], out_h, out_w)
+    bin_w, bin_h = size[:, 0] / out_w, size[:, 1] / out_h
+    xs = _sample_coords(start[:, 0], bin_w, out_w, gx)  # [K, PW, gx]
+    ys = _sample_coords(start[:, 1], bin_h, out_h, gy)  # [K, PH, gy]
+    x_cells, x_weights = _bilinear_neighbours(xs, width)  # [K, PW, gx, 2]
+    y_cells, y_weights = _bilinear_neighbours(ys, height)  # [K, PH, gy, 2]
+
+    # The bag of bin (ph, pw): every (y point, y neighbour) x (x point, x neighbour): 4 gy gx cells.
+    # Axes: [K, PH, PW, gy, 2, gx, 2].
+    image = rois[:, 0].long()[:, None, None, None, None, None, None]
+    rows = y_cells[:, :, None, :, :, None, None]
+    cols = x_cells[:, None, :, None, None, :, :]
+    cell_index = (image * height + rows) * width + cols
+    # Each point's bilinear weight is the product of its two axes' weights; points are averaged.
+    weight = y_weights[:, :, None, :, :, None, None] * x_weights[:, None, :, None, None, :, :] / (gy * gx)
+
+    bag_size = gy * 2 * gx * 2
+    pooled = F.embedding_bag(
+        cell_index.reshape(-1, bag_size), table, per_sample_weights=weight.reshape(-1, bag_size).to(table.dtype),
+        mode="sum",
+    )  # [K*PH*PW, C]
+    return pooled.reshape(k, out_h, out_w, -1).permute(0, 3, 1, 2)
+
+
+def roi_align(
+    input: Tensor,
+    boxes: BoxesArg,
+    output_size,
+    spatial_scale: float = 1.0,
+    sampling_ratio: int = -1,
+    aligned: bool = False,
+) -> Tensor:
+    """RoIAlign: bilinear sampling of each box into a fixed grid -> ``[K, C, PH, PW]``.
+
+    Args:
+        input: feature map ``[N, C, H, W]``.
+        boxes: ``[K, 5]`` (batch index, x0, y0, x1, y1) or a list of ``[K_i, 4]``, in image pixels.
+        output_size: ``PH`` = ``PW`` as an int, or ``(PH, PW)``.
+        spatial_scale: feature cells per image pixel (1/stride).
+        sampling_ratio: points per bin along each axis; ``<= 0`` picks ``ceil(bin size)`` per box.
+        aligned: shift boxes by -0.5 cell so pixel extents and cell centres line up.
+    """
+    _check_input(input)
+    out_hw = _pair(output_size)
+    rois = boxes_to_rois(boxes, num_images=input.shape[0]).to(input.dtype)
+    table = _cell_table(input)
+    feature_hw = tuple(input.shape[-2:])
+    start, size = _align_box_geometry(rois, spatial_scale, aligned)
+    if sampling_ratio > 0:
+        return _align_fixed_grid(table, rois, start, size, out_hw, (sampling_ratio,) * 2, feature_hw)
+
+    # Adaptive: each box samples ceil(bin size) points per axis. Boxes that share a grid are done
+    # together; the loop runs over the distinct grids (a handful), never over boxes.
+    bins = torch.tensor([out_hw[1], out_hw[0]], dtype=size.dtype, device=size.device)
+    grids = torch.ceil(size / bins).long()  # [K, 2] as (gx, gy)
+    output = input.new_zeros(len(rois), input.shape[1], *out_hw)
+    for grid_xy in torch.unique(grids, dim=0).tolist():
+        members = torch.where((grids == torch.tensor(grid_xy, device=grids.device)).all(dim=1))[0]
+        output[members] = _align_fixed_grid(
+            table, rois[members], start[members], size[members], out_hw, grid_xy[::-1], feature_hw
+        )
+    return output
+
+
+def roi_align_sampling_points(
+    box: Sequence[float], output_size, spatial_scale: float = 1.0, sampling_ratio: int = -1, aligned: bool = False
+) -> tuple[Tensor, Tensor]:
+    """Where RoIAlign samples one box: ``ys [PH, gy]`` and ``xs [PW, gx]`` in feature-map cells.
+
+    The points of bin ``(i, j)`` are every pair ``(ys[i, a], xs[j, b])``. For drawing (chapter 01);
+    ``roi_align`` computes the same coordinates with the same code.
+    """
+    out_h, out_w = _pair(output_size)
+    rois = torch.tensor([[0.0, *box]])
+    start, size = _align_box_geometry(rois, spatial_scale, aligned)
+    bin_w, bin_h = size[:, 0] / out_w, size[:, 1] / out_h
+    gx = sampling_ratio if sampling_ratio > 0 else int(torch.ceil(bin_w).item())
+    gy = sampling_ratio if sampling_ratio > 0 else int(torch.ceil(bin_h).item())
+    xs = _sample_coords(start[:, 0], bin_w, out_w, gx)[0]
+    ys = _sample_coords(start[:, 1], bin_h, out_h, gy)[0]
+    return ys, xs
+
+
+# ---------------------------------------------------------------------------------------------
+# RoIPool
+# ---------------------------------------------------------------------------------------------
+
+
+def _round_half_away(x: Tensor) -> Tensor:
+    """C's ``round``: halves go away from zero (``torch.round`` sends them to the even integer)."""
+    return torch.sign(x) * torch.floor(x.abs() + 0.5)
+
+
+def _pool_bin_edges(rois: Tensor, spatial_scale: float, output_size) -> tuple[Tensor, Tensor]:
+    """Quantized bins: ``rows [K, PH, 2]`` and ``cols [K, PW, 2]`` as half-open cell ranges, unclipped.
+
+    First quantization: the box is rounded to whole cells, with the inclusive end of Fast R-CNN
+    (a box from cell 3 to cell 5 is 3 cells wide). Second: bin ``p`` of a box ``L`` cells long
+    covers cells ``floor(p L / P)`` to ``ceil((p + 1) L / P)`` from the box start.
+    """
+    out_h, out_w = output_size
+    start = _round_half_away(rois[:, 1:3] * spatial_scale)  # [K, 2] as (x, y)
+    end = _round_half_away(rois[:, 3:5] * spatial_scale)
+    length = (end - start + 1).clamp(min=1)
+
+    def edges(start, length, num_bins):
+        p = torch.arange(num_bins, dtype=length.dtype, device=length.device)[None, :]
+        bin_size = length[:, None] / num_bins
+        first = torch.floor(p * bin_size) + start[:, None]
+        last = torch.ceil((p + 1) * bin_size) + start[:, None]
+        return torch.stack([first, last], dim=-1).long()
+
+    return edges(start[:, 1], length[:, 1], out_h), edges(start[:, 0], length[:, 0], out_w)
+
+
+def roi_pool(input: Tensor, boxes: BoxesArg, output_size, spatial_scale: float = 1.0) -> Tensor:
+    """RoI max pooling over quantized bins (Fast R-CNN) -> ``[K, C, PH, PW]``.
+
+    Args are as ``roi_align``'s. A bin that falls wholly outside the feature map outputs 0.
+    """
+    _check_input(input)
+    out_h, out_w = _pair(output_size)
+    rois = boxes_to_rois(boxes, num_images=input.shape[0]).to(input.dtype)
+    n, c, height, width = input.shape
+    k = len(rois)
+    if k == 0:
+        return input.new_zeros(0, c, out_h, out_w)
+    row_edges, col_edges = _pool_bin_edges(rois, spatial_scale, (out_h, out_w))
+    row_edges, col_edges = row_edges.clamp(0, height), col_edges.clamp(0, width)  # only cells on the map
+
+    # Every bin gets the same number of slots (the longest bin); slots past a bin's end point to an
+    # extra row of -inf, which can never win the max.
+    span_h = int((row_edges[..., 1] - row_edges[..., 0]).max().clamp(min=1))
+    span_w = int((col_edges[..., 1] - col_edges[..., 0]).max().clamp(min=1))
+    rows = row_edges[..., :1] + torch.arange(span_h, device=input.device)  # [K, PH, span_h]
+    cols = col_edges[..., :1] + torch.arange(span_w, device=input.device)  # [K, PW, span_w]
+    row_ok = rows < row_edges[..., 1:]
+    col_ok = cols < col_edges[..., 1:]
+
+    # The bag of bin (ph, pw): rows x cols of that bin. Axes: [K, PH, PW, span_h, span_w].
+    image = rois[:, 0].long()[:, None, None, None, None]
+    cell_index = (image * height + rows[:, :, None, :, None]) * width + cols[:, None, :, None, :]
+    in_bin = row_ok[:, :, None, :, None] & col_ok[:, None, :, None, :]
+    minus_inf_row = n * height * width
+    cell_index = torch.where(in_bin, cell_index, minus_inf_row)
+
+    table = torch.cat([_cell_table(input), input.new_full((1, c), float("-inf"))])
+    pooled = F.embedding_bag(cell_index.reshape(k * out_h * out_w, -1), table, mode="max")  # [K*PH*PW, C]
+    pooled = torch.where(torch.isinf(pooled) & (pooled < 0), torch.zeros_like(pooled), pooled)  # empty bins
+    return pooled.reshape(k, out_h, out_w, c).permute(0, 3, 1, 2)
+
+
+def roi_pool_bins(box: Sequence[float], output_size, spatial_scale: float = 1.0) -> tuple[Tensor, Tensor]:
+    """RoIPool's quantized bins for one box: ``rows [PH, 2]``, ``cols [PW, 2]`` (half-open cell ranges).
+
+    For drawing (chapter 01); ``roi_pool`` uses the same edges, clipped to the feature map.
+    """
+    rows, cols = _pool_bin_edges(torch.tensor([[0.0, *box]]), spatial_scale, _pair(output_size))
+    return rows[0], cols[0]

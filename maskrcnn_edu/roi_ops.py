@@ -140,8 +140,7 @@ def _bilinear_neighbours(coords: Tensor, length: int) -> tuple[Tensor, Tensor]:
     inside = (coords >= -1.0) & (coords <= length)
     coords = coords.clamp(min=0)
     lower = coords.long().clamp(max=length - 1)
-    coords = torch.where(lower >= length - 1, lower.to(coords.dtype), coords)  # last cell: no upper
-    upper = (lower + 1).clamp(max=length - 1)
+    upper = (lower + 1).clamp(max=length - 1)  # past the last cell both neighbours are the last cell
     frac = coords - lower
     cells = torch.stack([lower, upper], dim=-1)
     weights = torch.stack([1 - frac, frac], dim=-1) * inside[..., None]

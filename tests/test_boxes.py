@@ -1,0 +1,193 @@
+"""boxes.py against torchvision.ops, golden values on hand-made boxes, and properties (hypothesis)."""
+import math
+
+import pytest
+import torch
+import torchvision.ops as tvo
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torchvision.models.detection._utils import BoxCoder as TorchvisionBoxCoder
+
+from maskrcnn_edu import boxes as B
+
+
+def random_boxes(n, generator, image_size=100.0, max_size=40.0, min_size=0.5):
+    """``[n, 4]`` valid boxes (x1 > x0, y1 > y0) scattered over a square image."""
+    top_left = torch.rand(n, 2, generator=generator) * image_size
+    size = torch.rand(n, 2, generator=generator) * (max_size - min_size) + min_size
+    return torch.cat([top_left, top_left + size], dim=1)
+
+
+@pytest.fixture
+def gen():
+    return torch.Generator().manual_seed(0)
+
+
+# --- golden values on hand-made boxes ------------------------------------------------------------
+
+
+def test_area_and_iou_golden():
+    a = torch.tensor([[0.0, 0.0, 2.0, 2.0]])
+    b = torch.tensor([[1.0, 1.0, 3.0, 3.0], [2.0, 0.0, 4.0, 2.0], [0.0, 0.0, 2.0, 2.0], [5.0, 5.0, 6.0, 7.0]])
+    assert B.box_area(b).tolist() == [4.0, 4.0, 4.0, 2.0]
+    # overlap 1 of union 7; touching edge: 0; identical: 1; disjoint: 0
+    assert B.box_iou(a, b)[0].tolist() == pytest.approx([1 / 7, 0.0, 1.0, 0.0], abs=1e-7)
+
+
+def test_box_coder_golden():
+    coder = B.BoxCoder(weights=(10.0, 10.0, 5.0, 5.0))
+    anchor = torch.tensor([[0.0, 0.0, 10.0, 20.0]])  # centre (5, 10), size 10 x 20
+    box = torch.tensor([[2.0, 4.0, 22.0, 24.0]])  # centre (12, 14), size 20 x 20
+    expected = [10 * 7 / 10, 10 * 4 / 20, 5 * math.log(2.0), 5 * math.log(1.0)]
+    assert coder.encode(box, anchor)[0].tolist() == pytest.approx(expected)
+    assert coder.decode(coder.encode(box, anchor), anchor)[0].tolist() == pytest.approx(box[0].tolist())
+
+
+def test_box_coder_clamps_growth():
+    coder = B.BoxCoder()
+    anchor = torch.tensor([[0.0, 0.0, 16.0, 16.0]])
+    huge = coder.decode(torch.tensor([[0.0, 0.0, 100.0, 100.0]]), anchor)
+    assert (huge[0, 2] - huge[0, 0]).item() == pytest.approx(1000.0, rel=1e-5)  # 16 * 1000/16
+
+
+def test_nms_golden():
+    boxes = torch.tensor([[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30], [0, 0, 10, 9.0]])
+    scores = torch.tensor([0.9, 0.8, 0.7, 0.95])
+    # box 3 (best) suppresses box 0 (IoU 0.9) and box 1 (IoU 72/118 = 0.61); box 2 is far away.
+    assert B.nms(boxes, scores, 0.5).tolist() == [3, 2]
+    # at 0.95 nothing overlaps enough
+    assert B.nms(boxes, scores, 0.95).tolist() == [3, 0, 1, 2]
+
+
+def test_nms_chain_needs_the_greedy_order():
+    # a suppresses b; b would suppress c, but b is gone, so c stays: a naive "suppress by every
+    # better box" would drop c.
+    boxes = torch.tensor([[0.0, 0, 10, 10], [3, 0, 13, 10], [6, 0, 16, 10]])
+    scores = torch.tensor([3.0, 2.0, 1.0])
+    assert B.nms(boxes, scores, 0.5).tolist() == [0, 2]
+
+
+def test_masks_to_boxes_golden():
+    masks = torch.zeros(3, 5, 6, dtype=torch.uint8)
+    masks[0, 1:3, 2:5] = 1
+    masks[1, 4, 0] = 1
+    expected = [[2.0, 1.0, 4.0, 2.0], [0.0, 4.0, 0.0, 4.0], [0.0, 0.0, 0.0, 0.0]]  # last one empty
+    assert B.masks_to_boxes(masks).tolist() == expected
+
+
+# --- the same numbers as torchvision.ops -----------------------------------------------------------
+
+
+def test_area_iou_match_torchvision(gen):
+    a, b = random_boxes(50, gen), random_boxes(70, gen)
+    torch.testing.assert_close(B.box_area(a), tvo.box_area(a), atol=1e-5, rtol=0)
+    torch.testing.assert_close(B.box_iou(a, b), tvo.box_iou(a, b), atol=1e-5, rtol=0)
+
+
+def test_box_coder_matches_torchvision(gen):
+    weights = (10.0, 10.0, 5.0, 5.0)
+    ours, theirs = B.BoxCoder(weights), TorchvisionBoxCoder(weights)
+    anchors, targets = random_boxes(64, gen), random_boxes(64, gen)
+    torch.testing.assert_close(ours.encode(targets, anchors), theirs.encode_single(targets, anchors), atol=1e-5, rtol=0)
+    deltas = torch.randn(64, 3 * 4, generator=gen) * 2  # three classes, some dw/dh beyond the clamp
+    deltas[0, 2] = 50.0
+    expected = theirs.decode_single(deltas, anchors).reshape(64, 3, 4)
+    decoded = ours.decode(deltas.reshape(64, 3, 4), anchors[:, None, :])
+    torch.testing.assert_close(decoded, expected, atol=1e-4, rtol=1e-6)
+
+
+def test_clip_and_remove_small_match_torchvision(gen):
+    boxes = random_boxes(100, gen, image_size=120.0) - 10
+    torch.testing.assert_close(B.clip_boxes_to_image(boxes, (90, 70)), tvo.clip_boxes_to_image(boxes, (90, 70)))
+    assert torch.equal(B.remove_small_boxes(boxes, 15.0), tvo.remove_small_boxes(boxes, 15.0))
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 500, 3000])
+@pytest.mark.parametrize("threshold", [0.3, 0.5, 0.7])
+def test_nms_indices_equal_torchvision(n, threshold, gen):
+    boxes = random_boxes(n, gen, image_size=300.0, max_size=80.0)
+    scores = torch.randperm(n, generator=gen).float() / max(n, 1)  # distinct: no ties
+    assert torch.equal(B.nms(boxes, scores, threshold), tvo.nms(boxes, scores, threshold))
+
+
+@pytest.mark.parametrize("n", [0, 1, 400, 3000])
+def test_batched_nms_indices_equal_torchvision(n, gen):
+    boxes = random_boxes(n, gen, image_size=200.0, max_size=60.0)
+    scores = torch.randperm(n, generator=gen).float()
+    categories = torch.randint(0, 5, (n,), generator=gen)
+    assert torch.equal(B.batched_nms(boxes, scores, categories, 0.5), tvo.batched_nms(boxes, scores, categories, 0.5))
+
+
+def test_masks_to_boxes_matches_torchvision(gen):
+    masks = torch.rand(20, 30, 40, generator=gen) > 0.97
+    masks[:, 0, 0] = False
+    masks[3, 10:12, 5:7] = True
+    nonempty = masks.flatten(1).any(1)
+    torch.testing.assert_close(B.masks_to_boxes(masks[nonempty]), tvo.masks_to_boxes(masks[nonempty]))
+
+
+# --- properties ------------------------------------------------------------------------------------
+
+coordinate = st.floats(min_value=-1000, max_value=1000, allow_nan=False, width=32)
+extent = st.floats(min_value=0.5, max_value=500, allow_nan=False, width=32)
+
+
+@st.composite
+def box_tensors(draw, max_boxes=6):
+    n = draw(st.integers(1, max_boxes))
+    rows = [[x, y, x + w, y + h] for x, y, w, h in draw(st.lists(st.tuples(coordinate, coordinate, extent, extent), min_size=n, max_size=n))]
+    return torch.tensor(rows, dtype=torch.float64)
+
+
+@settings(max_examples=200, deadline=None)
+@given(box_tensors(), box_tensors())
+def test_iou_symmetric_and_bounded(a, b):
+    iou = B.box_iou(a, b)
+    assert torch.equal(iou, B.box_iou(b, a).T)
+    assert ((iou >= 0) & (iou <= 1 + 1e-12)).all()
+
+
+@settings(max_examples=200, deadline=None)
+@given(box_tensors())
+def test_iou_with_itself_is_one(a):
+    torch.testing.assert_close(torch.diagonal(B.box_iou(a, a)), torch.ones(len(a), dtype=a.dtype))
+
+
+@settings(max_examples=200, deadline=None)
+@given(box_tensors(), box_tensors(), st.tuples(*[st.floats(0.5, 20)] * 4))
+def test_decode_inverts_encode(boxes, anchors, weights):
+    n = min(len(boxes), len(anchors))
+    boxes, anchors = boxes[:n], anchors[:n]
+    coder = B.BoxCoder(weights, scale_clamp=math.inf)
+    torch.testing.assert_close(coder.decode(coder.encode(boxes, anchors), anchors), boxes, atol=1e-6, rtol=1e-9)
+
+
+@settings(max_examples=100, deadline=None)
+@given(box_tensors(max_boxes=30), st.floats(0.05, 0.95))
+def test_nms_keeps_no_overlapping_pair(boxes, threshold):
+    scores = torch.arange(len(boxes), dtype=boxes.dtype)
+    keep = B.nms(boxes, scores, threshold)
+    kept_iou = B.box_iou(boxes[keep], boxes[keep]).fill_diagonal_(0)
+    assert (kept_iou <= threshold).all()
+    assert (scores[keep].diff() < 0).all()  # best first
+
+
+# --- bad input ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", [torch.zeros(4), torch.zeros(3, 5), torch.zeros(2, 3, 4)])
+def test_wrong_box_shape_names_the_argument(bad):
+    with pytest.raises(ValueError, match=r"boxes1 must be a \[N, 4\].*got shape"):
+        B.box_iou(bad, torch.zeros(1, 4))
+    with pytest.raises(ValueError, match=r"boxes must be a \[N, 4\]"):
+        B.nms(bad, torch.zeros(len(bad)), 0.5)
+
+
+def test_nms_score_count_mismatch():
+    with pytest.raises(ValueError, match=r"scores must be \[N\] with N = 2"):
+        B.nms(torch.zeros(2, 4), torch.zeros(3), 0.5)
+
+
+def test_masks_to_boxes_wants_3d():
+    with pytest.raises(ValueError, match=r"masks must be \[N, H, W\], got shape \(5, 5\)"):
+        B.masks_to_boxes(torch.zeros(5, 5))

@@ -1,0 +1,177 @@
+"""roi_ops.py: the same numbers and gradients as torchvision.ops, golden values, and bad input."""
+import pytest
+import torch
+import torchvision.ops as tvo
+
+from maskrcnn_edu import roi_ops
+
+FEATURE_SHAPE = (3, 4, 23, 31)  # N, C, H, W
+
+
+def make_rois(generator, num_images=3, k=60, image_hw=(92.0, 124.0)):
+    """``[K, 5]`` boxes in image pixels (the features are 1/4 of the image), with the hard cases.
+
+    Random boxes plus: partly outside the map, wholly outside it, smaller than one bin,
+    smaller than one cell, zero size, and the whole image.
+    """
+    h, w = image_hw
+    top_left = torch.rand(k, 2, generator=generator) * torch.tensor([w, h]) - 10
+    size = torch.rand(k, 2, generator=generator) * 60
+    random = torch.cat([top_left, top_left + size], dim=1)
+    special = torch.tensor(
+        [
+            [-20.0, -15.0, 30.0, 25.0],  # partly outside, top left
+            [100.0, 70.0, 160.0, 130.0],  # partly outside, bottom right
+            [200.0, 200.0, 260.0, 240.0],  # wholly outside
+            [-90.0, -60.0, -70.0, -40.0],  # wholly outside, negative side
+            [40.0, 40.0, 41.5, 40.7],  # smaller than one bin and than one cell
+            [10.2, 10.2, 10.2, 10.2],  # zero size
+            [0.0, 0.0, w, h],  # the whole image
+            [-3.0, 5.0, 2.0, 9.0],  # inside the one-cell border band where reads are clamped
+        ]
+    )
+    boxes = torch.cat([random, special])
+    batch_index = torch.randint(0, num_images, (len(boxes), 1), generator=generator).float()
+    return torch.cat([batch_index, boxes], dim=1)
+
+
+@pytest.fixture
+def gen():
+    return torch.Generator().manual_seed(0)
+
+
+@pytest.fixture
+def features(gen):
+    return torch.randn(*FEATURE_SHAPE, generator=gen)
+
+
+# --- the same as torchvision ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("aligned", [False, True])
+@pytest.mark.parametrize("sampling_ratio", [-1, 0, 1, 2, 3])
+@pytest.mark.parametrize("output_size", [(7, 7), (3, 5)])
+def test_roi_align_forward_and_gradient_match_torchvision(features, gen, aligned, sampling_ratio, output_size):
+    rois = make_rois(gen)
+    args = (output_size, 0.25, sampling_ratio, aligned)
+    ours_in, theirs_in = features.clone().requires_grad_(), features.clone().requires_grad_()
+    ours = roi_ops.roi_align(ours_in, rois, *args)
+    theirs = tvo.roi_align(theirs_in, rois, *args)
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
+
+    upstream = torch.randn(theirs.shape, generator=gen)  # a non-uniform gradient from above
+    (ours * upstream).sum().backward()
+    (theirs * upstream).sum().backward()
+    torch.testing.assert_close(ours_in.grad, theirs_in.grad, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("spatial_scale", [1.0, 0.5, 1 / 16])
+@pytest.mark.parametrize("output_size", [(7, 7), (2, 4), (1, 1)])
+def test_roi_pool_forward_and_gradient_match_torchvision(features, gen, spatial_scale, output_size):
+    rois = make_rois(gen)
+    rois[:, 1:] *= 0.25 / spatial_scale  # keep the boxes at the same place on the map
+    ours_in, theirs_in = features.clone().requires_grad_(), features.clone().requires_grad_()
+    ours = roi_ops.roi_pool(ours_in, rois, output_size, spatial_scale)
+    theirs = tvo.roi_pool(theirs_in, rois, output_size, spatial_scale)
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
+
+    upstream = torch.randn(theirs.shape, generator=gen)
+    (ours * upstream).sum().backward()
+    (theirs * upstream).sum().backward()
+    torch.testing.assert_close(ours_in.grad, theirs_in.grad, atol=1e-4, rtol=0)
+
+
+def test_half_cell_boxes_round_like_c(features):
+    """RoIPool rounds x.5 away from zero, as C's round() in torchvision's kernel (not to even)."""
+    rois = torch.tensor([[0, 2.5, 4.5, 10.5, 12.5], [1, -1.5, 0.5, 6.5, 3.5]])
+    ours = roi_ops.roi_pool(features, rois, 3, 1.0)
+    torch.testing.assert_close(ours, tvo.roi_pool(features, rois, 3, 1.0), atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("op", ["roi_align", "roi_pool"])
+def test_list_of_boxes_is_the_same_as_batch_indices(features, gen, op):
+    rois = make_rois(gen)
+    per_image = [rois[rois[:, 0] == i, 1:] for i in range(FEATURE_SHAPE[0])]
+    fn = getattr(roi_ops, op)
+    torch.testing.assert_close(
+        fn(features, per_image, 5, 0.25),
+        getattr(tvo, op)(features, per_image, 5, 0.25),
+        atol=1e-5,
+        rtol=0,
+    )
+
+
+@pytest.mark.parametrize("op", ["roi_align", "roi_pool"])
+def test_empty_box_list(features, op):
+    fn = getattr(roi_ops, op)
+    assert fn(features, torch.zeros(0, 5), (7, 6), 0.25).shape == (0, 4, 7, 6)
+    out = fn(features, [torch.zeros(0, 4), torch.tensor([[1.0, 2.0, 30.0, 40.0]]), torch.zeros(0, 4)], 7, 0.25)
+    assert out.shape == (1, 4, 7, 7)
+
+
+def test_roi_align_gradcheck_double(gen):
+    """Autograd through the bags is the true derivative (finite differences, float64)."""
+    x = torch.randn(2, 2, 6, 7, generator=gen, dtype=torch.float64, requires_grad=True)
+    rois = torch.tensor([[0, 0.3, 1.1, 4.2, 5.0], [1, -0.7, 2.0, 6.5, 3.1]], dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda t: roi_ops.roi_align(t, rois, 3, 1.0, 2, True), (x,))
+
+
+# --- golden values on hand-made cases -------------------------------------------------------------
+
+
+def test_roi_align_reads_a_linear_ramp_exactly():
+    """Bilinear interpolation of a linear function is exact, so each bin equals the ramp at its centre."""
+    height, width = 10, 12
+    ys, xs = torch.meshgrid(torch.arange(height, dtype=torch.float64), torch.arange(width, dtype=torch.float64), indexing="ij")
+    ramp = (2 * xs + 3 * ys)[None, None]  # [1, 1, H, W]
+    box = [2.0, 1.0, 9.0, 8.0]  # pixels; aligned=True puts its left edge at x = 1.5 on the map
+    out = roi_ops.roi_align(ramp, torch.tensor([[0.0, *box]], dtype=torch.float64), (7, 7), 1.0, 2, aligned=True)
+    centres_x = box[0] - 0.5 + (torch.arange(7, dtype=torch.float64) + 0.5)
+    centres_y = box[1] - 0.5 + (torch.arange(7, dtype=torch.float64) + 0.5)
+    expected = 2 * centres_x[None, :] + 3 * centres_y[:, None]
+    torch.testing.assert_close(out[0, 0], expected, atol=1e-12, rtol=0)
+
+
+def test_roi_pool_golden_max_over_quantized_bins():
+    grid = torch.arange(36.0).reshape(1, 1, 6, 6)  # value = 6 * row + col: max at each bin's bottom right
+    # box (1.4, 0.6)-(4.4, 3.2) rounds to cells x 1..4, y 1..3 (inclusive): 4 x 3 cells in 2 x 2 bins.
+    out = roi_ops.roi_pool(grid, torch.tensor([[0.0, 1.4, 0.6, 4.4, 3.2]]), 2, 1.0)
+    # rows: bin 0 = floor(0)..ceil(1.5) = rows 1, 2; bin 1 = floor(1.5)..ceil(3) = rows 2, 3
+    # cols: bin 0 = cols 1, 2; bin 1 = cols 3, 4
+    assert out[0, 0].tolist() == [[6 * 2 + 2, 6 * 2 + 4], [6 * 3 + 2, 6 * 3 + 4]]
+
+
+def test_quantization_makes_roi_pool_blind_to_small_shifts(features):
+    box = torch.tensor([[0, 40.0, 32.0, 80.0, 72.0]])
+    shifted = box + torch.tensor([0, 1.0, 1.0, 1.0, 1.0])  # a quarter of a cell at spatial_scale 1/4
+    assert torch.equal(roi_ops.roi_pool(features, box, 7, 0.25), roi_ops.roi_pool(features, shifted, 7, 0.25))
+    assert not torch.allclose(roi_ops.roi_align(features, box, 7, 0.25, 2), roi_ops.roi_align(features, shifted, 7, 0.25, 2))
+
+
+def test_sampling_points_helper_is_what_roi_align_reads():
+    ys, xs = roi_ops.roi_align_sampling_points([3.0, 2.0, 17.0, 9.0], (2, 7), 1.0)
+    assert ys.shape == (2, 4) and xs.shape == (7, 2)
+    assert xs[0].tolist() == [3.5, 4.5] and ys[0].tolist() == pytest.approx([2.4375, 3.3125, 4.1875, 5.0625])
+
+
+def test_pool_bins_helper():
+    rows, cols = roi_ops.roi_pool_bins([1.4, 0.6, 4.4, 3.2], 2, 1.0)
+    assert rows.tolist() == [[1, 3], [2, 4]] and cols.tolist() == [[1, 3], [3, 5]]
+
+
+# --- bad input --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("op", [roi_ops.roi_align, roi_ops.roi_pool])
+def test_bad_input_raises_value_error_naming_the_argument(features, op):
+    with pytest.raises(ValueError, match=r"boxes must be a \[K, 5\].*got shape \(3, 4\)"):
+        op(features, torch.zeros(3, 4), 7)
+    with pytest.raises(ValueError, match=r"boxes\[1\] must be a \[K_i, 4\].*got shape \(2, 5\)"):
+        op(features, [torch.zeros(1, 4), torch.zeros(2, 5)], 7)
+    with pytest.raises(ValueError, match=r"input must be a 4-D feature map \[N, C, H, W\], got shape \(4, 23, 31\)"):
+        op(features[0], torch.zeros(1, 5), 7)
+    for bad_size in (0, -3, (7, 0), (2, 3, 4)):
+        with pytest.raises(ValueError, match=r"output_size must be a positive int.*got"):
+            op(features, torch.zeros(1, 5), bad_size)
+    with pytest.raises(ValueError, match=r"batch indices outside 0..2"):
+        op(features, torch.tensor([[3.0, 0, 0, 4, 4]]), 7)

@@ -28,6 +28,8 @@ __all__ = [
 # dw, dh are clamped before exp() so that one wild regression cannot make a box of infinite size:
 # a box may grow at most 1000/16 = 62.5 times per side (torchvision's and Detectron's value).
 DEFAULT_SCALE_CLAMP = math.log(1000.0 / 16)
+# batched_nms handles up to this many boxes in one [N, N] IoU matrix (64 MB), more per category.
+MAX_JOINT_NMS = 4000
 
 
 def check_boxes(boxes: Tensor, name: str = "boxes") -> Tensor:
@@ -154,14 +156,22 @@ def batched_nms(boxes: Tensor, scores: Tensor, categories: Tensor, iou_threshold
 
     Boxes of different categories must never suppress each other. Shifting each category's boxes
     by its own offset, larger than any coordinate, puts the categories in disjoint parts of the
-    plane; one NMS over the shifted boxes then is NMS per category. Returns indices sorted by
-    decreasing score.
+    plane; one NMS over the shifted boxes then is NMS per category. That NMS builds an ``[N, N]``
+    matrix, so beyond ``MAX_JOINT_NMS`` boxes it runs once per category instead (a loop over
+    categories, never over boxes). Returns indices sorted by decreasing score.
     """
     check_boxes(boxes)
     if boxes.numel() == 0:
         return torch.empty(0, dtype=torch.int64, device=boxes.device)
-    offsets = categories.to(boxes) * (boxes.max() + 1)
-    return nms(boxes + offsets[:, None], scores, iou_threshold)
+    if len(boxes) <= MAX_JOINT_NMS:
+        offsets = categories.to(boxes) * (boxes.max() + 1)
+        return nms(boxes + offsets[:, None], scores, iou_threshold)
+    kept = []
+    for category in torch.unique(categories):
+        members = torch.where(categories == category)[0]
+        kept.append(members[nms(boxes[members], scores[members], iou_threshold)])
+    kept = torch.cat(kept)
+    return kept[torch.argsort(scores[kept], descending=True)]
 
 
 def masks_to_boxes(masks: Tensor) -> Tensor:

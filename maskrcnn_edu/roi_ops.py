@@ -29,6 +29,7 @@ Results agree with ``torchvision.ops.roi_pool`` / ``roi_align`` (tests hold them
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence, Union
 
 import torch
@@ -41,9 +42,13 @@ __all__ = [
     "roi_align_sampling_points",
     "roi_pool_bins",
     "boxes_to_rois",
+    "fpn_level",
+    "MultiScaleRoIAlign",
 ]
 
 BoxesArg = Union[Tensor, Sequence[Tensor]]
+# Adaptive RoIAlign builds at most this many (cell, weight) bag entries at a time (~200 MB).
+MAX_BAG_ENTRIES = 2**24
 
 
 # ---------------------------------------------------------------------------------------------
@@ -173,7 +178,7 @@ def _align_fixed_grid(table, rois, start, size, output_size, grid, feature_hw) -
         cell_index.reshape(-1, bag_size), table, per_sample_weights=weight.reshape(-1, bag_size).to(table.dtype),
         mode="sum",
     )  # [K*PH*PW, C]
-    return pooled.reshape(k, out_h, out_w, -1).permute(0, 3, 1, 2)
+    return pooled.reshape(k, out_h, out_w, table.shape[1]).permute(0, 3, 1, 2)
 
 
 def roi_align(
@@ -210,9 +215,10 @@ def roi_align(
     output = input.new_zeros(len(rois), input.shape[1], *out_hw)
     for grid_xy in torch.unique(grids, dim=0).tolist():
         members = torch.where((grids == torch.tensor(grid_xy, device=grids.device)).all(dim=1))[0]
-        output[members] = _align_fixed_grid(
-            table, rois[members], start[members], size[members], out_hw, grid_xy[::-1], feature_hw
-        )
+        # Large boxes on a fine map sample many points: cap the bag entries built at once.
+        chunk = max(1, MAX_BAG_ENTRIES // (out_hw[0] * out_hw[1] * 4 * max(1, grid_xy[0] * grid_xy[1])))
+        for part in members.split(chunk):
+            output[part] = _align_fixed_grid(table, rois[part], start[part], size[part], out_hw, grid_xy[::-1], feature_hw)
     return output
 
 
@@ -311,3 +317,55 @@ def roi_pool_bins(box: Sequence[float], output_size, spatial_scale: float = 1.0)
     """
     rows, cols = _pool_bin_edges(torch.tensor([[0.0, *box]]), spatial_scale, _pair(output_size))
     return rows[0], cols[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Several FPN levels: each box is read from the level that suits its size
+# ---------------------------------------------------------------------------------------------
+
+
+def fpn_level(boxes: Tensor, min_level: int, max_level: int, canonical_size: float = 224.0, canonical_level: int = 4) -> Tensor:
+    """The FPN paper's rule, eq. (1): ``k = floor(k0 + log2(sqrt(wh) / 224))``, clamped -> ``[K]`` level.
+
+    A 224 x 224 box (ImageNet's size) goes to level 4 (stride 16); a box half as wide, one level finer.
+    """
+    sizes = torch.sqrt((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))
+    levels = torch.floor(canonical_level + torch.log2(sizes / canonical_size) + 1e-6)
+    return levels.clamp(min=min_level, max=max_level).to(torch.int64)
+
+
+def _level_scale(feature: Tensor, image_size: tuple[int, int]) -> float:
+    """``feature`` cells per image pixel, as the nearest power of 2 (the FPN's strides are 2^k)."""
+    return 2.0 ** round(torch.log2(torch.tensor(feature.shape[-2] / image_size[0])).item())
+
+
+class MultiScaleRoIAlign:
+    """RoIAlign (or RoIPool) over an FPN: every box is read from the level its size picks.
+
+    Args:
+        output_size: ``S`` of the ``S x S`` output.
+        sampling_ratio, aligned: as ``roi_align``'s.
+        op: ``roi_align``-like function ``(input, rois, output_size, spatial_scale, sampling_ratio, aligned)``
+            (torchvision's kernel, or ``roi_pool`` wrapped, can stand in).
+    """
+
+    def __init__(self, output_size: int, sampling_ratio: int = 2, aligned: bool = False, op=None):
+        self.output_size = output_size
+        self.sampling_ratio = sampling_ratio
+        self.aligned = aligned
+        self.op = op if op is not None else roi_align
+
+    def __call__(self, features: Sequence[Tensor], boxes: Sequence[Tensor], image_sizes: Sequence[tuple[int, int]]) -> Tensor:
+        """``features``: the levels to read (finest first), ``boxes``: per image ``[K_i, 4]`` -> ``[K, C, S, S]``."""
+        largest_image = (max(h for h, _ in image_sizes), max(w for _, w in image_sizes))
+        scales = [_level_scale(f, largest_image) for f in features]
+        min_level, max_level = round(-math.log2(scales[0])), round(-math.log2(scales[-1]))
+        rois = boxes_to_rois(list(boxes))
+        levels = fpn_level(rois[:, 1:], min_level, max_level) - min_level  # [K], 0 = finest given level
+        first = features[0]
+        output = first.new_zeros(len(rois), first.shape[1], self.output_size, self.output_size)
+        for level, (feature, scale) in enumerate(zip(features, scales)):  # a loop over the 4 levels
+            members = torch.where(levels == level)[0]
+            pooled = self.op(feature, rois[members], self.output_size, scale, self.sampling_ratio, self.aligned)
+            output[members] = pooled.to(output.dtype)
+        return output

@@ -110,7 +110,7 @@ def test_nms_indices_equal_torchvision(n, threshold, gen):
     assert torch.equal(B.nms(boxes, scores, threshold), tvo.nms(boxes, scores, threshold))
 
 
-@pytest.mark.parametrize("n", [0, 1, 400, 3000])
+@pytest.mark.parametrize("n", [0, 1, 400, 3000, 6000])  # 6000: one NMS per category
 def test_batched_nms_indices_equal_torchvision(n, gen):
     boxes = random_boxes(n, gen, image_size=200.0, max_size=60.0)
     scores = torch.randperm(n, generator=gen).float()

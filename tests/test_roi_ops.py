@@ -105,8 +105,17 @@ def test_list_of_boxes_is_the_same_as_batch_indices(features, gen, op):
 def test_empty_box_list(features, op):
     fn = getattr(roi_ops, op)
     assert fn(features, torch.zeros(0, 5), (7, 6), 0.25).shape == (0, 4, 7, 6)
+    if op == "roi_align":
+        assert fn(features, torch.zeros(0, 5), (7, 6), 0.25, sampling_ratio=2).shape == (0, 4, 7, 6)
     out = fn(features, [torch.zeros(0, 4), torch.tensor([[1.0, 2.0, 30.0, 40.0]]), torch.zeros(0, 4)], 7, 0.25)
     assert out.shape == (1, 4, 7, 7)
+
+
+def test_adaptive_roi_align_in_chunks_is_the_same(features, gen, monkeypatch):
+    rois = make_rois(gen)
+    whole = roi_ops.roi_align(features, rois, 7, 0.25, -1)
+    monkeypatch.setattr(roi_ops, "MAX_BAG_ENTRIES", 1000)  # a few boxes per chunk
+    torch.testing.assert_close(roi_ops.roi_align(features, rois, 7, 0.25, -1), whole, atol=0, rtol=0)
 
 
 def test_roi_align_gradcheck_double(gen):

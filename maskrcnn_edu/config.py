@@ -1,0 +1,170 @@
+"""One frozen, JSON-serialisable dataclass holds every setting of the model.
+
+``coco_r50_fpn()`` is torchvision's ``maskrcnn_resnet50_fpn`` (and the paper's); ``shapes()`` is a
+small model that trains from scratch on the synthetic Shapes set on a laptop CPU. Checkpoints store
+the config, so a model can be rebuilt from a file without being told its shape.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+
+__all__ = ["Config", "coco_r50_fpn", "shapes"]
+
+BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101")
+NORMS = ("frozen_bn", "bn")
+OPS = ("readable", "torchvision")
+ROI_OPS = ("align", "pool")
+MASK_LOSSES = ("sigmoid", "softmax")
+
+
+def _tuples(value):
+    """Lists (as JSON gives them back) -> tuples, recursively, so a loaded config is hashable."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every setting of Mask R-CNN. Defaults are torchvision's ``maskrcnn_resnet50_fpn``."""
+
+    num_classes: int = 91  # including background (label 0)
+    class_names: tuple = ()  # optional, index = label
+
+    # Backbone: a torchvision ResNet body and an FPN.
+    backbone: str = "resnet50"
+    norm: str = "frozen_bn"  # "frozen_bn" for pretrained weights, "bn" to train the statistics from scratch
+    trainable_layers: int = 3  # ResNet stages that train, counted from the top (0..5)
+    fpn_channels: int = 256
+
+    # Input transform: resize so the short side is min_size (long side at most max_size), normalise, pad.
+    min_size: int = 800
+    max_size: int = 1333
+    image_mean: tuple = (0.485, 0.456, 0.406)
+    image_std: tuple = (0.229, 0.224, 0.225)
+    size_divisible: int = 32
+
+    # Anchors: one size tuple per FPN level (strides 4, 8, 16, 32, 64), the same ratios everywhere.
+    anchor_sizes: tuple = ((32,), (64,), (128,), (256,), (512,))
+    aspect_ratios: tuple = ((0.5, 1.0, 2.0),) * 5
+
+    # Region proposal network.
+    rpn_pre_nms_top_n_train: int = 2000  # per level, before NMS
+    rpn_pre_nms_top_n_test: int = 1000
+    rpn_post_nms_top_n_train: int = 2000  # per image, after NMS
+    rpn_post_nms_top_n_test: int = 1000
+    rpn_nms_thresh: float = 0.7
+    rpn_fg_iou_thresh: float = 0.7
+    rpn_bg_iou_thresh: float = 0.3
+    rpn_batch_size_per_image: int = 256
+    rpn_positive_fraction: float = 0.5
+    rpn_score_thresh: float = 0.0
+
+    # RoI heads.
+    roi_op: str = "align"  # "pool" swaps RoIAlign for Fast R-CNN's RoIPool (the ablation of chapter 08)
+    box_roi_size: int = 7
+    mask_roi_size: int = 14
+    sampling_ratio: int = 2
+    aligned: bool = False  # torchvision's model keeps the paper's half-cell offset
+    representation_size: int = 1024
+    mask_layers: tuple = (256, 256, 256, 256)
+    box_batch_size_per_image: int = 512
+    box_positive_fraction: float = 0.25
+    box_fg_iou_thresh: float = 0.5
+    box_bg_iou_thresh: float = 0.5
+    box_weights: tuple = (10.0, 10.0, 5.0, 5.0)
+    box_score_thresh: float = 0.05
+    box_nms_thresh: float = 0.5
+    detections_per_img: int = 100
+    mask_loss: str = "sigmoid"  # "softmax" is the variant the paper rejects (chapter 05)
+
+    # Implementation of NMS and RoIAlign: ours ("readable") or torchvision's compiled kernels.
+    ops: str = "readable"
+
+    def __post_init__(self):
+        checks = {
+            "backbone": (self.backbone, BACKBONES),
+            "norm": (self.norm, NORMS),
+            "ops": (self.ops, OPS),
+            "roi_op": (self.roi_op, ROI_OPS),
+            "mask_loss": (self.mask_loss, MASK_LOSSES),
+        }
+        for name, (value, allowed) in checks.items():
+            if value not in allowed:
+                raise ValueError(f"Config.{name} must be one of {allowed}, got {value!r}")
+        if self.num_classes < 2:
+            raise ValueError(f"Config.num_classes counts the background too, so it must be >= 2, got {self.num_classes}")
+        if self.class_names and len(self.class_names) != self.num_classes:
+            raise ValueError(f"Config.class_names has {len(self.class_names)} names for num_classes={self.num_classes}")
+        if len(self.anchor_sizes) != len(self.aspect_ratios):
+            raise ValueError("Config.anchor_sizes and Config.aspect_ratios need one entry per FPN level each")
+        if not 0 <= self.trainable_layers <= 5:
+            raise ValueError(f"Config.trainable_layers must be in 0..5, got {self.trainable_layers}")
+
+    def replace(self, **changes) -> "Config":
+        """A copy with some fields changed (the config itself is frozen)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "Config":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown Config fields {unknown}")
+        return cls(**{k: _tuples(v) for k, v in values.items()})
+
+    @classmethod
+    def from_json(cls, text: str) -> "Config":
+        return cls.from_dict(json.loads(text))
+
+
+def coco_r50_fpn(num_classes: int = 91, **changes) -> Config:
+    """torchvision's ``maskrcnn_resnet50_fpn``: ResNet-50-FPN, 800/1333, the paper's settings."""
+    return Config(num_classes=num_classes, **changes)
+
+
+SHAPES_CLASSES = ("background", "square", "circle", "triangle")
+
+
+def shapes(**changes) -> Config:
+    """A small Mask R-CNN for 128 x 128 Shapes images that trains from scratch on a 2-core CPU.
+
+    Why each change from the COCO preset:
+
+    * ResNet-18 with trainable BatchNorm and every stage training: there are no pretrained weights
+      to keep, and a small body is what a CPU can train in minutes. An FPN of 64 channels, a
+      256-wide box head and two 64-channel mask convolutions: the shapes are simple.
+    * 128 px in, not resized up: the objects are 10..60 px, so anchors of 8..128 px on the five
+      levels (strides 4..64) cover them; no need for 32..512.
+    * Fewer proposals (500 / 250 per image) and 128 sampled RoIs per image: an image holds at
+      most a handful of objects, and every RoI costs CPU time.
+    * At most 20 detections per image.
+    """
+    settings = dict(
+        num_classes=len(SHAPES_CLASSES),
+        class_names=SHAPES_CLASSES,
+        backbone="resnet18",
+        norm="bn",
+        trainable_layers=5,
+        fpn_channels=64,
+        min_size=128,
+        max_size=128,
+        anchor_sizes=((8,), (16,), (32,), (64,), (128,)),
+        rpn_pre_nms_top_n_train=500,
+        rpn_pre_nms_top_n_test=250,
+        rpn_post_nms_top_n_train=500,
+        rpn_post_nms_top_n_test=250,
+        rpn_batch_size_per_image=128,
+        representation_size=256,
+        mask_layers=(64, 64),
+        box_batch_size_per_image=128,
+        detections_per_img=20,
+    )
+    settings.update(changes)
+    return Config(**settings)

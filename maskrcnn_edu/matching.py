@@ -1,0 +1,85 @@
+"""Matching anchors (or proposals) to ground-truth boxes, and sampling a balanced minibatch of them.
+
+``Matcher`` turns an IoU matrix into one decision per anchor: the index of its object, or
+``BACKGROUND`` (-1, IoU below the low threshold), or ``IGNORE`` (-2, in between: neither a good
+positive nor a clean negative). ``BalancedSampler`` then draws a fixed number of anchors per image
+with at most a given fraction of positives, so that the abundant background does not drown the
+few objects in the loss.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = ["Matcher", "BalancedSampler", "BACKGROUND", "IGNORE"]
+
+BACKGROUND = -1
+IGNORE = -2
+
+
+class Matcher:
+    """Assign every column (anchor) of an IoU matrix to its best row (object) or to a verdict.
+
+    Args:
+        high_threshold: IoU at or above which an anchor is positive.
+        low_threshold: IoU below which an anchor is background; in between it is ignored.
+        allow_low_quality_matches: also make positive, for every object, the anchor(s) that overlap
+            it best, even below ``high_threshold``, so that no object is left without an anchor
+            (the RPN uses it; the box head does not).
+    """
+
+    def __init__(self, high_threshold: float, low_threshold: float, allow_low_quality_matches: bool = False):
+        if low_threshold > high_threshold:
+            raise ValueError(f"low_threshold {low_threshold} must not exceed high_threshold {high_threshold}")
+        self.high_threshold = high_threshold
+        self.low_threshold = low_threshold
+        self.allow_low_quality_matches = allow_low_quality_matches
+
+    def __call__(self, iou: Tensor) -> Tensor:
+        """``iou [G, N]`` (objects x anchors) -> ``[N]``: object index, ``BACKGROUND`` or ``IGNORE``."""
+        if iou.numel() == 0:
+            raise ValueError(f"cannot match with an empty IoU matrix of shape {tuple(iou.shape)}")
+        best_iou, best_object = iou.max(dim=0)  # [N], [N]
+        matches = best_object.clone()
+        matches[best_iou < self.low_threshold] = BACKGROUND
+        matches[(best_iou >= self.low_threshold) & (best_iou < self.high_threshold)] = IGNORE
+        if self.allow_low_quality_matches:
+            # Each object's best IoU; every anchor reaching it (ties included) gets its best object back.
+            best_per_object = iou.max(dim=1).values  # [G]
+            anchors_to_restore = torch.where(iou == best_per_object[:, None])[1]
+            matches[anchors_to_restore] = best_object[anchors_to_restore]
+        return matches
+
+
+class BalancedSampler:
+    """Pick ``batch_size_per_image`` indices per image, at most ``positive_fraction`` of them positive.
+
+    Called with one label tensor per image (``1+`` positive, ``0`` negative, ``-1`` ignored), returns
+    per image a positive mask and a negative mask (uint8, same shape). When there are too few
+    positives the negatives fill the batch. Random draws use ``generator`` if given, else torch's
+    global generator (so seeding torch makes a run repeatable).
+    """
+
+    def __init__(self, batch_size_per_image: int, positive_fraction: float, generator: torch.Generator | None = None):
+        self.batch_size_per_image = batch_size_per_image
+        self.positive_fraction = positive_fraction
+        self.generator = generator
+
+    def _draw(self, candidates: Tensor, count: int) -> Tensor:
+        order = torch.randperm(candidates.numel(), device=candidates.device, generator=self.generator)
+        return candidates[order[:count]]
+
+    def __call__(self, labels_per_image: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
+        positive_masks, negative_masks = [], []
+        for labels in labels_per_image:
+            positive = torch.where(labels >= 1)[0]
+            negative = torch.where(labels == 0)[0]
+            num_positive = min(positive.numel(), int(self.batch_size_per_image * self.positive_fraction))
+            num_negative = min(negative.numel(), self.batch_size_per_image - num_positive)
+            positive_mask = torch.zeros_like(labels, dtype=torch.uint8)
+            negative_mask = torch.zeros_like(labels, dtype=torch.uint8)
+            positive_mask[self._draw(positive, num_positive)] = 1
+            negative_mask[self._draw(negative, num_negative)] = 1
+            positive_masks.append(positive_mask)
+            negative_masks.append(negative_mask)
+        return positive_masks, negative_masks

@@ -1,0 +1,272 @@
+"""The RoI heads: for every proposal, a class, a refined box and a mask.
+
+* **Box head**: RoIAlign 7x7 from the proposal's FPN level, two fully connected layers, then per
+  class a score and 4 deltas (class-specific refinement).
+* **Mask head**: RoIAlign 14x14, four 3x3 convs, a 2x transposed conv, one 28x28 mask logit per class.
+* **Training**: proposals (plus the ground-truth boxes) are matched to objects at IoU 0.5, 512
+  per image are sampled with at most 25 % positives; the positives also train the mask head,
+  against the object's mask cut out by RoIAlign at the proposal.
+* **Inference**: softmax scores, per-class decoded boxes, score threshold, per-class NMS, the top
+  100; the mask of each detection's class, later pasted into the image (``paste_masks``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from . import boxes as box_ops
+from .losses import box_head_loss, mask_loss, mask_loss_softmax
+from .matching import BACKGROUND, IGNORE, BalancedSampler, Matcher
+from .roi_ops import MultiScaleRoIAlign, roi_align
+
+__all__ = ["BoxHead", "BoxPredictor", "MaskHead", "MaskPredictor", "RoIHeads", "RoIHeadsOutput", "paste_masks", "mask_targets"]
+
+
+class BoxHead(nn.Module):
+    """``[R, C, 7, 7]`` pooled features -> ``[R, representation_size]`` (two FC layers, ReLU)."""
+
+    def __init__(self, in_features: int, representation_size: int):
+        super().__init__()
+        self.fc6 = nn.Linear(in_features, representation_size)
+        self.fc7 = nn.Linear(representation_size, representation_size)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.relu(self.fc7(F.relu(self.fc6(x.flatten(start_dim=1)))))
+
+
+class BoxPredictor(nn.Module):
+    """``[R, D]`` -> class logits ``[R, K]`` and one box's deltas per class ``[R, 4K]``."""
+
+    def __init__(self, in_features: int, num_classes: int):
+        super().__init__()
+        self.cls_score = nn.Linear(in_features, num_classes)
+        self.bbox_pred = nn.Linear(in_features, num_classes * 4)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return self.cls_score(x), self.bbox_pred(x)
+
+
+class MaskHead(nn.Module):
+    """``[R, C, 14, 14]`` -> ``[R, layers[-1], 14, 14]``: 3x3 conv + ReLU, ``len(layers)`` times."""
+
+    def __init__(self, in_channels: int, layers: tuple[int, ...]):
+        super().__init__()
+        channels = (in_channels, *layers)
+        self.convs = nn.ModuleList(nn.Conv2d(a, b, 3, padding=1) for a, b in zip(channels[:-1], channels[1:]))
+        for conv in self.convs:
+            nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.zeros_(conv.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        for conv in self.convs:
+            x = F.relu(conv(x))
+        return x
+
+
+class MaskPredictor(nn.Module):
+    """``[R, C, 14, 14]`` -> mask logits ``[R, K, 28, 28]``: 2x up-convolution, ReLU, 1x1 conv per class."""
+
+    def __init__(self, in_channels: int, hidden: int, num_classes: int):
+        super().__init__()
+        self.conv5_mask = nn.ConvTranspose2d(in_channels, hidden, 2, stride=2)
+        self.mask_fcn_logits = nn.Conv2d(hidden, num_classes, 1)
+        for layer in (self.conv5_mask, self.mask_fcn_logits):
+            nn.init.kaiming_normal_(layer.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.mask_fcn_logits(F.relu(self.conv5_mask(x)))
+
+
+def mask_targets(gt_masks: Tensor, proposals: Tensor, matched: Tensor, size: int) -> Tensor:
+    """Each positive proposal's target: its object's mask cut out at the proposal -> ``[P, size, size]``.
+
+    ``gt_masks [G, H, W]``, ``proposals [P, 4]``, ``matched [P]`` (object index). RoIAlign over the
+    binary masks does the cropping and resizing (adaptive sampling, not aligned, as torchvision).
+    """
+    rois = torch.cat([matched[:, None].to(proposals), proposals], dim=1)
+    return roi_align(gt_masks[:, None].to(rois), rois, (size, size), 1.0)[:, 0]
+
+
+def paste_masks(masks: Tensor, boxes: Tensor, image_size: tuple[int, int], padding: int = 1) -> Tensor:
+    """Paste ``M x M`` mask probabilities ``[N, 1, M, M]`` into their ``boxes [N, 4]`` -> ``[N, 1, H, W]``.
+
+    Each mask is padded by one zero cell (so its edge fades out) and the box grown by the same
+    ratio, then resized to the box's whole-pixel size by bilinear interpolation. Bilinear resizing
+    is separable, so resizing is two matrix products: ``rows [H, M'] @ mask [M', M'] @ cols [M', W]``,
+    where each matrix row holds the 2 interpolation weights of one image row (or column), and is
+    all zero outside the box. One batched product does every mask at once.
+    """
+    n = len(masks)
+    height, width = image_size
+    if n == 0:
+        return masks.new_zeros(0, 1, height, width)
+    size = masks.shape[-1]
+    padded = F.pad(masks[:, 0], (padding,) * 4)  # [N, M', M']
+    scale = (size + 2 * padding) / size
+    half_w, half_h = (boxes[:, 2] - boxes[:, 0]) * 0.5 * scale, (boxes[:, 3] - boxes[:, 1]) * 0.5 * scale
+    centre_x, centre_y = (boxes[:, 2] + boxes[:, 0]) * 0.5, (boxes[:, 3] + boxes[:, 1]) * 0.5
+    grown = torch.stack([centre_x - half_w, centre_y - half_h, centre_x + half_w, centre_y + half_h], 1).to(torch.int64)
+    rows = _resize_matrix(grown[:, 1], grown[:, 3], padded.shape[-2], height, padded.dtype)  # [N, H, M']
+    cols = _resize_matrix(grown[:, 0], grown[:, 2], padded.shape[-1], width, padded.dtype)  # [N, W, M']
+    return (rows @ padded @ cols.transpose(1, 2))[:, None]
+
+
+def _resize_matrix(start: Tensor, end: Tensor, source_length: int, image_length: int, dtype) -> Tensor:
+    """Bilinear resize weights (``align_corners=False``) of a source axis onto the pixels ``start..end``.
+
+    ``start, end [N]`` whole pixels (inclusive) -> ``[N, image_length, source_length]``; rows of
+    pixels outside ``start..end`` (or the image) are zero.
+    """
+    length = (end - start + 1).clamp(min=1)  # [N] pixels the mask covers
+    pixel = torch.arange(image_length, device=start.device)
+    offset = pixel[None, :] - start[:, None]  # [N, L]: pixel index inside the box
+    inside = (offset >= 0) & (offset < length[:, None])
+    # Source coordinate of each pixel centre, as F.interpolate computes it (in float32).
+    ratio = (torch.tensor(float(source_length), dtype=torch.float32) / length.to(torch.float32))[:, None]
+    source = ((offset.to(torch.float32) + 0.5) * ratio - 0.5).clamp(min=0)
+    lower = source.to(torch.int64).clamp(max=source_length - 1)
+    upper = (lower + 1).clamp(max=source_length - 1)
+    frac = (source - lower).to(dtype)
+    weights = torch.zeros(len(start), image_length, source_length, dtype=dtype, device=start.device)
+    weights.scatter_add_(2, lower[..., None], ((1 - frac) * inside)[..., None])
+    weights.scatter_add_(2, upper[..., None], (frac * inside)[..., None])
+    return weights
+
+
+@dataclass
+class RoIHeadsOutput:
+    """What the heads computed (``model.trace`` exposes it). Per image lists unless said otherwise."""
+
+    proposals: list[Tensor]  # the RoIs the box head saw (training: the sampled ones)
+    class_logits: Tensor  # [R, K] over all images
+    box_deltas: Tensor  # [R, 4K]
+    refined_boxes: list[Tensor]  # per image [R_i, K, 4]: every class's refinement, clipped
+    class_scores: list[Tensor]  # per image [R_i, K] softmax
+    pre_nms: list[dict] | None = None  # inference: boxes/scores/labels above the score threshold
+    detections: list[dict] | None = None  # inference: boxes, labels, scores, masks [D, 1, M, M]
+    mask_logits: Tensor | None = None  # [P or D, K, M, M]
+    sampled_labels: list[Tensor] | None = None  # training
+    sampled_targets: list[Tensor] | None = None  # training: target deltas [R_i, 4]
+    matched_objects: list[Tensor] | None = None  # training
+    losses: dict | None = None
+
+
+class RoIHeads(nn.Module):
+    """Box and mask heads with their training targets and their inference post-processing."""
+
+    def __init__(self, config, in_channels: int, roi_op=roi_align, batched_nms=box_ops.batched_nms, generator=None):
+        super().__init__()
+        c = config
+        self.config = c
+        self.box_pool = MultiScaleRoIAlign(c.box_roi_size, c.sampling_ratio, c.aligned, op=roi_op)
+        self.mask_pool = MultiScaleRoIAlign(c.mask_roi_size, c.sampling_ratio, c.aligned, op=roi_op)
+        self.box_head = BoxHead(in_channels * c.box_roi_size**2, c.representation_size)
+        self.box_predictor = BoxPredictor(c.representation_size, c.num_classes)
+        self.mask_head = MaskHead(in_channels, c.mask_layers)
+        self.mask_predictor = MaskPredictor(c.mask_layers[-1], c.mask_layers[-1], c.num_classes)
+        self.box_coder = box_ops.BoxCoder(c.box_weights)
+        self.matcher = Matcher(c.box_fg_iou_thresh, c.box_bg_iou_thresh, allow_low_quality_matches=False)
+        self.sampler = BalancedSampler(c.box_batch_size_per_image, c.box_positive_fraction, generator)
+        self.batched_nms = batched_nms
+
+    # --- training targets ----------------------------------------------------------------------
+
+    def sample_rois(self, proposals: list[Tensor], targets: list[dict]):
+        """Add the ground truth to the proposals, match at IoU 0.5, sample -> per image RoIs, labels, objects, deltas."""
+        rois, labels, objects, deltas = [], [], [], []
+        matched_labels, matched_objects = [], []
+        proposals = [torch.cat([p, t["boxes"]]) for p, t in zip(proposals, targets)]
+        for image_proposals, target in zip(proposals, targets):
+            gt_boxes = target["boxes"]
+            if gt_boxes.numel() == 0:
+                matched = torch.zeros(len(image_proposals), dtype=torch.int64, device=image_proposals.device)
+                image_labels = torch.zeros_like(matched)
+            else:
+                matches = self.matcher(box_ops.box_iou(gt_boxes, image_proposals))
+                matched = matches.clamp(min=0)
+                image_labels = target["labels"][matched].to(torch.int64)
+                image_labels[matches == BACKGROUND] = 0
+                image_labels[matches == IGNORE] = -1
+            matched_labels.append(image_labels)
+            matched_objects.append(matched)
+        positive_masks, negative_masks = self.sampler(matched_labels)
+        for image_proposals, target, image_labels, matched, pos, neg in zip(
+            proposals, targets, matched_labels, matched_objects, positive_masks, negative_masks
+        ):
+            keep = torch.where(pos | neg)[0]
+            gt_boxes = target["boxes"]
+            if gt_boxes.numel() == 0:  # a dummy box keeps shapes simple; no positive ever uses it
+                gt_boxes = torch.zeros((1, 4), dtype=image_proposals.dtype, device=image_proposals.device)
+            rois.append(image_proposals[keep])
+            labels.append(image_labels[keep])
+            objects.append(matched[keep])
+            deltas.append(self.box_coder.encode(gt_boxes[matched[keep]], image_proposals[keep]))
+        return rois, labels, objects, deltas
+
+    # --- inference -------------------------------------------------------------------------------
+
+    def select_detections(self, refined: list[Tensor], scores: list[Tensor]):
+        """Per image: drop background, threshold, per-class NMS, top-k -> pre-NMS and final dicts."""
+        pre_nms, detections = [], []
+        for boxes, image_scores in zip(refined, scores):
+            num_classes = image_scores.shape[1]
+            labels = torch.arange(num_classes, device=boxes.device).expand_as(image_scores)
+            # Every (RoI, class) pair but the background is a candidate detection.
+            boxes, image_scores, labels = boxes[:, 1:].reshape(-1, 4), image_scores[:, 1:].reshape(-1), labels[:, 1:].reshape(-1)
+            keep = torch.where(image_scores > self.config.box_score_thresh)[0]
+            boxes, image_scores, labels = boxes[keep], image_scores[keep], labels[keep]
+            keep = box_ops.remove_small_boxes(boxes, 1e-2)
+            boxes, image_scores, labels = boxes[keep], image_scores[keep], labels[keep]
+            pre_nms.append({"boxes": boxes, "scores": image_scores, "labels": labels})
+            keep = self.batched_nms(boxes, image_scores, labels, self.config.box_nms_thresh)[: self.config.detections_per_img]
+            detections.append({"boxes": boxes[keep], "scores": image_scores[keep], "labels": labels[keep]})
+        return pre_nms, detections
+
+    # --- both --------------------------------------------------------------------------------------
+
+    def forward(self, features: list[Tensor], proposals: list[Tensor], image_sizes, targets: list[dict] | None = None) -> RoIHeadsOutput:
+        """``features``: P2..P5 (the heads do not read P6); ``proposals``: per image ``[P_i, 4]``."""
+        training = targets is not None
+        if training:
+            proposals, labels, objects, target_deltas = self.sample_rois(proposals, targets)
+        pooled = self.box_pool(features, proposals, image_sizes)  # [R, C, 7, 7]
+        class_logits, box_deltas = self.box_predictor(self.box_head(pooled))
+        counts = [len(p) for p in proposals]
+        refined = [
+            box_ops.clip_boxes_to_image(self.box_coder.decode(d.reshape(len(d), -1, 4), p[:, None]), size)
+            for d, p, size in zip(box_deltas.split(counts), proposals, image_sizes)
+        ]
+        scores = list(F.softmax(class_logits, dim=-1).split(counts))
+        output = RoIHeadsOutput(proposals, class_logits, box_deltas, refined, scores)
+
+        if training:
+            loss_classifier, loss_box = box_head_loss(class_logits, box_deltas, torch.cat(labels), torch.cat(target_deltas))
+            positive = [torch.where(l > 0)[0] for l in labels]
+            mask_rois = [p[i] for p, i in zip(proposals, positive)]
+            output.mask_logits = self.mask_predictor(self.mask_head(self.mask_pool(features, mask_rois, image_sizes)))
+            crops = [
+                mask_targets(t["masks"], p[i], o[i], output.mask_logits.shape[-1])
+                for t, p, o, i in zip(targets, proposals, objects, positive)
+            ]
+            mask_labels = torch.cat([l[i] for l, i in zip(labels, positive)])
+            loss_fn = mask_loss if self.config.mask_loss == "sigmoid" else mask_loss_softmax
+            output.losses = {
+                "loss_classifier": loss_classifier,
+                "loss_box_reg": loss_box,
+                "loss_mask": loss_fn(output.mask_logits, mask_labels, torch.cat(crops)),
+            }
+            output.sampled_labels, output.sampled_targets, output.matched_objects = labels, target_deltas, objects
+            return output
+
+        output.pre_nms, output.detections = self.select_detections(refined, scores)
+        mask_rois = [d["boxes"] for d in output.detections]
+        output.mask_logits = self.mask_predictor(self.mask_head(self.mask_pool(features, mask_rois, image_sizes)))
+        detected_labels = torch.cat([d["labels"] for d in output.detections])
+        own_class = output.mask_logits[torch.arange(len(detected_labels), device=detected_labels.device), detected_labels]
+        for detection, probabilities in zip(output.detections, torch.sigmoid(own_class)[:, None].split([len(d["boxes"]) for d in output.detections])):
+            detection["masks"] = probabilities  # [D, 1, M, M]
+        return output

@@ -1,0 +1,154 @@
+"""Weights in and out: torchvision's Mask R-CNN state dicts, and our own checkpoints.
+
+Our module names are chosen to be read (``fpn.lateral``, ``rpn.head.objectness``); torchvision's
+are kept where they already say what they are (the ResNet body, ``fc6``/``fc7``, the predictors).
+``load_torchvision`` translates the rest, from both the current and the older key layout (the
+COCO checkpoint on download.pytorch.org uses the older one).
+
+Checkpoints carry the model's ``Config`` as JSON, so ``MaskRCNN.from_checkpoint(path)`` rebuilds
+the model without being told its shape. Files are written atomically: a temporary file in the
+same folder, then ``os.replace``, so an interrupted write never leaves a broken checkpoint.
+"""
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+
+__all__ = ["torchvision_key", "read_state_dict", "load_torchvision", "load_weights", "save_checkpoint", "load_checkpoint"]
+
+# (torchvision pattern, our replacement): current layout with ".0." wrappers, older one without.
+_RENAMES = [
+    (r"^backbone\.fpn\.inner_blocks\.(\d+)\.(?:0\.)?(weight|bias)$", r"backbone.fpn.lateral.\1.\2"),
+    (r"^backbone\.fpn\.layer_blocks\.(\d+)\.(?:0\.)?(weight|bias)$", r"backbone.fpn.output.\1.\2"),
+    (r"^rpn\.head\.conv\.(?:0\.0\.)?(weight|bias)$", r"rpn.head.conv.\1"),
+    (r"^rpn\.head\.cls_logits\.(weight|bias)$", r"rpn.head.objectness.\1"),
+    (r"^rpn\.head\.bbox_pred\.(weight|bias)$", r"rpn.head.deltas.\1"),
+    (r"^roi_heads\.mask_head\.(\d+)\.0\.(weight|bias)$", r"roi_heads.mask_head.convs.\1.\2"),
+]
+_OLD_MASK_HEAD = re.compile(r"^roi_heads\.mask_head\.mask_fcn(\d+)\.(weight|bias)$")
+
+# Tensors whose shape depends on the number of classes: re-initialised when the count differs.
+CLASS_DEPENDENT = (
+    "roi_heads.box_predictor.cls_score.weight",
+    "roi_heads.box_predictor.cls_score.bias",
+    "roi_heads.box_predictor.bbox_pred.weight",
+    "roi_heads.box_predictor.bbox_pred.bias",
+    "roi_heads.mask_predictor.mask_fcn_logits.weight",
+    "roi_heads.mask_predictor.mask_fcn_logits.bias",
+)
+
+
+def torchvision_key(key: str) -> str:
+    """Our name for one of torchvision's state-dict keys."""
+    for pattern, replacement in _RENAMES:
+        if re.match(pattern, key):
+            return re.sub(pattern, replacement, key)
+    old = _OLD_MASK_HEAD.match(key)
+    if old:  # mask_fcn1..4 -> convs.0..3
+        return f"roi_heads.mask_head.convs.{int(old.group(1)) - 1}.{old.group(2)}"
+    return key
+
+
+def read_state_dict(path_or_state_dict) -> dict:
+    """A state dict from a dict, or from a file holding one (or a checkpoint with a "model" entry)."""
+    if isinstance(path_or_state_dict, dict):
+        state = path_or_state_dict
+    else:
+        path = Path(path_or_state_dict)
+        if not path.is_file():
+            raise FileNotFoundError(f"no weights file at {path}")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:  # pickle errors, truncated files, ...
+            raise ValueError(f"{path} is not a PyTorch weights file: {error}") from error
+    if "model" in state and isinstance(state["model"], dict):
+        state = state["model"]
+    return state
+
+
+def load_weights(model: torch.nn.Module, state_dict: dict, source: str = "the state dict") -> None:
+    """Load ``state_dict`` (our key names) into ``model``; predictors made for another class count are re-initialised.
+
+    Raises ``ValueError`` naming the keys when the state dict is of another architecture.
+    """
+    own = model.state_dict()
+    # BatchNorm's step counter means nothing to a frozen BatchNorm: drop it where the model has none.
+    state_dict = {k: v for k, v in state_dict.items() if k in own or not k.endswith("num_batches_tracked")}
+    unexpected = sorted(set(state_dict) - set(own))
+    if unexpected:
+        raise ValueError(
+            f"{source} does not fit this model ({len(unexpected)} unexpected keys, e.g. {unexpected[:3]}): "
+            "is it from another architecture or backbone?"
+        )
+    skipped = [k for k in CLASS_DEPENDENT if k in state_dict and state_dict[k].shape != own[k].shape]
+    their_classes = state_dict[skipped[0]].shape[0] // (4 if "bbox_pred" in skipped[0] else 1) if skipped else None
+    for key in skipped:
+        del state_dict[key]
+    if skipped:
+        warnings.warn(
+            f"{source} was made for {their_classes} classes, this model has "
+            f"{model.config.num_classes}: the box and mask predictors are re-initialised",
+            stacklevel=2,
+        )
+    mismatched = [k for k, v in state_dict.items() if v.shape != own[k].shape]
+    if mismatched:
+        k = mismatched[0]
+        raise ValueError(f"{source}: {k} has shape {tuple(state_dict[k].shape)}, the model expects {tuple(own[k].shape)}")
+    # BatchNorm's step counter is absent from frozen-BN checkpoints; anything else missing is an error.
+    missing = [k for k in own if k not in state_dict and k not in skipped and not k.endswith("num_batches_tracked")]
+    if missing:
+        raise ValueError(f"{source} lacks {len(missing)} of the model's tensors, e.g. {missing[:3]}")
+    model.load_state_dict(state_dict, strict=False)
+
+
+
+
+def load_torchvision(model: torch.nn.Module, state_dict: dict) -> None:
+    """Load a torchvision ``maskrcnn_resnet50_fpn`` state dict (any class count) into our ``model``."""
+    load_weights(model, {torchvision_key(k): v for k, v in state_dict.items()}, source="the torchvision state dict")
+
+
+def _atomic_save(obj, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            torch.save(obj, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
+
+
+def save_checkpoint(path, model, **extra) -> Path:
+    """Write ``{"config", "model", **extra}`` to ``path`` atomically; returns the path."""
+    path = Path(path)
+    _atomic_save({"config": model.config.to_dict(), "model": model.state_dict(), **extra}, path)
+    return path
+
+
+def load_checkpoint(path, map_location="cpu"):
+    """Rebuild the model of a checkpoint -> ``(model, checkpoint dict)``."""
+    from .config import Config
+    from .model import MaskRCNN
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:
+        raise ValueError(f"{path} is not a readable checkpoint: {error}") from error
+    if not isinstance(checkpoint, dict) or "config" not in checkpoint or "model" not in checkpoint:
+        raise ValueError(f"{path} is not a maskrcnn-edu checkpoint (it needs 'config' and 'model' entries)")
+    model = MaskRCNN(Config.from_dict(checkpoint["config"]))
+    load_weights(model, checkpoint["model"], source=str(path))
+    return model, checkpoint

@@ -1,0 +1,107 @@
+"""The model's parts on their own: config, backbones, anchors, matcher, mask pasting, losses."""
+import math
+
+import pytest
+import torch
+import torchvision
+from torchvision.models.detection import _utils as tv_utils
+from torchvision.models.detection.anchor_utils import AnchorGenerator as TorchvisionAnchors
+from torchvision.models.detection.image_list import ImageList
+from torchvision.models.detection.roi_heads import paste_masks_in_image
+
+from maskrcnn_edu import losses
+from maskrcnn_edu.anchors import AnchorGenerator, cell_anchors
+from maskrcnn_edu.backbone import ResNetBody, build_backbone
+from maskrcnn_edu.config import Config, coco_r50_fpn, shapes
+from maskrcnn_edu.matching import BACKGROUND, IGNORE, BalancedSampler, Matcher
+from maskrcnn_edu.roi_heads import paste_masks
+
+
+def test_config_json_round_trip_and_validation():
+    for config in (coco_r50_fpn(), shapes()):
+        assert Config.from_json(config.to_json()) == config
+    with pytest.raises(ValueError, match=r"Config.ops must be one of .*got 'fast'"):
+        Config(ops="fast")
+    with pytest.raises(ValueError, match=r"unknown Config fields \['colour'\]"):
+        Config.from_dict({"colour": 1})
+    assert coco_r50_fpn().rpn_post_nms_top_n_test == 1000 and coco_r50_fpn().box_weights == (10.0, 10.0, 5.0, 5.0)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet34", "resnet50", "resnet101"])
+def test_backbones_give_five_levels_at_strides_4_to_64(name):
+    backbone = build_backbone(Config(backbone=name, fpn_channels=32)).eval()
+    with torch.no_grad():
+        levels = backbone(torch.rand(1, 3, 128, 192))
+    assert [tuple(level.shape[-2:]) for level in levels] == [(128 // s, 192 // s) for s in (4, 8, 16, 32, 64)]
+    assert all(level.shape[1] == 32 for level in levels)
+
+
+def test_freezing_keeps_only_the_top_stages_trainable():
+    body = ResNetBody("resnet18")
+    body.freeze(2)
+    trainable = {n.split(".")[0] for n, p in body.named_parameters() if p.requires_grad}
+    assert trainable == {"layer3", "layer4"}
+
+
+def test_cell_anchors_and_grid_match_torchvision():
+    sizes, ratios = ((32,), (64,)), ((0.5, 1.0, 2.0),) * 2
+    theirs = TorchvisionAnchors(sizes, ratios)
+    features = [torch.zeros(1, 8, 25, 34), torch.zeros(1, 8, 13, 17)]
+    expected = theirs(ImageList(torch.zeros(1, 3, 100, 136), [(100, 130)]), features)[0]
+    ours = torch.cat(AnchorGenerator(sizes, ratios)((100, 136), features))
+    assert torch.equal(ours, expected)
+    # golden: ratio h/w = 2 at size 32 -> w = 32/sqrt(2) = 22.6, h = 45.3, rounded corners
+    assert cell_anchors([32], [2.0]).tolist() == [[-11.0, -23.0, 11.0, 23.0]]
+
+
+@pytest.mark.parametrize("allow_low_quality", [False, True])
+def test_matcher_matches_torchvision(allow_low_quality):
+    iou = torch.rand(6, 300, generator=torch.Generator().manual_seed(0)) ** 4  # mostly low, a few high
+    ours = Matcher(0.7, 0.3, allow_low_quality)(iou)
+    theirs = tv_utils.Matcher(0.7, 0.3, allow_low_quality)(iou)
+    assert torch.equal(ours, theirs)
+    assert (ours == BACKGROUND).any() and (ours == IGNORE).any() and (ours >= 0).any()
+
+
+def test_matcher_golden_low_quality_rescue():
+    iou = torch.tensor([[0.2, 0.5, 0.9], [0.25, 0.1, 0.0]])  # object 1 never reaches 0.3
+    assert Matcher(0.7, 0.3)(iou).tolist() == [BACKGROUND, IGNORE, 0]
+    assert Matcher(0.7, 0.3, allow_low_quality_matches=True)(iou).tolist() == [1, IGNORE, 0]
+
+
+def test_sampler_balances_and_is_seeded():
+    labels = torch.cat([torch.ones(30), torch.zeros(500), -torch.ones(20)])
+    pos, neg = BalancedSampler(128, 0.25, torch.Generator().manual_seed(3))([labels])
+    assert pos[0].sum() == 30 and neg[0].sum() == 98  # too few positives: negatives fill the batch
+    assert (labels[pos[0].bool()] == 1).all() and (labels[neg[0].bool()] == 0).all()
+    again = BalancedSampler(128, 0.25, torch.Generator().manual_seed(3))([labels])
+    assert torch.equal(neg[0], again[1][0])
+
+
+def test_paste_masks_matches_torchvision():
+    generator = torch.Generator().manual_seed(0)
+    masks = torch.rand(12, 1, 28, 28, generator=generator)
+    corners = torch.rand(12, 2, 2, generator=generator) * torch.tensor([150.0, 110.0]) - 10
+    boxes = torch.cat([corners.min(1).values, corners.max(1).values], 1)
+    boxes[0] = torch.tensor([5.0, 5.0, 5.5, 5.2])  # smaller than a pixel
+    ours = paste_masks(masks, boxes, (100, 140))
+    theirs = paste_masks_in_image(masks, boxes, (100, 140))
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
+    assert paste_masks(masks[:0], boxes[:0], (100, 140)).shape == (0, 1, 100, 140)
+
+
+def test_smooth_l1_golden_and_as_torch():
+    error = torch.tensor([0.0, 0.05, -0.1, 1.0, -3.0])
+    beta = 1 / 9
+    expected = sum(0.5 * e * e / beta if abs(e) < beta else abs(e) - 0.5 * beta for e in error.tolist())
+    assert losses.smooth_l1(error, torch.zeros(5)).item() == pytest.approx(expected, rel=1e-6)
+    torch.testing.assert_close(losses.smooth_l1(error, torch.zeros(5)), torch.nn.functional.smooth_l1_loss(error, torch.zeros(5), beta=beta, reduction="sum"))
+
+
+def test_sigmoid_mask_loss_reads_only_the_own_class():
+    logits = torch.zeros(2, 3, 4, 4)
+    logits[:, 2] = 50.0  # a confident wrong class must not matter to the sigmoid loss
+    targets = torch.full((2, 4, 4), 0.5)
+    labels = torch.tensor([1, 1])
+    assert losses.mask_loss(logits, labels, targets).item() == pytest.approx(math.log(2), rel=1e-6)
+    assert losses.mask_loss_softmax(logits, labels, targets) > 10  # the softmax variant is hurt by it

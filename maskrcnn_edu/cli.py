@@ -24,6 +24,180 @@ def export_shapes(args: argparse.Namespace) -> int:
     return 0
 
 
+# The recipe behind the shipped Shapes model (data/shapes_model/): `maskrcnn-edu train` with no arguments.
+SHAPES_TRAIN_SEED, SHAPES_VAL_SEED, SHAPES_TEST_SEED = 1, 2, 3
+SHAPES_TRAIN_IMAGES, SHAPES_VAL_IMAGES, SHAPES_TEST_IMAGES = 20000, 50, 200
+SHAPES_STEPS, SHAPES_BATCH, SHAPES_LR = 700, 8, 0.02
+
+
+def _device(name: str | None) -> str:
+    import torch
+
+    if name is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name not in ("cpu", "cuda"):
+        raise ValueError(f"--device must be cpu or cuda, got {name!r}")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available here")
+    return name
+
+
+def _check_dataset(name: str) -> str:
+    if name not in ("shapes", "coco"):
+        raise ValueError(f"--dataset must be shapes or coco, got {name!r}")
+    return name
+
+
+def _coco_split(data_dir, split: str, ann_file=None, image_dir=None, train: bool = False):
+    """A CocoDataset from the standard 2017 layout under ``data_dir`` (or explicit paths)."""
+    from pathlib import Path
+
+    from .data import CocoDataset, train_transforms
+
+    if ann_file is None or image_dir is None:
+        if data_dir is None:
+            raise ValueError("--dataset coco needs --data-dir (or --ann-file and --image-dir)")
+        root = Path(data_dir)
+        if not root.is_dir():
+            raise ValueError(f"--data-dir {root} is not a folder")
+        ann_file = ann_file or root / "annotations" / f"instances_{split}2017.json"
+        image_dir = image_dir or root / f"{split}2017"
+    for path in (ann_file, image_dir):
+        if not Path(path).exists():
+            raise ValueError(f"{path} does not exist (expected the COCO 2017 layout: annotations/, {split}2017/)")
+    return CocoDataset(image_dir, ann_file, keep_empty=not train, transforms=train_transforms() if train else None)
+
+
+def train(args: argparse.Namespace) -> int:
+    """``train``: the Shapes model by default; COCO with ``--dataset coco --data-dir D``."""
+    import torch
+
+    from .config import coco_r50_fpn, shapes
+    from .data import ShapesDataset
+    from .model import MaskRCNN
+    from .train import TrainSettings, fit
+    from .weights import load_torchvision, read_state_dict
+
+    dataset_name = _check_dataset(args.dataset)
+    device = _device(args.device)
+    config_name = args.config or ("shapes" if dataset_name == "shapes" else "coco_r50_fpn")
+    if config_name not in ("shapes", "coco_r50_fpn"):
+        raise ValueError(f"--config must be shapes or coco_r50_fpn, got {config_name!r}")
+    group_ids = None
+    if dataset_name == "shapes":
+        train_set = ShapesDataset(SHAPES_TRAIN_IMAGES, seed=SHAPES_TRAIN_SEED)
+        val_set = ShapesDataset(SHAPES_VAL_IMAGES, seed=SHAPES_VAL_SEED)
+        class_names = tuple(train_set.class_names)
+        settings = TrainSettings(steps=args.steps or SHAPES_STEPS, batch_size=args.batch_size or SHAPES_BATCH,
+                                 lr=args.lr or SHAPES_LR, warmup_steps=50, checkpoint_every=100, seed=args.seed)
+    else:
+        train_set = _coco_split(args.data_dir, "train", train=True)
+        val_set = _coco_split(args.data_dir, "val")
+        class_names = tuple(train_set.class_names)
+        images = [train_set.coco.imgs[i] for i in train_set.image_ids]
+        group_ids = torch.tensor([int(im["width"] >= im["height"]) for im in images])
+        settings = coco_schedule(len(train_set), args.batch_size or 16, args.steps, args.lr, args.seed)
+    base = shapes() if config_name == "shapes" else coco_r50_fpn()
+    config = base.replace(num_classes=len(class_names), class_names=class_names)
+    model = MaskRCNN(config)
+    if args.init:
+        state = read_state_dict(args.init)
+        load_torchvision(model, state)  # our own checkpoints' keys pass through unchanged
+    print(f"training {config.backbone} Mask R-CNN on {dataset_name} for {settings.steps} steps of {settings.batch_size} images, "
+          f"on {device}; writing {args.out}")
+    summary = fit(model, train_set, args.out, settings, val_dataset=val_set, resume=args.resume, device=device,
+                  group_ids=group_ids)
+    print(f"done: {summary['steps']} steps, best validation mask AP {summary['best_ap']:.3f}, last checkpoint {summary['last']}")
+    return 0
+
+
+def coco_schedule(num_images: int, batch_size: int, steps=None, lr=None, seed: int = 0):
+    """torchvision's reference recipe: lr 0.02 per 16 images, 26 epochs, x0.1 at epochs 16 and 22, 1000 warm-up steps."""
+    from .train import TrainSettings
+
+    steps_per_epoch = max(1, num_images // batch_size)
+    return TrainSettings(
+        steps=steps or 26 * steps_per_epoch, batch_size=batch_size, lr=lr or 0.02 * batch_size / 16,
+        warmup_steps=1000, schedule="step", lr_milestones=(16 * steps_per_epoch, 22 * steps_per_epoch),
+        checkpoint_every=1000, eval_every=steps_per_epoch, num_workers=4, seed=seed,
+    )
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    """``evaluate``: COCO metrics of a checkpoint on Shapes (held-out seed) or COCO-format data."""
+    import json
+    import os
+
+    from .data import ShapesDataset
+    from .evaluate import coco_evaluate, format_metrics
+    from .model import MaskRCNN
+
+    dataset_name = _check_dataset(args.dataset)
+    model = MaskRCNN.from_checkpoint(args.checkpoint).to(_device(args.device))
+    if dataset_name == "shapes":
+        dataset = ShapesDataset(args.num_images or SHAPES_TEST_IMAGES, seed=SHAPES_TEST_SEED if args.seed is None else args.seed)
+    else:
+        dataset = _coco_split(args.data_dir, "val", args.ann_file, args.image_dir)
+    metrics, _ = coco_evaluate(model, dataset)
+    print(format_metrics(metrics))
+    if args.json:
+        temporary = f"{args.json}.tmp"
+        with open(temporary, "w") as file:
+            json.dump({"checkpoint": str(args.checkpoint), "dataset": repr(dataset), **metrics}, file, indent=2)
+        os.replace(temporary, args.json)
+        print(f"wrote {args.json}")
+    return 0
+
+
+def detect(args: argparse.Namespace) -> int:
+    """``detect``: draw each image's instances into OUT/, and write OUT/detections.json (COCO results)."""
+    import json
+    import os
+    from pathlib import Path
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from .evaluate import detections_to_coco
+    from .model import MaskRCNN
+    from .visualize import draw_detections
+
+    model = MaskRCNN.from_checkpoint(args.checkpoint).eval()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    names = model.config.class_names or None
+    results = []
+    for image_id, path in enumerate(args.images):
+        try:
+            pixels = np.asarray(Image.open(path).convert("RGB"))
+        except (OSError, ValueError) as error:
+            raise ValueError(f"cannot read image {path}: {error}") from error
+        image = torch.from_numpy(pixels.copy()).permute(2, 0, 1).float() / 255
+        with torch.no_grad():
+            detections = model([image])[0]
+        for result in detections_to_coco([detections], [image_id], None):
+            results.append({**result, "file_name": str(path)})
+        fig, ax = plt.subplots(figsize=(6, 6 * image.shape[1] / image.shape[2]))
+        draw_detections(ax, image, detections, names, score_threshold=args.score_threshold)
+        ax.set_axis_off()
+        drawn = out / f"{Path(path).stem}_detections.png"
+        fig.savefig(drawn, bbox_inches="tight", dpi=100)
+        plt.close(fig)
+        kept = int((detections["scores"] >= args.score_threshold).sum())
+        print(f"{path}: {kept} instances above {args.score_threshold} -> {drawn}")
+    temporary = out / "detections.json.tmp"
+    with open(temporary, "w") as file:
+        json.dump(results, file)
+    os.replace(temporary, out / "detections.json")
+    print(f"wrote {out / 'detections.json'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="maskrcnn-edu",
@@ -44,6 +218,40 @@ def build_parser() -> argparse.ArgumentParser:
     shapes.add_argument("--image-size", type=int, default=128, metavar="PX", help="image side in pixels (default 128)")
     shapes.add_argument("--quiet", action="store_true", help="no progress bar")
     shapes.set_defaults(run=export_shapes)
+
+    fit = commands.add_parser("train", help="train Mask R-CNN (no arguments: the Shapes model)",
+                              description="Train Mask R-CNN. With no arguments, the Shapes model of data/shapes_model/.")
+    fit.add_argument("--dataset", default="shapes", help="shapes (built in) or coco (needs --data-dir)")
+    fit.add_argument("--data-dir", help="COCO root with annotations/ and train2017/, val2017/")
+    fit.add_argument("--config", help="shapes or coco_r50_fpn (default: the dataset's)")
+    fit.add_argument("--out", default="runs/shapes", help="folder for checkpoints and TensorBoard logs")
+    fit.add_argument("--steps", type=int, help="optimizer steps (default: the recipe's)")
+    fit.add_argument("--batch-size", type=int, help="images per step over all processes")
+    fit.add_argument("--lr", type=float, help="base learning rate")
+    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--resume", action="store_true", help="continue exactly from OUT/last.pt")
+    fit.add_argument("--init", help="start from torchvision's maskrcnn_resnet50_fpn weights or one of our checkpoints")
+    fit.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    fit.set_defaults(run=train)
+
+    score = commands.add_parser("evaluate", help="COCO bbox and mask AP of a checkpoint")
+    score.add_argument("--checkpoint", required=True)
+    score.add_argument("--dataset", default="shapes", help="shapes (200 held-out images) or coco")
+    score.add_argument("--data-dir", help="COCO root (reads annotations/instances_val2017.json and val2017/)")
+    score.add_argument("--ann-file", help="any COCO-format annotation file (with --image-dir)")
+    score.add_argument("--image-dir", help="the images of --ann-file")
+    score.add_argument("--num-images", type=int, help="Shapes images to score (default 200)")
+    score.add_argument("--seed", type=int, help="Shapes seed (default: the held-out test seed)")
+    score.add_argument("--json", help="write the metrics here")
+    score.add_argument("--device", help="cpu or cuda")
+    score.set_defaults(run=evaluate)
+
+    find = commands.add_parser("detect", help="draw a checkpoint's detections on images")
+    find.add_argument("images", nargs="+", metavar="IMAGE")
+    find.add_argument("--checkpoint", required=True)
+    find.add_argument("--out", required=True, metavar="DIR")
+    find.add_argument("--score-threshold", type=float, default=0.5)
+    find.set_defaults(run=detect)
     return parser
 
 
@@ -58,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as err:
         print(f"maskrcnn-edu {args.command}: error: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # train has saved its checkpoint and said so
+        return 130
 
 
 if __name__ == "__main__":

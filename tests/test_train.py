@@ -1,0 +1,195 @@
+"""The training loop: learning, exact resume, safe checkpoints, non-finite losses, DDP."""
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from maskrcnn_edu.config import shapes
+from maskrcnn_edu.data import CocoDataset, ShapesDataset, collate
+from maskrcnn_edu.model import MaskRCNN
+from maskrcnn_edu.train import NonFiniteLossError, TrainSettings, fit, lr_factor, set_trainable_layers
+from maskrcnn_edu.weights import load_checkpoint
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# A small, quick model: the Shapes preset with a thin FPN and few RoIs.
+TINY = dict(fpn_channels=32, representation_size=64, mask_layers=(16,), rpn_batch_size_per_image=64,
+            box_batch_size_per_image=32, rpn_pre_nms_top_n_train=200, rpn_post_nms_top_n_train=100)
+
+
+def tiny_model(seed=0, **changes):
+    torch.manual_seed(seed)
+    return MaskRCNN(shapes(**{**TINY, **changes}))
+
+
+def quick(**changes):
+    base = dict(steps=4, batch_size=2, lr=0.01, warmup_steps=2, checkpoint_every=2, log_every=1)
+    return TrainSettings(**{**base, **changes})
+
+
+def fixed_batch_loss(model, dataset, indices=(0, 1, 2, 3)):
+    images, targets = collate([dataset[i] for i in indices])
+    torch.manual_seed(123)  # the same anchor/RoI samples every time
+    model.train()
+    with torch.no_grad():
+        return sum(model(images, targets).values()).item()
+
+
+def test_a_few_steps_on_shapes_reduce_the_loss(tmp_path):
+    model, data = tiny_model(), ShapesDataset(64, seed=5)
+    before = fixed_batch_loss(model, data)
+    fit(model, data, tmp_path, quick(steps=25, batch_size=4, lr=0.02, warmup_steps=5, checkpoint_every=100), progress=False)
+    assert fixed_batch_loss(model, data) < 0.8 * before
+
+
+def test_one_step_on_a_tiny_coco_format_sample(tmp_path):
+    data = CocoDataset(os.path.join(ROOT, "data/coco_edge_cases/images"), os.path.join(ROOT, "data/coco_edge_cases/annotations.json"))
+    model = tiny_model(num_classes=len(data.class_names), class_names=tuple(data.class_names), min_size=64, max_size=96)
+    summary = fit(model, data, tmp_path, quick(steps=1, batch_size=2), progress=False)
+    assert summary["steps"] == 1 and (tmp_path / "last.pt").exists()
+
+
+class InterruptAt(torch.utils.data.Dataset):
+    """Shapes, but reading item ``stop_after`` raises KeyboardInterrupt, as a Ctrl-C would."""
+
+    def __init__(self, dataset, stop_after):
+        self.dataset, self.stop_after, self.reads = dataset, stop_after, 0
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        if self.reads == self.stop_after:
+            raise KeyboardInterrupt
+        self.reads += 1
+        return self.dataset[index]
+
+
+def test_resume_is_exact_and_ctrl_c_saves(tmp_path):
+    data = ShapesDataset(16, seed=6)
+    settings = quick(steps=5, checkpoint_every=100)  # only Ctrl-C and the end write checkpoints
+    straight = tiny_model()
+    fit(straight, data, tmp_path / "straight", settings, progress=False)
+
+    interrupted = tiny_model()
+    with pytest.raises(KeyboardInterrupt):
+        fit(interrupted, InterruptAt(data, stop_after=2 * 2), tmp_path / "resumed", settings, progress=False)
+    assert load_checkpoint(tmp_path / "resumed" / "last.pt")[1]["step"] == 2
+    resumed = tiny_model(seed=99)  # different initial weights: everything must come from the checkpoint
+    fit(resumed, data, tmp_path / "resumed", settings, resume=True, progress=False)
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        torch.testing.assert_close(b, a, atol=1e-6, rtol=0, msg=name)
+
+
+def test_a_kill_during_a_checkpoint_write_keeps_the_previous_one(tmp_path):
+    """Write checkpoints in a loop in another process and SIGKILL it at random moments."""
+    path = tmp_path / "last.pt"
+    writer = textwrap.dedent(f"""
+        import torch
+        from maskrcnn_edu import MaskRCNN, shapes
+        from maskrcnn_edu.weights import save_checkpoint
+        model = MaskRCNN(shapes())
+        step = 0
+        while True:
+            step += 1
+            save_checkpoint({str(path)!r}, model, step=step, padding=torch.zeros(2_000_000))
+    """)
+    rng = random.Random(0)
+    for _ in range(3):
+        process = subprocess.Popen([sys.executable, "-c", writer])
+        deadline = time.time() + 60
+        while not path.exists() and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.05, 0.6))
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        model, checkpoint = load_checkpoint(path)  # the last complete write loads
+        assert checkpoint["step"] >= 1
+
+
+def test_non_finite_loss_stops_with_a_clear_message(tmp_path, monkeypatch):
+    model, data = tiny_model(), ShapesDataset(16, seed=7)
+    forward = model.forward
+    calls = {"n": 0}
+
+    def poisoned(images, targets=None):
+        losses = forward(images, targets)
+        calls["n"] += 1
+        if calls["n"] == 4:  # step index 3 (0-based)
+            losses["loss_mask"] = losses["loss_mask"] * float("nan")
+        return losses
+
+    monkeypatch.setattr(model, "forward", poisoned)
+    with pytest.raises(NonFiniteLossError, match=r"step 3: the loss is not finite \(.*loss_mask=nan.*\).*last good checkpoint is .*last.pt"):
+        fit(model, data, tmp_path, quick(steps=6, checkpoint_every=2), progress=False)
+    assert load_checkpoint(tmp_path / "last.pt")[1]["step"] == 2
+
+
+def test_lr_schedule_and_layer_stages():
+    settings = TrainSettings(steps=100, warmup_steps=10, warmup_factor=0.001, schedule="step", lr_milestones=(50, 80))
+    assert lr_factor(0, settings) == pytest.approx(0.001)
+    assert lr_factor(10, settings) == 1.0 and lr_factor(60, settings) == pytest.approx(0.1) and lr_factor(90, settings) == pytest.approx(0.01)
+    cosine = TrainSettings(steps=100, warmup_steps=0)
+    assert lr_factor(50, cosine) == pytest.approx(0.5) and lr_factor(100, cosine) == pytest.approx(0.0, abs=1e-12)
+    model = tiny_model()
+    set_trainable_layers(model, "heads")
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(not n.startswith("backbone.body.") for n in trainable)
+    set_trainable_layers(model, "4+")
+    assert any(n.startswith("backbone.body.layer3.") for n, p in model.named_parameters() if p.requires_grad)
+    assert not any(n.startswith("backbone.body.layer2.") for n, p in model.named_parameters() if p.requires_grad)
+
+
+# --- DDP: two gloo processes with one image each take the same step as one process with both ----------
+
+# Per-image loss terms must weigh the same in both set-ups: no random sampling (take every
+# anchor and RoI), no "ignore" band, the same number of RoIs and positives per image, and no batch
+# statistics (frozen BatchNorm).
+DDP_CONFIG = dict(norm="frozen_bn", rpn_fg_iou_thresh=0.5, rpn_bg_iou_thresh=0.5, rpn_batch_size_per_image=10**6,
+                  rpn_positive_fraction=1.0, rpn_post_nms_top_n_train=40, box_batch_size_per_image=10**6,
+                  box_positive_fraction=1.0, box_fg_iou_thresh=0.99, box_bg_iou_thresh=0.99)
+
+
+class TwoObjectShapes(torch.utils.data.Dataset):
+    """Shapes images that hold exactly two objects."""
+
+    def __init__(self):
+        source = ShapesDataset(200, seed=8)
+        self.items = [source[i] for i in range(200) if len(source[i][1]["labels"]) == 2][:2]
+
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, i):
+        return self.items[i]
+
+
+def _ddp_worker(rank, world_size, init_file, out_dirs, result_file):
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+    torch.set_num_threads(1)
+    model = tiny_model(**DDP_CONFIG)
+    fit(model, TwoObjectShapes(), out_dirs[rank], quick(steps=3, batch_size=2, amp=False, checkpoint_every=1), progress=False)
+    if rank == 0:
+        torch.save(model.state_dict(), result_file)
+    dist.destroy_process_group()
+
+
+def test_ddp_two_processes_take_the_same_step_as_one(tmp_path):
+    single = tiny_model(**DDP_CONFIG)
+    fit(single, TwoObjectShapes(), tmp_path / "single", quick(steps=3, batch_size=2, checkpoint_every=1), progress=False)
+
+    out_dirs = [str(tmp_path / "rank0"), str(tmp_path / "rank1")]
+    mp.spawn(_ddp_worker, args=(2, str(tmp_path / "init"), out_dirs, str(tmp_path / "ddp.pt")), nprocs=2, join=True)
+    ddp_weights = torch.load(tmp_path / "ddp.pt")
+    for name, value in single.state_dict().items():
+        torch.testing.assert_close(ddp_weights[name], value, atol=1e-5, rtol=0, msg=name)
+    assert (tmp_path / "rank0" / "last.pt").exists()
+    assert not os.path.exists(out_dirs[1]) or not os.listdir(out_dirs[1])  # rank 1 wrote nothing

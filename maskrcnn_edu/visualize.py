@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import matplotlib
 import numpy as np
 import torch
 from matplotlib.axes import Axes
@@ -29,6 +30,7 @@ __all__ = [
     "roi_align_box",
     "draw_roi_pool_bins",
     "draw_sampling_points",
+    "draw_detections",
 ]
 
 
@@ -150,4 +152,60 @@ def draw_sampling_points(
     grid_y, grid_x = np.meshgrid(to_numpy(ys).ravel(), to_numpy(xs).ravel(), indexing="ij")
     ax.scatter(grid_x.ravel(), grid_y.ravel(), s=size, color=color, edgecolor="white", linewidth=0.5,
                zorder=3, label=label)
+    return ax
+
+
+def _mask_overlay(masks: np.ndarray, colours: np.ndarray, alpha: float) -> np.ndarray:
+    """All masks as one RGBA image: ``masks [K, H, W]`` bool, ``colours [K, 3]`` -> ``[H, W, 4]``.
+
+    Each covered pixel takes the colour of the first mask that covers it (``argmax`` of a bool
+    array finds the first ``True``), at opacity ``alpha``; uncovered pixels are transparent.
+    """
+    overlay = np.zeros((*masks.shape[1:], 4))
+    overlay[..., :3] = colours[masks.argmax(axis=0)]
+    overlay[..., 3] = masks.any(axis=0) * alpha
+    return overlay
+
+
+def draw_detections(
+    ax: Axes,
+    image,
+    detections: dict,
+    class_names: Sequence[str] | None = None,
+    score_threshold: float = 0.5,
+    mask_threshold: float = 0.5,
+    alpha: float = 0.45,
+) -> Axes:
+    """Draw ``image [3, H, W]`` (0..1) with the detections that score ``>= score_threshold``.
+
+    ``detections``: as the model returns them for one image, ``boxes [D, 4]`` xyxy in pixels,
+    ``labels [D]``, ``scores [D]`` and optionally ``masks [D, 1, H, W]`` (probabilities, shown
+    where ``> mask_threshold``). Each detection gets a colour: its mask tinted at ``alpha``, its
+    box, and a ``"name score"`` label (``class_names[label]``, or the label number). Where masks
+    overlap, the higher-scoring detection's colour shows.
+
+    The image is drawn with pixel ``(i, j)`` on the square ``[j, j+1] x [i, i+1]``, the package's
+    continuous pixel frame, so that boxes land on the pixels they bound.
+    """
+    pixels = to_numpy(image).transpose(1, 2, 0)  # [H, W, 3]
+    height, width = pixels.shape[:2]
+    extent = (0, width, height, 0)  # not imshow's default (pixel centres on integers): see above
+    scores = to_numpy(detections["scores"])
+    order = np.argsort(-scores, kind="stable")
+    order = order[scores[order] >= score_threshold]  # kept detections, best first
+    boxes, labels, scores = to_numpy(detections["boxes"])[order], to_numpy(detections["labels"])[order], scores[order]
+    colours = np.asarray(matplotlib.colormaps["tab10"](np.arange(len(order)) % 10))[:, :3]  # [K, 3]
+
+    ax.imshow(pixels, extent=extent)
+    if "masks" in detections and len(order):
+        masks = to_numpy(detections["masks"])[order, 0] > mask_threshold  # [K, H, W]
+        ax.imshow(_mask_overlay(masks, colours, alpha), extent=extent)
+    for (x0, y0, x1, y1), label, score, colour in zip(boxes, labels, scores, colours):
+        ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=colour, linewidth=1.5))
+        name = class_names[label] if class_names is not None and 0 <= label < len(class_names) else str(label)
+        ax.text(x0, y0, f"{name} {score:.2f}", color="white", fontsize=8, va="bottom",
+                bbox=dict(facecolor=colour, edgecolor="none", alpha=0.8, pad=1))
+    ax.set_xlim(0, width)
+    ax.set_ylim(height, 0)
+    ax.set_axis_off()
     return ax

@@ -14,19 +14,16 @@ Each rate is the median of ``--repeats`` runs.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import torch
-import torchvision
 from torch.utils.data import DataLoader
 
 from maskrcnn_edu.data import CocoDataset, ShapesDataset, collate
-from maskrcnn_edu.data.export import atomic_write
+
+from report import write_report  # benchmarks/report.py
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "shapes_sample"
 
@@ -74,20 +71,11 @@ def main() -> None:
         results.append({"case": name, "images_per_s": round(rate, 1)})
         print(f"{name:<38} {rate:>10.1f}")
 
-    report = {
-        "workload": f"Shapes 128 px, {args.shapes_images} images; CocoDataset on data/shapes_sample "
+    write_report(
+        args.json, results, repeats=args.repeats,
+        workload=f"Shapes 128 px, {args.shapes_images} images; CocoDataset on data/shapes_sample "
         f"(20 images, 128 px), batch 4, {args.epochs} timed epochs after one warm-up",
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "threads": torch.get_num_threads(),
-        "machine": platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "repeats": args.repeats,
-        "results": results,
-    }
-    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-    atomic_write(args.json, lambda file: json.dump(report, file, indent=2), mode="w")
-    print(f"wrote {args.json}")
+    )
 
 
 if __name__ == "__main__":

@@ -8,10 +8,7 @@ backward) on two images, ResNet-50-FPN, seeded random weights, alternating runs,
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
-import tempfile
 import time
 
 import torch
@@ -23,6 +20,8 @@ from maskrcnn_edu.config import Config
 from maskrcnn_edu.matching import BalancedSampler
 from maskrcnn_edu.model import MaskRCNN
 from maskrcnn_edu.weights import load_torchvision
+
+from report import write_report  # benchmarks/report.py
 
 
 def photo(name: str, height: int, width: int) -> torch.Tensor:
@@ -107,14 +106,7 @@ def main() -> None:
         for name, row in results[task].items():
             print(f"{name:<28} {row['ms']:>10.1f} {row['ratio_to_torchvision']:>8.3f}")
 
-    report = {"torch": torch.__version__, "torchvision": torchvision.__version__, "threads": torch.get_num_threads(),
-              "cpu_count": os.cpu_count(), "repeats": args.repeats, "results": results}
-    directory = os.path.dirname(os.path.abspath(args.json))
-    os.makedirs(directory, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=directory, suffix=".tmp", delete=False) as tmp:
-        json.dump(report, tmp, indent=2)
-    os.replace(tmp.name, args.json)
-    print(f"wrote {args.json}")
+    write_report(args.json, results, repeats=args.repeats)
 
 
 if __name__ == "__main__":

@@ -9,19 +9,16 @@ Workload (a realistic FPN level): features [2, 256, 200, 272] (an 800 x 1088 bat
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
-import tempfile
 import time
 
 import torch
-import torchvision
 import torchvision.ops as tvo
 
 from maskrcnn_edu import boxes as B
 from maskrcnn_edu import roi_ops
+
+from report import write_report  # benchmarks/report.py
 
 
 def make_workload(generator: torch.Generator):
@@ -92,22 +89,8 @@ def main() -> None:
         results.append({"op": name, "readable_ms": round(ours_ms, 1), "torchvision_ms": round(theirs_ms, 1), "ratio": round(ratio, 2)})
         print(f"{name:<28} {ours_ms:>12.1f} {theirs_ms:>15.1f} {ratio:>7.2f}")
 
-    report = {
-        "workload": "features [2,256,200,272], 1000 boxes, 7x7, sampling_ratio 2, aligned; nms on 4000 boxes",
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "threads": torch.get_num_threads(),
-        "machine": platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "repeats": args.repeats,
-        "results": results,
-    }
-    directory = os.path.dirname(os.path.abspath(args.json))
-    os.makedirs(directory, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=directory, suffix=".tmp", delete=False) as tmp:
-        json.dump(report, tmp, indent=2)
-    os.replace(tmp.name, args.json)
-    print(f"wrote {args.json}")
+    write_report(args.json, results, repeats=args.repeats,
+                 workload="features [2,256,200,272], 1000 boxes, 7x7, sampling_ratio 2, aligned; nms on 4000 boxes")
 
 
 if __name__ == "__main__":

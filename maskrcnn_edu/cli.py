@@ -27,7 +27,7 @@ def export_shapes(args: argparse.Namespace) -> int:
 # The recipe behind the shipped Shapes model (data/shapes_model/): `maskrcnn-edu train` with no arguments.
 SHAPES_TRAIN_SEED, SHAPES_VAL_SEED, SHAPES_TEST_SEED = 1, 2, 3
 SHAPES_TRAIN_IMAGES, SHAPES_VAL_IMAGES, SHAPES_TEST_IMAGES = 20000, 50, 200
-SHAPES_STEPS, SHAPES_BATCH, SHAPES_LR = 700, 8, 0.02
+SHAPES_STEPS, SHAPES_BATCH, SHAPES_LR = 650, 8, 0.001  # AdamW: from scratch it beats SGD in the CPU budget
 
 
 def _device(name: str | None) -> str:
@@ -75,8 +75,8 @@ def train(args: argparse.Namespace) -> int:
     from .config import coco_r50_fpn, shapes
     from .data import ShapesDataset
     from .model import MaskRCNN
-    from .train import TrainSettings, fit
-    from .weights import load_torchvision, read_state_dict
+    from .train import fit
+    from .weights import load_torchvision, read_state_dict, select_classes
 
     dataset_name = _check_dataset(args.dataset)
     device = _device(args.device)
@@ -88,8 +88,7 @@ def train(args: argparse.Namespace) -> int:
         train_set = ShapesDataset(SHAPES_TRAIN_IMAGES, seed=SHAPES_TRAIN_SEED)
         val_set = ShapesDataset(SHAPES_VAL_IMAGES, seed=SHAPES_VAL_SEED)
         class_names = tuple(train_set.class_names)
-        settings = TrainSettings(steps=args.steps or SHAPES_STEPS, batch_size=args.batch_size or SHAPES_BATCH,
-                                 lr=args.lr or SHAPES_LR, warmup_steps=50, checkpoint_every=100, seed=args.seed)
+        settings = shapes_schedule(args.steps, args.batch_size, args.lr, args.seed)
     else:
         train_set = _coco_split(args.data_dir, "train", train=True)
         val_set = _coco_split(args.data_dir, "val")
@@ -102,6 +101,10 @@ def train(args: argparse.Namespace) -> int:
     model = MaskRCNN(config)
     if args.init:
         state = read_state_dict(args.init)
+        class_rows = state.get("roi_heads.box_predictor.cls_score.weight")
+        if dataset_name == "coco" and class_rows is not None and len(class_rows) == 91 and config.num_classes != 91:
+            # torchvision's COCO predictors are indexed by category id: keep the rows of our labels.
+            state = select_classes(state, [0, *[train_set.label_to_category_id[i] for i in range(1, config.num_classes)]])
         load_torchvision(model, state)  # our own checkpoints' keys pass through unchanged
     print(f"training {config.backbone} Mask R-CNN on {dataset_name} for {settings.steps} steps of {settings.batch_size} images, "
           f"on {device}; writing {args.out}")
@@ -109,6 +112,16 @@ def train(args: argparse.Namespace) -> int:
                   group_ids=group_ids)
     print(f"done: {summary['steps']} steps, best validation mask AP {summary['best_ap']:.3f}, last checkpoint {summary['last']}")
     return 0
+
+
+def shapes_schedule(steps=None, batch_size=None, lr=None, seed: int = 0):
+    """The Shapes recipe: AdamW (from scratch it learns several times faster than SGD in a 10-minute
+    CPU budget: segm AP50 0.72 after 250 steps, where SGD at lr 0.02 reached 0.60 after 600),
+    50 warm-up steps, cosine decay."""
+    from .train import TrainSettings
+
+    return TrainSettings(steps=steps or SHAPES_STEPS, batch_size=batch_size or SHAPES_BATCH, optimizer="adamw",
+                         lr=lr or SHAPES_LR, weight_decay=1e-4, warmup_steps=50, checkpoint_every=100, seed=seed)
 
 
 def coco_schedule(num_images: int, batch_size: int, steps=None, lr=None, seed: int = 0):
@@ -198,6 +211,17 @@ def detect(args: argparse.Namespace) -> int:
     return 0
 
 
+def export_model(args: argparse.Namespace) -> int:
+    """``export-model``: a training checkpoint -> a small file with the config and float16 weights only."""
+    from .model import MaskRCNN
+    from .weights import save_checkpoint
+
+    model = MaskRCNN.from_checkpoint(args.checkpoint)
+    path = save_checkpoint(args.out, model, half=True)
+    print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MB)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="maskrcnn-edu",
@@ -252,6 +276,11 @@ def build_parser() -> argparse.ArgumentParser:
     find.add_argument("--out", required=True, metavar="DIR")
     find.add_argument("--score-threshold", type=float, default=0.5)
     find.set_defaults(run=detect)
+
+    ship = commands.add_parser("export-model", help="strip a checkpoint to its config and float16 weights")
+    ship.add_argument("--checkpoint", required=True)
+    ship.add_argument("--out", required=True)
+    ship.set_defaults(run=export_model)
     return parser
 
 

@@ -31,7 +31,6 @@ import math
 import warnings
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO

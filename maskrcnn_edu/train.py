@@ -51,6 +51,7 @@ class TrainSettings:
 
     steps: int = 1000
     batch_size: int = 4  # images per step, over all processes
+    optimizer: str = "sgd"  # "sgd" (with momentum, the paper's) or "adamw"
     lr: float = 0.02
     momentum: float = 0.9
     weight_decay: float = 1e-4
@@ -71,6 +72,8 @@ class TrainSettings:
     def __post_init__(self):
         if self.layers not in LAYER_STAGES:
             raise ValueError(f"layers must be one of {list(LAYER_STAGES)}, got {self.layers!r}")
+        if self.optimizer not in ("sgd", "adamw"):
+            raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}")
         if self.schedule not in ("cosine", "step"):
             raise ValueError(f"schedule must be 'cosine' or 'step', got {self.schedule!r}")
         if self.steps < 1 or self.batch_size < 1:
@@ -205,7 +208,10 @@ def fit(model, train_dataset, out_dir, settings: TrainSettings = TrainSettings()
     model.to(device)
     set_trainable_layers(model, settings.layers)
     parameters = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(parameters, lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay)
+    if settings.optimizer == "sgd":
+        optimizer = torch.optim.SGD(parameters, lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay)
+    else:
+        optimizer = torch.optim.AdamW(parameters, lr=settings.lr, weight_decay=settings.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, settings))
     use_amp = settings.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp)

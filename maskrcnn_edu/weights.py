@@ -19,7 +19,10 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["torchvision_key", "read_state_dict", "load_torchvision", "load_weights", "save_checkpoint", "load_checkpoint"]
+__all__ = [
+    "torchvision_key", "read_state_dict", "load_torchvision", "load_weights", "select_classes",
+    "save_checkpoint", "load_checkpoint",
+]
 
 # (torchvision pattern, our replacement): current layout with ".0." wrappers, older one without.
 _RENAMES = [
@@ -54,6 +57,11 @@ def torchvision_key(key: str) -> str:
     return key
 
 
+def _first_line(error: Exception) -> str:
+    """torch.load's errors run over many lines; the first says what went wrong."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
 def read_state_dict(path_or_state_dict) -> dict:
     """A state dict from a dict, or from a file holding one (or a checkpoint with a "model" entry)."""
     if isinstance(path_or_state_dict, dict):
@@ -65,7 +73,7 @@ def read_state_dict(path_or_state_dict) -> dict:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as error:  # pickle errors, truncated files, ...
-            raise ValueError(f"{path} is not a PyTorch weights file: {error}") from error
+            raise ValueError(f"{path} is not a PyTorch weights file ({_first_line(error)})") from error
     if "model" in state and isinstance(state["model"], dict):
         state = state["model"]
     return state
@@ -108,6 +116,23 @@ def load_weights(model: torch.nn.Module, state_dict: dict, source: str = "the st
 
 
 
+def select_classes(state_dict: dict, rows: list[int]) -> dict:
+    """Keep the predictors' outputs for the classes ``rows`` (new label ``i`` <- old class ``rows[i]``).
+
+    torchvision's COCO model predicts the 91 COCO category ids (ids 1..90, some unused); a dataset
+    with contiguous labels 1..80 fine-tunes from it with ``rows = [0, *category ids]``, keeping
+    every class's trained weights instead of re-initialising the predictors.
+    """
+    index = torch.as_tensor(rows)
+    box_index = (index[:, None] * 4 + torch.arange(4)).reshape(-1)  # 4 deltas per class
+    selected = dict(state_dict)
+    for key, value in state_dict.items():
+        if not key.startswith(("roi_heads.box_predictor.", "roi_heads.mask_predictor.mask_fcn_logits.")):
+            continue
+        selected[key] = value[box_index] if ".bbox_pred." in key else value[index]
+    return selected
+
+
 def load_torchvision(model: torch.nn.Module, state_dict: dict) -> None:
     """Load a torchvision ``maskrcnn_resnet50_fpn`` state dict (any class count) into our ``model``."""
     load_weights(model, {torchvision_key(k): v for k, v in state_dict.items()}, source="the torchvision state dict")
@@ -128,10 +153,17 @@ def _atomic_save(obj, path: Path) -> None:
         raise
 
 
-def save_checkpoint(path, model, **extra) -> Path:
-    """Write ``{"config", "model", **extra}`` to ``path`` atomically; returns the path."""
+def save_checkpoint(path, model, half: bool = False, **extra) -> Path:
+    """Write ``{"config", "model", **extra}`` to ``path`` atomically; returns the path.
+
+    ``half=True`` stores floating-point weights as float16 (half the file; they load back into a
+    float32 model), for shipping a trained model rather than resuming its training.
+    """
     path = Path(path)
-    _atomic_save({"config": model.config.to_dict(), "model": model.state_dict(), **extra}, path)
+    state = model.state_dict()
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    _atomic_save({"config": model.config.to_dict(), "model": state, **extra}, path)
     return path
 
 
@@ -146,7 +178,7 @@ def load_checkpoint(path, map_location="cpu"):
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:
-        raise ValueError(f"{path} is not a readable checkpoint: {error}") from error
+        raise ValueError(f"{path} is not a readable checkpoint ({_first_line(error)})") from error
     if not isinstance(checkpoint, dict) or "config" not in checkpoint or "model" not in checkpoint:
         raise ValueError(f"{path} is not a maskrcnn-edu checkpoint (it needs 'config' and 'model' entries)")
     model = MaskRCNN(Config.from_dict(checkpoint["config"]))

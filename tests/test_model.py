@@ -3,7 +3,6 @@
 torchvision's model is built with a fixed seed and random weights (nothing is downloaded), its
 state dict loaded into ours, and both run on real photographs from scikit-image.
 """
-import warnings
 
 import pytest
 import torch

@@ -3,7 +3,6 @@ import math
 
 import pytest
 import torch
-import torchvision
 from torchvision.models.detection import _utils as tv_utils
 from torchvision.models.detection.anchor_utils import AnchorGenerator as TorchvisionAnchors
 from torchvision.models.detection.image_list import ImageList
@@ -105,3 +104,19 @@ def test_sigmoid_mask_loss_reads_only_the_own_class():
     labels = torch.tensor([1, 1])
     assert losses.mask_loss(logits, labels, targets).item() == pytest.approx(math.log(2), rel=1e-6)
     assert losses.mask_loss_softmax(logits, labels, targets) > 10  # the softmax variant is hurt by it
+
+
+def test_select_classes_keeps_the_rows_of_the_chosen_categories():
+    from maskrcnn_edu.weights import select_classes
+
+    state = {
+        "roi_heads.box_predictor.cls_score.weight": torch.arange(6.0)[:, None].repeat(1, 3),
+        "roi_heads.box_predictor.bbox_pred.bias": torch.arange(24.0),
+        "roi_heads.mask_predictor.mask_fcn_logits.bias": torch.arange(6.0),
+        "roi_heads.box_head.fc6.bias": torch.arange(5.0),
+    }
+    picked = select_classes(state, [0, 3, 5])  # labels 1, 2 <- categories 3, 5
+    assert picked["roi_heads.box_predictor.cls_score.weight"][:, 0].tolist() == [0, 3, 5]
+    assert picked["roi_heads.box_predictor.bbox_pred.bias"].tolist() == [0, 1, 2, 3, 12, 13, 14, 15, 20, 21, 22, 23]
+    assert picked["roi_heads.mask_predictor.mask_fcn_logits.bias"].tolist() == [0, 3, 5]
+    assert torch.equal(picked["roi_heads.box_head.fc6.bias"], state["roi_heads.box_head.fc6.bias"])

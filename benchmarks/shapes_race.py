@@ -1,0 +1,109 @@
+"""Shapes race: our Mask R-CNN against torchvision's, same config, same start, same data, same loop.
+
+Both models are the ``shapes()`` preset (ResNet-18-FPN with 64 channels, anchors 8..128, ...);
+torchvision's is assembled from its own modules to that shape and starts from the same weights as
+ours. Both train with ``maskrcnn_edu.train.fit`` (the same batches, schedule and seed) for the
+recipe of ``maskrcnn-edu train``, then are scored on the 200 held-out Shapes images (test seed).
+Prints wall-clock training time and COCO AP; writes JSON.
+
+    python benchmarks/shapes_race.py [--steps 600] [--json benchmarks/results/shapes_race.json]
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import tempfile
+import time
+
+import torch
+import torchvision
+from torchvision.models.detection import MaskRCNN as TorchvisionMaskRCNN
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.backbone_utils import BackboneWithFPN
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
+
+from maskrcnn_edu import cli
+from maskrcnn_edu.backbone import STAGE_CHANNELS
+from maskrcnn_edu.config import shapes
+from maskrcnn_edu.data import ShapesDataset
+from maskrcnn_edu.evaluate import coco_evaluate
+from maskrcnn_edu.model import MaskRCNN
+from maskrcnn_edu.train import fit
+from maskrcnn_edu.weights import torchvision_key
+
+from report import write_report  # benchmarks/report.py
+
+
+def torchvision_model(config) -> torch.nn.Module:
+    """torchvision's MaskRCNN class, built from its own parts to the shape of our ``config``."""
+    resnet = getattr(torchvision.models, config.backbone)(weights=None, norm_layer=torch.nn.BatchNorm2d)
+    channels = list(STAGE_CHANNELS[config.backbone])
+    backbone = BackboneWithFPN(resnet, {"layer1": "0", "layer2": "1", "layer3": "2", "layer4": "3"}, channels,
+                               config.fpn_channels, extra_blocks=LastLevelMaxPool())
+    c = config
+    model = TorchvisionMaskRCNN(
+        backbone, num_classes=None, min_size=c.min_size, max_size=c.max_size,
+        rpn_anchor_generator=AnchorGenerator(c.anchor_sizes, c.aspect_ratios),
+        rpn_pre_nms_top_n_train=c.rpn_pre_nms_top_n_train, rpn_pre_nms_top_n_test=c.rpn_pre_nms_top_n_test,
+        rpn_post_nms_top_n_train=c.rpn_post_nms_top_n_train, rpn_post_nms_top_n_test=c.rpn_post_nms_top_n_test,
+        rpn_nms_thresh=c.rpn_nms_thresh, rpn_fg_iou_thresh=c.rpn_fg_iou_thresh, rpn_bg_iou_thresh=c.rpn_bg_iou_thresh,
+        rpn_batch_size_per_image=c.rpn_batch_size_per_image, rpn_positive_fraction=c.rpn_positive_fraction,
+        box_head=TwoMLPHead(c.fpn_channels * c.box_roi_size**2, c.representation_size),
+        box_predictor=FastRCNNPredictor(c.representation_size, c.num_classes),
+        box_score_thresh=c.box_score_thresh, box_nms_thresh=c.box_nms_thresh, box_detections_per_img=c.detections_per_img,
+        box_fg_iou_thresh=c.box_fg_iou_thresh, box_bg_iou_thresh=c.box_bg_iou_thresh,
+        box_batch_size_per_image=c.box_batch_size_per_image, box_positive_fraction=c.box_positive_fraction,
+        mask_head=MaskRCNNHeads(c.fpn_channels, list(c.mask_layers), 1),
+        mask_predictor=MaskRCNNPredictor(c.mask_layers[-1], c.mask_layers[-1], c.num_classes),
+    )
+    model.config = config  # so that our checkpoints (which store the config) can save it
+    return model
+
+
+def same_start(ours: torch.nn.Module, theirs: torch.nn.Module) -> None:
+    """Give torchvision's model our initial weights (our names are a renaming of theirs)."""
+    own = ours.state_dict()
+    theirs.load_state_dict({k: own[torchvision_key(k)] for k in theirs.state_dict()})
+
+
+def race(name, model, settings, train_set, test_set, out_dir):
+    start = time.perf_counter()
+    fit(model, train_set, out_dir, settings, val_dataset=None, progress=True)
+    minutes = (time.perf_counter() - start) / 60
+    metrics, _ = coco_evaluate(model, test_set, progress=False)
+    row = {"model": name, "train_minutes": round(minutes, 2), "steps": settings.steps}
+    for kind in ("bbox", "segm"):
+        for metric in ("AP", "AP50", "AP75"):
+            row[f"{kind}_{metric}"] = round(metrics[kind][metric], 4)
+    print(row)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=cli.SHAPES_STEPS)
+    parser.add_argument("--json", default="benchmarks/results/shapes_race.json")
+    args = parser.parse_args()
+
+    config = shapes()
+    settings = dataclasses.replace(cli.shapes_schedule(args.steps), checkpoint_every=10**9)
+    train_set = ShapesDataset(cli.SHAPES_TRAIN_IMAGES, seed=cli.SHAPES_TRAIN_SEED)
+    test_set = ShapesDataset(cli.SHAPES_TEST_IMAGES, seed=cli.SHAPES_TEST_SEED)
+    torch.manual_seed(0)
+    ours = MaskRCNN(config)
+    theirs = torchvision_model(config)
+    same_start(ours, theirs)
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        rows.append(race("maskrcnn_edu (readable ops)", ours, settings, train_set, test_set, f"{scratch}/ours"))
+        rows.append(race("torchvision", theirs, settings, train_set, test_set, f"{scratch}/theirs"))
+    print(f"\n{'model':<30} {'minutes':>8} {'bbox AP50':>10} {'segm AP50':>10} {'segm AP':>8}")
+    for r in rows:
+        print(f"{r['model']:<30} {r['train_minutes']:>8.2f} {r['bbox_AP50']:>10.3f} {r['segm_AP50']:>10.3f} {r['segm_AP']:>8.3f}")
+    write_report(args.json, rows, config=config.to_dict(), settings=dataclasses.asdict(settings))
+
+
+if __name__ == "__main__":
+    main()

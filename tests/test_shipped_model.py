@@ -1,0 +1,28 @@
+"""The Shapes model shipped in data/shapes_model/ loads and still scores what its metrics file says."""
+import json
+import os
+
+import pytest
+
+from maskrcnn_edu import MaskRCNN
+from maskrcnn_edu.cli import SHAPES_TEST_SEED
+from maskrcnn_edu.data import ShapesDataset
+from maskrcnn_edu.evaluate import coco_evaluate
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODEL = os.path.join(ROOT, "data", "shapes_model", "model.pt")
+METRICS_50 = os.path.join(ROOT, "data", "shapes_model", "metrics_50.json")  # `evaluate --num-images 50`
+
+
+def test_shipped_model_is_small_and_loads():
+    assert os.path.getsize(MODEL) <= 25 * 2**20
+    model = MaskRCNN.from_checkpoint(MODEL)
+    assert model.config.class_names == ("background", "square", "circle", "triangle")
+
+
+def test_shipped_model_reaches_its_recorded_mask_ap50_on_50_held_out_images():
+    recorded = json.load(open(METRICS_50))
+    model = MaskRCNN.from_checkpoint(MODEL)
+    metrics, _ = coco_evaluate(model, ShapesDataset(50, seed=SHAPES_TEST_SEED), progress=False)
+    assert metrics["segm"]["AP50"] == pytest.approx(recorded["segm"]["AP50"], abs=0.02)
+    assert metrics["bbox"]["AP50"] == pytest.approx(recorded["bbox"]["AP50"], abs=0.02)

@@ -1,13 +1,13 @@
 """What every benchmark writes: its results, with the software and machine they were measured on."""
 from __future__ import annotations
 
-import json
 import os
 import platform
-import tempfile
 
 import torch
 import torchvision
+
+from maskrcnn_edu.files import write_json
 
 
 def write_report(path: str, results, **details) -> None:
@@ -21,9 +21,5 @@ def write_report(path: str, results, **details) -> None:
         **details,
         "results": results,
     }
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=directory, suffix=".tmp", delete=False) as tmp:
-        json.dump(report, tmp, indent=2, default=str)
-    os.replace(tmp.name, path)
+    write_json(path, report, default=str)
     print(f"wrote {path}")

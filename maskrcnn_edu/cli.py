@@ -138,11 +138,10 @@ def coco_schedule(num_images: int, batch_size: int, steps=None, lr=None, seed: i
 
 def evaluate(args: argparse.Namespace) -> int:
     """``evaluate``: COCO metrics of a checkpoint on Shapes (held-out seed) or COCO-format data."""
-    import json
-    import os
 
     from .data import ShapesDataset
     from .evaluate import coco_evaluate, format_metrics
+    from .files import write_json
     from .model import MaskRCNN
 
     dataset_name = _check_dataset(args.dataset)
@@ -154,18 +153,13 @@ def evaluate(args: argparse.Namespace) -> int:
     metrics, _ = coco_evaluate(model, dataset)
     print(format_metrics(metrics))
     if args.json:
-        temporary = f"{args.json}.tmp"
-        with open(temporary, "w") as file:
-            json.dump({"checkpoint": str(args.checkpoint), "dataset": repr(dataset), **metrics}, file, indent=2)
-        os.replace(temporary, args.json)
+        write_json(args.json, {"checkpoint": str(args.checkpoint), "dataset": repr(dataset), **metrics})
         print(f"wrote {args.json}")
     return 0
 
 
 def detect(args: argparse.Namespace) -> int:
     """``detect``: draw each image's instances into OUT/, and write OUT/detections.json (COCO results)."""
-    import json
-    import os
     from pathlib import Path
 
     import matplotlib
@@ -177,6 +171,7 @@ def detect(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from .evaluate import detections_to_coco
+    from .files import write_json
     from .model import MaskRCNN
     from .visualize import draw_detections
 
@@ -203,10 +198,7 @@ def detect(args: argparse.Namespace) -> int:
         plt.close(fig)
         kept = int((detections["scores"] >= args.score_threshold).sum())
         print(f"{path}: {kept} instances above {args.score_threshold} -> {drawn}")
-    temporary = out / "detections.json.tmp"
-    with open(temporary, "w") as file:
-        json.dump(results, file)
-    os.replace(temporary, out / "detections.json")
+    write_json(out / "detections.json", results, indent=None)
     print(f"wrote {out / 'detections.json'}")
     return 0
 

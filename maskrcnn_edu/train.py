@@ -13,7 +13,6 @@ gloo on CPU): each rank takes its share of every global batch, rank 0 alone logs
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import random
@@ -29,6 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from .data import collate
+from .files import write_json
 from .weights import save_checkpoint
 
 __all__ = ["TrainSettings", "fit", "NonFiniteLossError", "set_trainable_layers", "lr_factor", "step_batches", "LAYER_STAGES"]
@@ -309,9 +309,7 @@ def _validate(model, dataset, evaluate_fn, writer, step, best_ap, out_dir, rank,
         if mask_ap > best_ap:
             optimizer, scheduler, scaler, settings = state
             _checkpoint(out_dir / "best.pt", model, optimizer, scheduler, scaler, step, settings, best_ap=mask_ap, metrics=metrics)
-            with open(out_dir / "best_metrics.json.tmp", "w") as f:
-                json.dump({"step": step, **metrics}, f, indent=2)
-            os.replace(out_dir / "best_metrics.json.tmp", out_dir / "best_metrics.json")
+            write_json(out_dir / "best_metrics.json", {"step": step, **metrics})
     return max(best_ap, mask_ap)
 
 

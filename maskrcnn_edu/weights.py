@@ -11,13 +11,13 @@ same folder, then ``os.replace``, so an interrupted write never leaves a broken 
 """
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 import warnings
 from pathlib import Path
 
 import torch
+
+from .files import atomic_write
 
 __all__ = [
     "torchvision_key", "read_state_dict", "load_torchvision", "load_weights", "select_classes",
@@ -138,21 +138,6 @@ def load_torchvision(model: torch.nn.Module, state_dict: dict) -> None:
     load_weights(model, {torchvision_key(k): v for k, v in state_dict.items()}, source="the torchvision state dict")
 
 
-def _atomic_save(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            torch.save(obj, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
-
-
 def save_checkpoint(path, model, half: bool = False, **extra) -> Path:
     """Write ``{"config", "model", **extra}`` to ``path`` atomically; returns the path.
 
@@ -163,8 +148,7 @@ def save_checkpoint(path, model, half: bool = False, **extra) -> Path:
     state = model.state_dict()
     if half:
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
-    _atomic_save({"config": model.config.to_dict(), "model": state, **extra}, path)
-    return path
+    return atomic_write(path, lambda file: torch.save({"config": model.config.to_dict(), "model": state, **extra}, file))
 
 
 def load_checkpoint(path, map_location="cpu"):

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 
 import numpy as np
 import torch
@@ -22,22 +21,9 @@ from pycocotools import mask as mask_utils
 from tqdm.auto import tqdm
 
 from .validate import check_sample
+from ..files import atomic_write
 
-__all__ = ["export_coco", "atomic_write"]
-
-
-def atomic_write(path: str, write, mode: str = "wb") -> None:
-    """Call ``write(file)`` on a temporary file next to ``path``, then rename it to ``path``."""
-    directory = os.path.dirname(os.path.abspath(path))
-    descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=".", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, mode) as file:
-            write(file)
-        os.chmod(temporary, 0o644)  # mkstemp makes it private (0600); data files are for sharing
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+__all__ = ["export_coco"]
 
 
 def encode_masks(masks: torch.Tensor) -> list[dict]:

@@ -105,11 +105,14 @@ class RegionProposalNetwork(nn.Module):
             keep = box_ops.remove_small_boxes(image_boxes, self.min_size)
             keep = keep[image_scores[keep] >= self.config.rpn_score_thresh]
             image_boxes, image_scores, image_levels = image_boxes[keep], image_scores[keep], levels[keep]
-            pre_boxes.append(image_boxes), pre_scores.append(image_scores), pre_levels.append(image_levels)
+            pre_boxes.append(image_boxes)
+            pre_scores.append(image_scores)
+            pre_levels.append(image_levels)
             # 3. NMS within each level, then the post_nms_top_n best of the image.
             keep = self.batched_nms(image_boxes, image_scores, image_levels, self.config.rpn_nms_thresh)
             keep = keep[: self.top_n("post")]
-            final_boxes.append(image_boxes[keep]), final_scores.append(image_scores[keep])
+            final_boxes.append(image_boxes[keep])
+            final_scores.append(image_scores[keep])
         return pre_boxes, pre_scores, pre_levels, final_boxes, final_scores
 
     def anchor_targets(self, anchors: Tensor, targets: list[dict]) -> tuple[list[Tensor], list[Tensor]]:

@@ -164,6 +164,14 @@ def _distributed() -> tuple[int, int]:
     return 0, 1
 
 
+def _finite_everywhere(loss, world_size: int) -> bool:
+    """Whether the loss is finite on every process (all must stop together, or the others would wait forever)."""
+    finite = torch.isfinite(loss.detach()).float().reshape(1)
+    if world_size > 1:
+        dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+    return bool(finite.item())
+
+
 def _batch_to(images, targets, device):
     images = [img.to(device, non_blocking=True) for img in images]
     targets = [{k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in t.items()} for t in targets]
@@ -241,7 +249,7 @@ def fit(model, train_dataset, out_dir, settings: TrainSettings = TrainSettings()
             with torch.autocast(device.type, enabled=use_amp):
                 losses = network(images, targets)
             loss = sum(losses.values())
-            if not torch.isfinite(loss):
+            if not _finite_everywhere(loss, world_size):
                 values = ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items())
                 kept = f"the last good checkpoint is {last_path}" if last_path.exists() else "no checkpoint was written yet"
                 raise NonFiniteLossError(f"step {step}: the loss is not finite ({values}); stopping, {kept}")

@@ -36,6 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .boxes import box_area
+
 __all__ = [
     "roi_align",
     "roi_pool",
@@ -135,6 +137,14 @@ def _sample_coords(start: Tensor, bin_size: Tensor, num_bins: int, grid: int) ->
     return (start[:, None, None] + p * bin_size) + g * bin_size / grid
 
 
+def _sampling_points(start: Tensor, size: Tensor, output_size, grid) -> tuple[Tensor, Tensor]:
+    """Every box's sampling points: ``start, size [K, 2]`` as (x, y) -> ``ys [K, PH, gy]``, ``xs [K, PW, gx]``."""
+    (out_h, out_w), (gy, gx) = output_size, grid
+    xs = _sample_coords(start[:, 0], size[:, 0] / out_w, out_w, gx)
+    ys = _sample_coords(start[:, 1], size[:, 1] / out_h, out_h, gy)
+    return ys, xs
+
+
 def _bilinear_neighbours(coords: Tensor, length: int) -> tuple[Tensor, Tensor]:
     """The two cells around each coordinate and their linear weights, along one axis.
 
@@ -158,9 +168,7 @@ def _align_fixed_grid(table, rois, start, size, output_size, grid, feature_hw) -
     k = len(rois)
     if gy == 0 or gx == 0:  # degenerate (zero-size, aligned) boxes sample nothing: output 0
         return table.new_zeros(k, table.shape[1], out_h, out_w)
-    bin_w, bin_h = size[:, 0] / out_w, size[:, 1] / out_h
-    xs = _sample_coords(start[:, 0], bin_w, out_w, gx)  # [K, PW, gx]
-    ys = _sample_coords(start[:, 1], bin_h, out_h, gy)  # [K, PH, gy]
+    ys, xs = _sampling_points(start, size, (out_h, out_w), (gy, gx))  # [K, PH, gy], [K, PW, gx]
     x_cells, x_weights = _bilinear_neighbours(xs, width)  # [K, PW, gx, 2]
     y_cells, y_weights = _bilinear_neighbours(ys, height)  # [K, PH, gy, 2]
 
@@ -233,12 +241,12 @@ def roi_align_sampling_points(
     out_h, out_w = _pair(output_size)
     rois = torch.tensor([[0.0, *box]])
     start, size = _align_box_geometry(rois, spatial_scale, aligned)
-    bin_w, bin_h = size[:, 0] / out_w, size[:, 1] / out_h
-    gx = sampling_ratio if sampling_ratio > 0 else int(torch.ceil(bin_w).item())
-    gy = sampling_ratio if sampling_ratio > 0 else int(torch.ceil(bin_h).item())
-    xs = _sample_coords(start[:, 0], bin_w, out_w, gx)[0]
-    ys = _sample_coords(start[:, 1], bin_h, out_h, gy)[0]
-    return ys, xs
+    if sampling_ratio > 0:
+        grid = (sampling_ratio, sampling_ratio)
+    else:  # as roi_align's adaptive grid: ceil(bin size) points per axis
+        grid = (int(torch.ceil(size[0, 1] / out_h)), int(torch.ceil(size[0, 0] / out_w)))
+    ys, xs = _sampling_points(start, size, (out_h, out_w), grid)
+    return ys[0], xs[0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -329,7 +337,7 @@ def fpn_level(boxes: Tensor, min_level: int, max_level: int, canonical_size: flo
 
     A 224 x 224 box (ImageNet's size) goes to level 4 (stride 16); a box half as wide, one level finer.
     """
-    sizes = torch.sqrt((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))
+    sizes = torch.sqrt(box_area(boxes))
     levels = torch.floor(canonical_level + torch.log2(sizes / canonical_size) + 1e-6)
     return levels.clamp(min=min_level, max=max_level).to(torch.int64)
 

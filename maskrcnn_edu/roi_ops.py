@@ -25,6 +25,12 @@ so that a pixel's continuous extent ``[j, j+1]`` lines up with the cell centred 
 ``aligned=False`` is the original (slightly misaligned) Detectron behaviour that torchvision keeps
 as its default.
 
+Precision: a feature map in float16 or bfloat16 (as convolutions give under ``torch.autocast``)
+is read in float32 and the result cast back to the map's dtype, as torchvision's autocast rule for
+its RoI kernels does. In 16 bits the box coordinates themselves would round: bfloat16 keeps 8
+significant bits, so a box edge at x = 87.3 becomes 87.0 and a bilinear weight of 0.3 becomes
+0.30078, enough to move a bin by a third of a cell.
+
 Results agree with ``torchvision.ops.roi_pool`` / ``roi_align`` (tests hold them to 1e-5).
 """
 from __future__ import annotations
@@ -102,6 +108,24 @@ def boxes_to_rois(boxes: BoxesArg, num_images: int | None = None) -> Tensor:
     if num_images is not None and len(rois) and not (0 <= rois[:, 0].min() and rois[:, 0].max() < num_images):
         raise ValueError(f"boxes name batch indices outside 0..{num_images - 1} of the feature map")
     return rois
+
+
+LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def _in_float32(op, input: Tensor, *args) -> Tensor:
+    """``op(input, *args)`` computed in float32 when ``input`` is float16/bfloat16 or autocast is on.
+
+    Autocast is switched off inside (nothing in the op may drop back to 16 bits) and the result is
+    cast back to ``input``'s dtype, so a caller under autocast gets what it gave. float32 and float64
+    maps outside autocast run as they are. Gradients flow through the casts.
+    """
+    device_type = input.device.type
+    if input.dtype not in LOW_PRECISION and not torch.is_autocast_enabled(device_type):
+        return op(input, *args)
+    with torch.autocast(device_type, enabled=False):
+        wide = input.float() if input.dtype in LOW_PRECISION else input
+        return op(wide, *args).to(input.dtype)
 
 
 def _cell_table(input: Tensor) -> Tensor:
@@ -206,10 +230,19 @@ def roi_align(
         spatial_scale: feature cells per image pixel (1/stride).
         sampling_ratio: points per bin along each axis; ``<= 0`` picks ``ceil(bin size)`` per box.
         aligned: shift boxes by -0.5 cell so pixel extents and cell centres line up.
+
+    A float16/bfloat16 ``input`` (or any input under autocast) is read in float32; the result has
+    ``input``'s dtype.
     """
     _check_input(input)
-    out_hw = _pair(output_size)
-    rois = boxes_to_rois(boxes, num_images=input.shape[0]).to(input.dtype)
+    rois = boxes_to_rois(boxes, num_images=input.shape[0])
+    return _in_float32(_roi_align, input, rois, _pair(output_size), spatial_scale, sampling_ratio, aligned)
+
+
+def _roi_align(input: Tensor, rois: Tensor, out_hw: tuple[int, int], spatial_scale: float, sampling_ratio: int,
+               aligned: bool) -> Tensor:
+    """``roi_align`` on checked arguments, in ``input``'s dtype: ``rois [K, 5]`` -> ``[K, C, PH, PW]``."""
+    rois = rois.to(input.dtype)
     table = _cell_table(input)
     feature_hw = tuple(input.shape[-2:])
     start, size = _align_box_geometry(rois, spatial_scale, aligned)
@@ -285,10 +318,17 @@ def roi_pool(input: Tensor, boxes: BoxesArg, output_size, spatial_scale: float =
     """RoI max pooling over quantized bins (Fast R-CNN) -> ``[K, C, PH, PW]``.
 
     Args are as ``roi_align``'s. A bin that falls wholly outside the feature map outputs 0.
+    A float16/bfloat16 ``input`` (or any input under autocast) is read in float32, as in ``roi_align``.
     """
     _check_input(input)
-    out_h, out_w = _pair(output_size)
-    rois = boxes_to_rois(boxes, num_images=input.shape[0]).to(input.dtype)
+    rois = boxes_to_rois(boxes, num_images=input.shape[0])
+    return _in_float32(_roi_pool, input, rois, _pair(output_size), spatial_scale)
+
+
+def _roi_pool(input: Tensor, rois: Tensor, output_size: tuple[int, int], spatial_scale: float) -> Tensor:
+    """``roi_pool`` on checked arguments, in ``input``'s dtype: ``rois [K, 5]`` -> ``[K, C, PH, PW]``."""
+    out_h, out_w = output_size
+    rois = rois.to(input.dtype)
     n, c, height, width = input.shape
     k = len(rois)
     if k == 0:
@@ -355,6 +395,9 @@ class MultiScaleRoIAlign:
         sampling_ratio, aligned: as ``roi_align``'s.
         op: ``roi_align``-like function ``(input, rois, output_size, spatial_scale, sampling_ratio, aligned)``
             (torchvision's kernel, or ``roi_pool`` wrapped, can stand in).
+
+    The output has the features' dtype; float16/bfloat16 features are read in float32 (see ``roi_align``)
+    and the level of each box is computed in float32.
     """
 
     def __init__(self, output_size: int, sampling_ratio: int = 2, aligned: bool = False, op=None):
@@ -369,6 +412,8 @@ class MultiScaleRoIAlign:
         scales = [_level_scale(f, largest_image) for f in features]
         min_level, max_level = round(-math.log2(scales[0])), round(-math.log2(scales[-1]))
         rois = boxes_to_rois(list(boxes))
+        if rois.dtype in LOW_PRECISION:  # the level rule's log2 in 16 bits would misplace boxes near a boundary
+            rois = rois.float()
         levels = fpn_level(rois[:, 1:], min_level, max_level) - min_level  # [K], 0 = finest given level
         first = features[0]
         output = first.new_zeros(len(rois), first.shape[1], self.output_size, self.output_size)

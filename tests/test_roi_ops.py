@@ -184,3 +184,63 @@ def test_bad_input_raises_value_error_naming_the_argument(features, op):
             op(features, torch.zeros(1, 5), bad_size)
     with pytest.raises(ValueError, match=r"batch indices outside 0..2"):
         op(features, torch.tensor([[3.0, 0, 0, 4, 4]]), 7)
+
+
+# --- mixed precision ---------------------------------------------------------------------------------
+
+
+def bf16_case(gen):
+    """A bfloat16 feature map (what a convolution gives under CPU autocast) and float32 boxes.
+
+    The map is 50 x 60 cells at stride 4, so box edges reach 240 px, where bfloat16's spacing is 1 px:
+    computed in 16 bits, the boxes alone would move by up to a quarter of a cell.
+    """
+    features = torch.randn(2, 8, 50, 60, generator=gen).bfloat16()
+    return features, make_rois(gen, num_images=2, image_hw=(200.0, 240.0))
+
+
+@pytest.mark.parametrize("op, args", [("roi_align", (7, 0.25, 2)), ("roi_align", (7, 0.25, -1, True)),
+                                      ("roi_pool", (7, 0.25))])
+def test_under_autocast_the_ops_compute_in_float32(gen, op, args):
+    """Under bfloat16 autocast the result is the float32 result, rounded once to bfloat16.
+
+    (Computed in bfloat16, RoIAlign differed from float32 by up to 2.0 and RoIPool by up to 5.1 on
+    these unit-variance features: the boxes had moved, and RoIPool's bins had taken other cells.)
+    """
+    fn = getattr(roi_ops, op)
+    features, rois = bf16_case(gen)
+    in_float32 = fn(features.float(), rois, *args)  # the same (bf16-valued) features, read in float32
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = fn(features, rois, *args)
+        unchanged = fn(features.float(), rois, *args)  # a float32 map stays float32
+    assert mixed.dtype == torch.bfloat16 and unchanged.dtype == torch.float32
+    torch.testing.assert_close(mixed.float(), in_float32, atol=1e-6, rtol=2**-8)  # bfloat16 rounding of the result
+    assert torch.equal(mixed, in_float32.bfloat16())
+    assert torch.equal(unchanged, in_float32)
+
+
+def test_under_autocast_the_gradient_is_the_float32_one(gen):
+    features, rois = bf16_case(gen)
+    upstream = torch.randn(len(rois), 8, 7, 7, generator=gen)
+    wide = features.float().requires_grad_()
+    (roi_ops.roi_align(wide, rois, 7, 0.25, 2) * upstream).sum().backward()
+    narrow = features.clone().requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        pooled = roi_ops.roi_align(narrow, rois, 7, 0.25, 2)
+    (pooled.float() * upstream).sum().backward()
+    assert narrow.grad.dtype == torch.bfloat16
+    # The upstream gradient passes through the bfloat16 output first: agreement to a few bfloat16 steps.
+    torch.testing.assert_close(narrow.grad.float(), wide.grad, atol=0.05, rtol=2**-6)
+
+
+def test_multiscale_roi_align_under_autocast_computes_in_float32(gen):
+    image_size = (256, 320)
+    features = [torch.randn(2, 8, image_size[0] // s, image_size[1] // s, generator=gen).bfloat16() for s in (4, 8, 16, 32)]
+    top_left = torch.rand(2, 30, 2, generator=gen) * torch.tensor([300.0, 240.0])
+    boxes = [torch.cat([t, t + 4 + torch.rand(30, 2, generator=gen) * 200], dim=1) for t in top_left]
+    pooler = roi_ops.MultiScaleRoIAlign(7, sampling_ratio=2)
+    in_float32 = pooler([f.float() for f in features], boxes, [image_size] * 2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = pooler(features, boxes, [image_size] * 2)
+    assert mixed.dtype == torch.bfloat16
+    torch.testing.assert_close(mixed.float(), in_float32, atol=1e-6, rtol=2**-8)

@@ -1,20 +1,28 @@
 """Matching anchors (or proposals) to ground-truth boxes, and sampling a balanced minibatch of them.
 
 ``Matcher`` turns an IoU matrix into one decision per anchor: the index of its object, or
-``BACKGROUND`` (-1, IoU below the low threshold), or ``IGNORE`` (-2, in between: neither a good
-positive nor a clean negative). ``BalancedSampler`` then draws a fixed number of anchors per image
-with at most a given fraction of positives, so that the abundant background does not drown the
-few objects in the loss.
+``BACKGROUND`` (IoU below the low threshold), or ``IGNORE`` (in between: neither a good positive
+nor a clean negative). ``BalancedSampler`` then draws a fixed number of anchors per image with at
+most a given fraction of positives, so that the abundant background does not drown the few
+objects in the loss.
+
+One convention for the whole package, in match results and in label tensors alike:
+
+* ``IGNORE = -1``: left out of the loss (a match result, and a label of the RPN and the box head);
+* ``BACKGROUND = -2``: a match result only, "no object"; as a *label* the background is the
+  class ``BACKGROUND_LABEL = 0``, which the box head's classifier predicts like any other class;
+* a label ``>= 1`` is a positive: the object's class (the RPN, which knows no classes, uses 1).
 """
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
-__all__ = ["Matcher", "BalancedSampler", "BACKGROUND", "IGNORE"]
+__all__ = ["Matcher", "BalancedSampler", "BACKGROUND", "IGNORE", "BACKGROUND_LABEL"]
 
-BACKGROUND = -1
-IGNORE = -2
+IGNORE = -1  # neither positive nor negative: no loss (match results and labels)
+BACKGROUND = -2  # match result: best IoU below the low threshold
+BACKGROUND_LABEL = 0  # the label (class) of a background anchor or RoI
 
 
 class Matcher:
@@ -54,7 +62,8 @@ class Matcher:
 class BalancedSampler:
     """Pick ``batch_size_per_image`` indices per image, at most ``positive_fraction`` of them positive.
 
-    Called with one label tensor per image (``1+`` positive, ``0`` negative, ``-1`` ignored), returns
+    Called with one label tensor per image (``>= 1`` positive, ``BACKGROUND_LABEL`` negative,
+    ``IGNORE`` ignored), returns
     per image a positive mask and a negative mask (uint8, same shape). When there are too few
     positives the negatives fill the batch. Random draws use ``generator`` if given, else torch's
     global generator (so seeding torch makes a run repeatable).
@@ -73,7 +82,7 @@ class BalancedSampler:
         positive_masks, negative_masks = [], []
         for labels in labels_per_image:
             positive = torch.where(labels >= 1)[0]
-            negative = torch.where(labels == 0)[0]
+            negative = torch.where(labels == BACKGROUND_LABEL)[0]
             num_positive = min(positive.numel(), int(self.batch_size_per_image * self.positive_fraction))
             num_negative = min(negative.numel(), self.batch_size_per_image - num_positive)
             positive_mask = torch.zeros_like(labels, dtype=torch.uint8)

@@ -1,13 +1,16 @@
 """``MaskRCNN``: the modules composed. ``forward`` for training and inference, ``trace`` to look inside.
 
-    images -> transform -> backbone (ResNet + FPN) -> RPN -> RoI heads -> postprocess -> detections
+    images -> transform -> backbone (ResNet C2..C5 + FPN P2..P6) -> RPN -> RoI heads -> postprocess -> detections
 
 Both ``forward`` and ``trace`` run ``_run``, which records every stage in a ``Trace``; ``forward``
 returns the losses (training, with targets) or the detections (inference), as torchvision's
-``maskrcnn_resnet50_fpn`` does, under the same names.
+``maskrcnn_resnet50_fpn`` does, under the same names. ``trace`` returns the ``Trace`` itself,
+computed without gradients and without changing the model (weights, BatchNorm statistics, mode
+and the samplers' random state are as they were).
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -18,23 +21,34 @@ from . import boxes as box_ops
 from . import roi_ops
 from .backbone import build_backbone
 from .config import Config
+from .inputs import check_inputs
 from .roi_heads import RoIHeads, RoIHeadsOutput
 from .rpn import RegionProposalNetwork, RPNOutput
 from .transform import ImageBatch, postprocess, prepare_batch
+from .weights import load_torchvision, load_weights, read_checkpoint, read_state_dict
 
-__all__ = ["MaskRCNN", "Trace", "check_inputs"]
+__all__ = ["MaskRCNN", "Trace", "load_checkpoint"]
 
 
 @dataclass
 class Trace:
-    """Every intermediate stage of one pass (per image lists unless said otherwise)."""
+    """Every intermediate stage of one pass. Lists hold one entry per image unless said otherwise.
 
-    batch: ImageBatch  # the normalised, resized, padded input
-    features: list[Tensor]  # P2..P6, each [N, C, H_l, W_l]
+    Boxes are in the coordinates of the *resized* image (``image(i)``), the one the network saw;
+    ``detections`` alone are in each original image's pixels (``scales`` converts).
+    """
+
+    batch: ImageBatch  # the normalised, resized, padded input: tensors [N, 3, H_pad, W_pad], image_sizes
+    original_sizes: list[tuple[int, int]]  # (H, W) of each image as given
+    stages: list[Tensor]  # the ResNet body's C2..C5, each [N, C_l, H_l, W_l] (strides 4..32)
+    features: list[Tensor]  # the FPN's P2..P6, each [N, C, H_l, W_l] (strides 4..64)
     rpn: RPNOutput  # anchors, objectness, deltas, proposals before/after NMS (and targets in training)
     heads: RoIHeadsOutput  # RoIs, class scores, refined boxes, detections before/after NMS, mask logits
     detections: list[dict] | None  # inference: in each original image's pixels, masks pasted [D, 1, H, W]
+    targets: list[dict] | None  # training: the targets resized with their images (boxes in resized pixels)
     losses: dict | None  # training: the five losses
+    image_mean: tuple = (0.485, 0.456, 0.406)
+    image_std: tuple = (0.229, 0.224, 0.225)
 
     @property
     def anchors(self) -> list[Tensor]:
@@ -44,55 +58,59 @@ class Trace:
     def proposals(self) -> list[Tensor]:
         return self.rpn.proposals
 
+    @property
+    def scales(self) -> list[tuple[float, float]]:
+        """Per image ``(scale_y, scale_x)``: resized size / original size (multiply original pixels by it)."""
+        return [(h / oh, w / ow) for (h, w), (oh, ow) in zip(self.batch.image_sizes, self.original_sizes)]
+
+    def image(self, i: int = 0) -> Tensor:
+        """Image ``i`` as the network saw it, made viewable again: un-normalised, padding cut off ->
+        ``[3, h, w]`` in 0..1, at the resized size (the coordinates of every box in the trace)."""
+        height, width = self.batch.image_sizes[i]
+        pixels = self.batch.tensors[i, :, :height, :width]
+        mean = torch.as_tensor(self.image_mean, dtype=pixels.dtype, device=pixels.device)[:, None, None]
+        std = torch.as_tensor(self.image_std, dtype=pixels.dtype, device=pixels.device)[:, None, None]
+        return (pixels * std + mean).clamp(0, 1)
+
 
 def _operations(config: Config):
-    """The NMS and RoI pooling kernels: ours, or torchvision's compiled ones."""
+    """The kernels: NMS, the RoI pooling of the heads, and RoIAlign (for mask targets) -- ours or torchvision's."""
     if config.ops == "torchvision":
         nms, align, pool = torchvision.ops.batched_nms, torchvision.ops.roi_align, torchvision.ops.roi_pool
     else:
         nms, align, pool = box_ops.batched_nms, roi_ops.roi_align, roi_ops.roi_pool
     if config.roi_op == "pool":
         # RoIPool has no sampling points or alignment: accept and ignore them.
-        return nms, lambda x, rois, size, scale, _ratio, _aligned: pool(x, rois, size, scale)
-    return nms, align
+        return nms, lambda x, rois, size, scale, _ratio, _aligned: pool(x, rois, size, scale), align
+    return nms, align, align
 
 
-def _describe(x) -> str:
-    return f"shape {tuple(x.shape)} and dtype {x.dtype}" if isinstance(x, Tensor) else f"a {type(x).__name__}"
+@contextlib.contextmanager
+def _unchanged(model: nn.Module):
+    """Run a block without leaving a trace on ``model``: its mode, its buffers (BatchNorm's running
+    statistics) and every random state the samplers draw from are restored afterwards."""
+    was_training = model.training
+    buffers = [(buffer, buffer.clone()) for buffer in model.buffers()]
+    generators = {id(g): g for g in model.generators() if g is not None}
+    generator_states = [(g, g.get_state()) for g in generators.values()]
+    devices = sorted({b.device.index for b, _ in buffers if b.device.type == "cuda"})
+    try:
+        with torch.random.fork_rng(devices=devices):
+            yield
+    finally:
+        model.train(was_training)
+        for buffer, saved in buffers:
+            buffer.copy_(saved)
+        for generator, state in generator_states:
+            generator.set_state(state)
 
 
-def check_inputs(images, targets=None) -> None:
-    """Raise ``ValueError`` naming the image or target that breaks torchvision's input convention."""
-    if not isinstance(images, (list, tuple)) or len(images) == 0:
-        raise ValueError(f"images must be a non-empty list of [3, H, W] float tensors, got {_describe(images)}")
-    for i, image in enumerate(images):
-        if not isinstance(image, Tensor) or image.dim() != 3 or image.shape[0] != 3:
-            raise ValueError(f"images[{i}] must be a [3, H, W] tensor, got {_describe(image)}")
-        if not image.is_floating_point():
-            raise ValueError(f"images[{i}] must be float in 0..1, got {image.dtype} (divide a uint8 image by 255)")
-        if image.numel() and (image.min() < 0 or image.max() > 1):
-            raise ValueError(f"images[{i}] must hold values in 0..1, got {image.min().item():.3g}..{image.max().item():.3g}")
-    if targets is None:
-        return
-    if len(targets) != len(images):
-        raise ValueError(f"got {len(targets)} targets for {len(images)} images")
-    for i, target in enumerate(targets):
-        for key in ("boxes", "labels", "masks"):
-            if key not in target:
-                raise ValueError(f"targets[{i}] lacks {key!r}")
-        boxes, labels, masks = target["boxes"], target["labels"], target["masks"]
-        if boxes.dim() != 2 or boxes.shape[1] != 4:
-            raise ValueError(f"targets[{i}]['boxes'] must be [N, 4], got {_describe(boxes)}")
-        if len(labels) != len(boxes) or len(masks) != len(boxes):
-            raise ValueError(
-                f"targets[{i}] has {len(boxes)} boxes, {len(labels)} labels and {len(masks)} masks: they must match"
-            )
-        if masks.dim() != 3 or tuple(masks.shape[-2:]) != tuple(images[i].shape[-2:]):
-            raise ValueError(f"targets[{i}]['masks'] must be [N, H, W] with the image's H, W, got {_describe(masks)}")
-        degenerate = torch.where((boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1]))[0]
-        if len(degenerate):
-            j = degenerate[0].item()
-            raise ValueError(f"targets[{i}]['boxes'][{j}] = {boxes[j].tolist()} has no area (needs x1 > x0 and y1 > y0)")
+def load_checkpoint(path, map_location="cpu") -> tuple["MaskRCNN", dict]:
+    """Rebuild the model saved with ``weights.save_checkpoint`` -> ``(model, checkpoint dict)``."""
+    checkpoint = read_checkpoint(path, map_location=map_location)
+    model = MaskRCNN(Config.from_dict(checkpoint["config"]))
+    load_weights(model, checkpoint["model"], source=str(path))
+    return model, checkpoint
 
 
 class MaskRCNN(nn.Module):
@@ -105,23 +123,31 @@ class MaskRCNN(nn.Module):
     def __init__(self, config: Config | None = None, generator: torch.Generator | None = None):
         super().__init__()
         self.config = config if config is not None else Config()
-        nms, roi_op = _operations(self.config)
+        nms, roi_op, align = _operations(self.config)
         self.backbone = build_backbone(self.config)
         channels = self.backbone.out_channels
         self.rpn = RegionProposalNetwork(self.config, channels, batched_nms=nms, generator=generator)
-        self.roi_heads = RoIHeads(self.config, channels, roi_op=roi_op, batched_nms=nms, generator=generator)
+        self.roi_heads = RoIHeads(self.config, channels, roi_op=roi_op, batched_nms=nms, generator=generator, align_op=align)
+
+    def generators(self) -> list[torch.Generator | None]:
+        """The random generators of the two samplers (``None``: torch's global one)."""
+        return [self.rpn.sampler.generator, self.roi_heads.sampler.generator]
 
     def _run(self, images: list[Tensor], targets: list[dict] | None) -> Trace:
-        check_inputs(images, targets)
+        check_inputs(images, targets, self.config.num_classes)
         original_sizes = [tuple(img.shape[-2:]) for img in images]
         batch, targets = prepare_batch(images, targets, self.config)
-        features = self.backbone(batch.tensors)
+        stages = self.backbone.body(batch.tensors)  # C2..C5
+        features = self.backbone.fpn(stages)  # P2..P6
         rpn = self.rpn(batch, features, targets)
         heads = self.roi_heads(features[:4], rpn.proposals, batch.image_sizes, targets)  # P6 is for the RPN only
+        trace = Trace(batch, original_sizes, stages, features, rpn, heads, None, targets, None,
+                      self.config.image_mean, self.config.image_std)
         if targets is not None:
-            return Trace(batch, features, rpn, heads, None, {**rpn.losses, **heads.losses})
-        detections = postprocess(heads.detections, batch.image_sizes, original_sizes)
-        return Trace(batch, features, rpn, heads, detections, None)
+            trace.losses = {**rpn.losses, **heads.losses}
+        else:
+            trace.detections = postprocess(heads.detections, batch.image_sizes, original_sizes)
+        return trace
 
     def forward(self, images: list[Tensor], targets: list[dict] | None = None):
         if self.training and targets is None:
@@ -129,23 +155,29 @@ class MaskRCNN(nn.Module):
         trace = self._run(images, targets if self.training else None)
         return trace.losses if self.training else trace.detections
 
-    def trace(self, images, targets: list[dict] | None = None) -> Trace:
+    def trace(self, images, targets: list[dict] | dict | None = None) -> Trace:
         """Run one image (a ``[3, H, W]`` tensor) or a list, and return every stage.
 
-        In eval mode without targets, this is inference; with targets (in train mode), the training
-        pass with its targets, samples and losses. No gradients are kept unless enabled by the caller.
+        Without targets: inference, as ``model.eval()(images)`` computes it, with the detections.
+        With targets (one dict, or a list): the training pass, as ``model.train()(images, targets)``
+        computes it: anchor labels and samples, RoI targets, mask targets and the five losses.
+        Either way no gradients are kept and the model is left exactly as it was: its train/eval
+        mode, its buffers (BatchNorm running statistics) and the random states its samplers draw
+        from, so ``model(images, targets)`` right after draws the same samples as the trace did.
         """
         if isinstance(images, Tensor):
             images = [images]
-        return self._run(images, targets)
+        if isinstance(targets, dict):
+            targets = [targets]
+        with torch.no_grad(), _unchanged(self):
+            self.train(targets is not None)
+            return self._run(list(images), targets)
 
     # Loading ---------------------------------------------------------------------------------------
 
     @classmethod
     def from_torchvision(cls, path_or_state_dict, config: Config | None = None) -> "MaskRCNN":
         """A model with the weights of torchvision's ``maskrcnn_resnet50_fpn`` (a file or a state dict)."""
-        from .weights import load_torchvision, read_state_dict
-
         state_dict = read_state_dict(path_or_state_dict)
         if config is None:
             num_classes = state_dict["roi_heads.box_predictor.cls_score.weight"].shape[0]
@@ -157,6 +189,4 @@ class MaskRCNN(nn.Module):
     @classmethod
     def from_checkpoint(cls, path, map_location="cpu") -> "MaskRCNN":
         """Rebuild a model saved with ``weights.save_checkpoint``: its config travels with it."""
-        from .weights import load_checkpoint
-
         return load_checkpoint(path, map_location=map_location)[0]

@@ -19,8 +19,8 @@ from torch import Tensor, nn
 
 from . import boxes as box_ops
 from .losses import box_head_loss, mask_loss, mask_loss_softmax
-from .matching import BACKGROUND, IGNORE, BalancedSampler, Matcher
-from .roi_ops import MultiScaleRoIAlign, roi_align
+from .matching import BACKGROUND, BACKGROUND_LABEL, IGNORE, BalancedSampler, Matcher
+from .roi_ops import MultiScaleRoIAlign, fpn_level, roi_align
 
 __all__ = ["BoxHead", "BoxPredictor", "MaskHead", "MaskPredictor", "RoIHeads", "RoIHeadsOutput", "paste_masks", "mask_targets"]
 
@@ -81,14 +81,15 @@ class MaskPredictor(nn.Module):
         return self.mask_fcn_logits(F.relu(self.conv5_mask(x)))
 
 
-def mask_targets(gt_masks: Tensor, proposals: Tensor, matched: Tensor, size: int) -> Tensor:
+def mask_targets(gt_masks: Tensor, proposals: Tensor, matched: Tensor, size: int, op=roi_align) -> Tensor:
     """Each positive proposal's target: its object's mask cut out at the proposal -> ``[P, size, size]``.
 
-    ``gt_masks [G, H, W]``, ``proposals [P, 4]``, ``matched [P]`` (object index). RoIAlign over the
-    binary masks does the cropping and resizing (adaptive sampling, not aligned, as torchvision).
+    ``gt_masks [G, H, W]``, ``proposals [P, 4]``, ``matched [P]`` (object index). RoIAlign (``op``:
+    ours or torchvision's kernel) over the binary masks does the cropping and resizing (adaptive
+    sampling, not aligned, as torchvision).
     """
     rois = torch.cat([matched[:, None].to(proposals), proposals], dim=1)
-    return roi_align(gt_masks[:, None].to(rois), rois, (size, size), 1.0)[:, 0]
+    return op(gt_masks[:, None].to(rois), rois, (size, size), 1.0, -1, False)[:, 0]
 
 
 def paste_masks(masks: Tensor, boxes: Tensor, image_size: tuple[int, int], padding: int = 1) -> Tensor:
@@ -137,28 +138,57 @@ def _resize_matrix(start: Tensor, end: Tensor, source_length: int, image_length:
     return weights
 
 
+# The heads read P2..P5; a RoI's level is chosen among these by its size (``roi_ops.fpn_level``).
+FIRST_LEVEL, LAST_LEVEL = 2, 5
+
+
 @dataclass
 class RoIHeadsOutput:
-    """What the heads computed (``model.trace`` exposes it). Per image lists unless said otherwise."""
+    """What the heads computed (``model.trace`` exposes it). Per image lists unless said otherwise;
+    "RoI index" counts in that image's ``proposals``."""
 
-    proposals: list[Tensor]  # the RoIs the box head saw (training: the sampled ones)
+    proposals: list[Tensor]  # the RoIs the box head saw (training: the sampled ones), [R_i, 4]
+    roi_levels: list[Tensor]  # [R_i]: the FPN level each RoI is read from (2 = P2 ... 5 = P5)
+    box_features_shape: tuple  # (R, C, 7, 7): what RoIAlign cut for the box head
     class_logits: Tensor  # [R, K] over all images
     box_deltas: Tensor  # [R, 4K]
-    refined_boxes: list[Tensor]  # per image [R_i, K, 4]: every class's refinement, clipped
-    class_scores: list[Tensor]  # per image [R_i, K] softmax
-    pre_nms: list[dict] | None = None  # inference: boxes/scores/labels above the score threshold
-    detections: list[dict] | None = None  # inference: boxes, labels, scores, masks [D, 1, M, M]
-    mask_logits: Tensor | None = None  # [P or D, K, M, M]
-    sampled_labels: list[Tensor] | None = None  # training
-    sampled_targets: list[Tensor] | None = None  # training: target deltas [R_i, 4]
-    matched_objects: list[Tensor] | None = None  # training
+    refined_boxes: list[Tensor]  # [R_i, K, 4]: every class's refinement of every RoI, clipped
+    class_scores: list[Tensor]  # [R_i, K] softmax
+    # Inference:
+    pre_nms: list[dict] | None = None  # boxes, scores, labels, rois (RoI index) of the candidates above the score threshold
+    detections: list[dict] | None = None  # boxes, labels, scores, masks [D, 1, M, M] probabilities
+    detection_rois: list[Tensor] | None = None  # [D]: the RoI each detection refined
+    detection_mask_logits: list[Tensor] | None = None  # [D, M, M]: the logits of each detection's own class
+    mask_logits: Tensor | None = None  # [P or D, K, M, M]: every class's mask logits
+    mask_features_shape: tuple | None = None  # (P or D, C, 14, 14)
+    # Training (with targets):
+    sampled_labels: list[Tensor] | None = None  # [R_i] class targets: 1..K-1, 0 background, -1 never (sampled RoIs are not ignored)
+    sampled_targets: list[Tensor] | None = None  # [R_i, 4] box-regression targets (deltas towards the matched object)
+    matched_objects: list[Tensor] | None = None  # [R_i] index of the matched ground-truth object (any for background)
+    mask_rois: list[Tensor] | None = None  # [P_i]: indices of the positive RoIs, the ones the mask head trains on
+    mask_targets: list[Tensor] | None = None  # [P_i, M, M]: each positive RoI's object mask cut out at the RoI
     losses: dict | None = None
 
 
-class RoIHeads(nn.Module):
-    """Box and mask heads with their training targets and their inference post-processing."""
+@dataclass
+class _Sample:
+    """The RoIs sampled for training, per image, with their targets."""
 
-    def __init__(self, config, in_channels: int, roi_op=roi_align, batched_nms=box_ops.batched_nms, generator=None):
+    rois: list[Tensor]
+    labels: list[Tensor]
+    objects: list[Tensor]
+    deltas: list[Tensor]
+
+
+class RoIHeads(nn.Module):
+    """Box and mask heads with their training targets and their inference post-processing.
+
+    ``roi_op`` pools the features for the heads (RoIAlign, or RoIPool for the ablation);
+    ``align_op`` is the RoIAlign kernel (readable or torchvision's) that cuts the mask targets.
+    """
+
+    def __init__(self, config, in_channels: int, roi_op=roi_align, batched_nms=box_ops.batched_nms, generator=None,
+                 align_op=roi_align):
         super().__init__()
         c = config
         self.config = c
@@ -172,101 +202,138 @@ class RoIHeads(nn.Module):
         self.matcher = Matcher(c.box_fg_iou_thresh, c.box_bg_iou_thresh, allow_low_quality_matches=False)
         self.sampler = BalancedSampler(c.box_batch_size_per_image, c.box_positive_fraction, generator)
         self.batched_nms = batched_nms
+        self.align_op = align_op
 
     # --- training targets ----------------------------------------------------------------------
 
-    def sample_rois(self, proposals: list[Tensor], targets: list[dict]):
-        """Add the ground truth to the proposals, match at IoU 0.5, sample -> per image RoIs, labels, objects, deltas."""
-        rois, labels, objects, deltas = [], [], [], []
-        matched_labels, matched_objects = [], []
-        proposals = [torch.cat([p, t["boxes"]]) for p, t in zip(proposals, targets)]
+    def match_rois(self, proposals: list[Tensor], targets: list[dict]) -> tuple[list[Tensor], list[Tensor]]:
+        """Per image: each RoI's class label (``>= 1``, ``BACKGROUND_LABEL`` or ``IGNORE``) and matched object."""
+        labels, objects = [], []
         for image_proposals, target in zip(proposals, targets):
             gt_boxes = target["boxes"]
             if gt_boxes.numel() == 0:
                 matched = torch.zeros(len(image_proposals), dtype=torch.int64, device=image_proposals.device)
-                image_labels = torch.zeros_like(matched)
+                image_labels = torch.full_like(matched, BACKGROUND_LABEL)
             else:
                 matches = self.matcher(box_ops.box_iou(gt_boxes, image_proposals))
                 matched = matches.clamp(min=0)
                 image_labels = target["labels"][matched].to(torch.int64)
-                image_labels[matches == BACKGROUND] = 0
-                image_labels[matches == IGNORE] = -1
-            matched_labels.append(image_labels)
-            matched_objects.append(matched)
-        positive_masks, negative_masks = self.sampler(matched_labels)
+                image_labels[matches == BACKGROUND] = BACKGROUND_LABEL
+                image_labels[matches == IGNORE] = IGNORE
+            labels.append(image_labels)
+            objects.append(matched)
+        return labels, objects
+
+    def sample_rois(self, proposals: list[Tensor], targets: list[dict]) -> _Sample:
+        """Add the ground truth to the proposals, match at IoU 0.5, sample -> per image RoIs, labels, objects, deltas."""
+        proposals = [torch.cat([p, t["boxes"]]) for p, t in zip(proposals, targets)]
+        labels, objects = self.match_rois(proposals, targets)
+        positive_masks, negative_masks = self.sampler(labels)
+        sample = _Sample([], [], [], [])
         for image_proposals, target, image_labels, matched, pos, neg in zip(
-            proposals, targets, matched_labels, matched_objects, positive_masks, negative_masks
+            proposals, targets, labels, objects, positive_masks, negative_masks
         ):
             keep = torch.where(pos | neg)[0]
             gt_boxes = target["boxes"]
             if gt_boxes.numel() == 0:  # a dummy box keeps shapes simple; no positive ever uses it
                 gt_boxes = torch.zeros((1, 4), dtype=image_proposals.dtype, device=image_proposals.device)
-            rois.append(image_proposals[keep])
-            labels.append(image_labels[keep])
-            objects.append(matched[keep])
-            deltas.append(self.box_coder.encode(gt_boxes[matched[keep]], image_proposals[keep]))
-        return rois, labels, objects, deltas
+            sample.rois.append(image_proposals[keep])
+            sample.labels.append(image_labels[keep])
+            sample.objects.append(matched[keep])
+            sample.deltas.append(self.box_coder.encode(gt_boxes[matched[keep]], image_proposals[keep]))
+        return sample
+
+    def mask_targets(self, targets: list[dict], sample: _Sample, size: int) -> tuple[list[Tensor], list[Tensor]]:
+        """Per image: the positive RoIs' indices ``[P_i]`` and their mask targets ``[P_i, size, size]``."""
+        positive = [torch.where(labels > 0)[0] for labels in sample.labels]
+        crops = [
+            mask_targets(t["masks"], rois[i], objects[i], size, op=self.align_op)
+            for t, rois, objects, i in zip(targets, sample.rois, sample.objects, positive)
+        ]
+        return positive, crops
 
     # --- inference -------------------------------------------------------------------------------
 
     def select_detections(self, refined: list[Tensor], scores: list[Tensor]):
-        """Per image: drop background, threshold, per-class NMS, top-k -> pre-NMS and final dicts."""
+        """Per image: drop background, threshold, per-class NMS, top-k -> pre-NMS and final dicts.
+
+        Each dict also holds ``rois [D]``, the RoI each candidate refines.
+        """
         pre_nms, detections = [], []
         for boxes, image_scores in zip(refined, scores):
-            num_classes = image_scores.shape[1]
+            num_rois, num_classes = image_scores.shape
             labels = torch.arange(num_classes, device=boxes.device).expand_as(image_scores)
+            rois = torch.arange(num_rois, device=boxes.device)[:, None].expand_as(image_scores)
             # Every (RoI, class) pair but the background is a candidate detection.
-            boxes, image_scores, labels = boxes[:, 1:].reshape(-1, 4), image_scores[:, 1:].reshape(-1), labels[:, 1:].reshape(-1)
-            keep = torch.where(image_scores > self.config.box_score_thresh)[0]
-            boxes, image_scores, labels = boxes[keep], image_scores[keep], labels[keep]
-            keep = box_ops.remove_small_boxes(boxes, 1e-2)
-            boxes, image_scores, labels = boxes[keep], image_scores[keep], labels[keep]
-            pre_nms.append({"boxes": boxes, "scores": image_scores, "labels": labels})
-            keep = self.batched_nms(boxes, image_scores, labels, self.config.box_nms_thresh)[: self.config.detections_per_img]
-            detections.append({"boxes": boxes[keep], "scores": image_scores[keep], "labels": labels[keep]})
+            candidates = {
+                "boxes": boxes[:, 1:].reshape(-1, 4), "scores": image_scores[:, 1:].reshape(-1),
+                "labels": labels[:, 1:].reshape(-1), "rois": rois[:, 1:].reshape(-1),
+            }
+            keep = torch.where(candidates["scores"] > self.config.box_score_thresh)[0]
+            keep = keep[box_ops.remove_small_boxes(candidates["boxes"][keep], 1e-2)]
+            candidates = {key: value[keep] for key, value in candidates.items()}
+            pre_nms.append(candidates)
+            keep = self.batched_nms(candidates["boxes"], candidates["scores"], candidates["labels"], self.config.box_nms_thresh)
+            keep = keep[: self.config.detections_per_img]
+            detections.append({key: value[keep] for key, value in candidates.items()})
         return pre_nms, detections
 
     # --- both --------------------------------------------------------------------------------------
 
-    def forward(self, features: list[Tensor], proposals: list[Tensor], image_sizes, targets: list[dict] | None = None) -> RoIHeadsOutput:
-        """``features``: P2..P5 (the heads do not read P6); ``proposals``: per image ``[P_i, 4]``."""
-        training = targets is not None
-        if training:
-            proposals, labels, objects, target_deltas = self.sample_rois(proposals, targets)
-        pooled = self.box_pool(features, proposals, image_sizes)  # [R, C, 7, 7]
+    def classify(self, features: list[Tensor], rois: list[Tensor], image_sizes) -> RoIHeadsOutput:
+        """The box head on ``rois`` (per image ``[R_i, 4]``): class scores and every class's refined box."""
+        pooled = self.box_pool(features, rois, image_sizes)  # [R, C, 7, 7]
         class_logits, box_deltas = self.box_predictor(self.box_head(pooled))
-        counts = [len(p) for p in proposals]
+        counts = [len(r) for r in rois]
         refined = [
-            box_ops.clip_boxes_to_image(self.box_coder.decode(d.reshape(len(d), -1, 4), p[:, None]), size)
-            for d, p, size in zip(box_deltas.split(counts), proposals, image_sizes)
+            box_ops.clip_boxes_to_image(self.box_coder.decode(d.reshape(len(d), -1, 4), r[:, None]), size)
+            for d, r, size in zip(box_deltas.split(counts), rois, image_sizes)
         ]
         scores = list(F.softmax(class_logits, dim=-1).split(counts))
-        output = RoIHeadsOutput(proposals, class_logits, box_deltas, refined, scores)
+        levels = [fpn_level(r, FIRST_LEVEL, LAST_LEVEL) for r in rois]
+        return RoIHeadsOutput(rois, levels, tuple(pooled.shape), class_logits, box_deltas, refined, scores)
 
-        if training:
-            loss_classifier, loss_box = box_head_loss(class_logits, box_deltas, torch.cat(labels), torch.cat(target_deltas))
-            positive = [torch.where(l > 0)[0] for l in labels]
-            mask_rois = [p[i] for p, i in zip(proposals, positive)]
-            output.mask_logits = self.mask_predictor(self.mask_head(self.mask_pool(features, mask_rois, image_sizes)))
-            crops = [
-                mask_targets(t["masks"], p[i], o[i], output.mask_logits.shape[-1])
-                for t, p, o, i in zip(targets, proposals, objects, positive)
-            ]
-            mask_labels = torch.cat([l[i] for l, i in zip(labels, positive)])
-            loss_fn = mask_loss if self.config.mask_loss == "sigmoid" else mask_loss_softmax
-            output.losses = {
-                "loss_classifier": loss_classifier,
-                "loss_box_reg": loss_box,
-                "loss_mask": loss_fn(output.mask_logits, mask_labels, torch.cat(crops)),
-            }
-            output.sampled_labels, output.sampled_targets, output.matched_objects = labels, target_deltas, objects
-            return output
+    def predict_masks(self, features: list[Tensor], rois: list[Tensor], image_sizes) -> tuple[Tensor, tuple]:
+        """The mask head on ``rois`` -> every class's logits ``[R, K, M, M]`` and the pooled features' shape."""
+        pooled = self.mask_pool(features, rois, image_sizes)  # [R, C, 14, 14]
+        return self.mask_predictor(self.mask_head(pooled)), tuple(pooled.shape)
 
-        output.pre_nms, output.detections = self.select_detections(refined, scores)
-        mask_rois = [d["boxes"] for d in output.detections]
-        output.mask_logits = self.mask_predictor(self.mask_head(self.mask_pool(features, mask_rois, image_sizes)))
-        detected_labels = torch.cat([d["labels"] for d in output.detections])
-        own_class = output.mask_logits[torch.arange(len(detected_labels), device=detected_labels.device), detected_labels]
-        for detection, probabilities in zip(output.detections, torch.sigmoid(own_class)[:, None].split([len(d["boxes"]) for d in output.detections])):
-            detection["masks"] = probabilities  # [D, 1, M, M]
+    def forward(self, features: list[Tensor], proposals: list[Tensor], image_sizes, targets: list[dict] | None = None) -> RoIHeadsOutput:
+        """``features``: P2..P5 (the heads do not read P6); ``proposals``: per image ``[P_i, 4]``."""
+        if targets is None:
+            return self.detect(features, proposals, image_sizes)
+        return self.train_step(features, proposals, image_sizes, targets)
+
+    def train_step(self, features, proposals, image_sizes, targets) -> RoIHeadsOutput:
+        """Training: sample RoIs, classify them, train masks on the positives -> output with the three losses."""
+        sample = self.sample_rois(proposals, targets)
+        output = self.classify(features, sample.rois, image_sizes)
+        output.sampled_labels, output.sampled_targets, output.matched_objects = sample.labels, sample.deltas, sample.objects
+        loss_classifier, loss_box = box_head_loss(
+            output.class_logits, output.box_deltas, torch.cat(sample.labels), torch.cat(sample.deltas)
+        )
+        positive_rois = [rois[i] for rois, i in zip(sample.rois, [torch.where(l > 0)[0] for l in sample.labels])]
+        output.mask_logits, output.mask_features_shape = self.predict_masks(features, positive_rois, image_sizes)
+        output.mask_rois, output.mask_targets = self.mask_targets(targets, sample, output.mask_logits.shape[-1])
+        mask_labels = torch.cat([labels[i] for labels, i in zip(sample.labels, output.mask_rois)])
+        loss_fn = mask_loss if self.config.mask_loss == "sigmoid" else mask_loss_softmax
+        output.losses = {
+            "loss_classifier": loss_classifier,
+            "loss_box_reg": loss_box,
+            "loss_mask": loss_fn(output.mask_logits, mask_labels, torch.cat(output.mask_targets)),
+        }
+        return output
+
+    def detect(self, features, proposals, image_sizes) -> RoIHeadsOutput:
+        """Inference: classify the proposals, keep the best per class, predict each detection's mask."""
+        output = self.classify(features, proposals, image_sizes)
+        output.pre_nms, selected = self.select_detections(output.refined_boxes, output.class_scores)
+        output.detection_rois = [d.pop("rois") for d in selected]
+        output.mask_logits, output.mask_features_shape = self.predict_masks(features, [d["boxes"] for d in selected], image_sizes)
+        labels = torch.cat([d["labels"] for d in selected])
+        own_class = output.mask_logits[torch.arange(len(labels), device=labels.device), labels]  # [D, M, M]
+        output.detection_mask_logits = list(own_class.split([len(d["boxes"]) for d in selected]))
+        for detection, logits in zip(selected, output.detection_mask_logits):
+            detection["masks"] = torch.sigmoid(logits)[:, None]  # [D, 1, M, M]
+        output.detections = selected
         return output

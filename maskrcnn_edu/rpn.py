@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from . import boxes as box_ops
 from .anchors import AnchorGenerator
 from .losses import rpn_loss
-from .matching import BACKGROUND, IGNORE, BalancedSampler, Matcher
+from .matching import BACKGROUND, BACKGROUND_LABEL, IGNORE, BalancedSampler, Matcher
 
 __all__ = ["RPNHead", "RegionProposalNetwork", "RPNOutput", "flatten_level_predictions"]
 
@@ -46,20 +46,48 @@ def flatten_level_predictions(prediction: Tensor, values_per_anchor: int) -> Ten
 
 @dataclass
 class RPNOutput:
-    """Everything the RPN computed, per image where it says so (``model.trace`` exposes it)."""
+    """Everything the RPN computed (``model.trace`` exposes it). "Per image" lists hold one tensor per
+    image; anchor indices count in the concatenation of all levels' anchors (``torch.cat(anchors)``)."""
 
     objectness: list[Tensor]  # per level [N, A, H, W] logits
     deltas: list[Tensor]  # per level [N, 4A, H, W]
     anchors: list[Tensor]  # per level [H*W*A, 4], shared by the images
+    decoded_boxes: Tensor  # [N, A_total, 4]: every anchor moved by its predicted deltas (not clipped)
     pre_nms_boxes: list[Tensor]  # per image [T, 4]: the per-level top-k, clipped, before NMS
-    pre_nms_scores: list[Tensor]  # per image [T]
-    pre_nms_levels: list[Tensor]  # per image [T]
+    pre_nms_scores: list[Tensor]  # per image [T] objectness probabilities
+    pre_nms_levels: list[Tensor]  # per image [T]: FPN level index, 0 = P2 ... 4 = P6
+    pre_nms_anchor_index: list[Tensor]  # per image [T]: the anchor each box came from
+    nms_keep: list[Tensor]  # per image [P]: indices into pre_nms_boxes that NMS (and the post-NMS top-k) kept
     proposals: list[Tensor]  # per image [P, 4], after NMS
     proposal_scores: list[Tensor]  # per image [P]
-    anchor_labels: list[Tensor] | None = None  # training: per image [A_total] 1 / 0 / -1
-    sampled_positive: Tensor | None = None  # training: indices into the batch's flattened anchors
-    sampled_negative: Tensor | None = None
+    # Training only (with targets), per image over all anchors:
+    anchor_labels: list[Tensor] | None = None  # [A_total] 1 object, 0 background (BACKGROUND_LABEL), -1 ignored (IGNORE)
+    matched_boxes: list[Tensor] | None = None  # [A_total, 4]: the object each anchor was matched to (any box for non-positives)
+    regression_targets: list[Tensor] | None = None  # [A_total, 4]: the deltas that would move the anchor onto it
+    sampled_positive: list[Tensor] | None = None  # [S+]: indices of the anchors sampled as positives
+    sampled_negative: list[Tensor] | None = None  # [S-]: ... and as negatives
     losses: dict | None = None
+
+    @property
+    def proposal_levels(self) -> list[Tensor]:
+        """Per image ``[P]``: the FPN level index of each proposal's anchor (0 = P2)."""
+        return [levels[keep] for levels, keep in zip(self.pre_nms_levels, self.nms_keep)]
+
+    @property
+    def proposal_anchor_index(self) -> list[Tensor]:
+        """Per image ``[P]``: the anchor each proposal came from."""
+        return [index[keep] for index, keep in zip(self.pre_nms_anchor_index, self.nms_keep)]
+
+
+@dataclass
+class _Selection:
+    """Proposal selection for a batch, per image (the fields of ``RPNOutput`` of the same names)."""
+
+    pre_nms_boxes: list[Tensor]
+    pre_nms_scores: list[Tensor]
+    pre_nms_levels: list[Tensor]
+    pre_nms_anchor_index: list[Tensor]
+    nms_keep: list[Tensor]
 
 
 class RegionProposalNetwork(nn.Module):
@@ -84,8 +112,8 @@ class RegionProposalNetwork(nn.Module):
         }
         return table[(stage, self.training)]
 
-    def select_proposals(self, boxes: Tensor, objectness: Tensor, anchors_per_level: list[int], image_sizes):
-        """``boxes [N, A_total, 4]``, ``objectness [N, A_total]`` -> per image pre-NMS and final proposals."""
+    def select_proposals(self, boxes: Tensor, objectness: Tensor, anchors_per_level: list[int], image_sizes) -> _Selection:
+        """``boxes [N, A_total, 4]``, ``objectness [N, A_total]`` -> per image pre-NMS boxes and what NMS kept."""
         # 1. The best pre_nms_top_n anchors of each level (top-k per level keeps every scale in play).
         top_indices, levels, offset = [], [], 0
         for level, level_scores in enumerate(objectness.split(anchors_per_level, dim=1)):
@@ -98,22 +126,21 @@ class RegionProposalNetwork(nn.Module):
         image_index = torch.arange(len(boxes), device=boxes.device)[:, None]
         boxes, scores = boxes[image_index, top_indices], torch.sigmoid(objectness[image_index, top_indices])
 
-        pre_boxes, pre_scores, pre_levels, final_boxes, final_scores = [], [], [], [], []
-        for image_boxes, image_scores, size in zip(boxes, scores, image_sizes):  # per image
+        selection = _Selection([], [], [], [], [])
+        for image_boxes, image_scores, anchor_index, size in zip(boxes, scores, top_indices, image_sizes):  # per image
             # 2. Clip to the image, drop boxes of (almost) no size and those under the score threshold.
             image_boxes = box_ops.clip_boxes_to_image(image_boxes, size)
             keep = box_ops.remove_small_boxes(image_boxes, self.min_size)
             keep = keep[image_scores[keep] >= self.config.rpn_score_thresh]
             image_boxes, image_scores, image_levels = image_boxes[keep], image_scores[keep], levels[keep]
-            pre_boxes.append(image_boxes)
-            pre_scores.append(image_scores)
-            pre_levels.append(image_levels)
+            selection.pre_nms_boxes.append(image_boxes)
+            selection.pre_nms_scores.append(image_scores)
+            selection.pre_nms_levels.append(image_levels)
+            selection.pre_nms_anchor_index.append(anchor_index[keep])
             # 3. NMS within each level, then the post_nms_top_n best of the image.
             keep = self.batched_nms(image_boxes, image_scores, image_levels, self.config.rpn_nms_thresh)
-            keep = keep[: self.top_n("post")]
-            final_boxes.append(image_boxes[keep])
-            final_scores.append(image_scores[keep])
-        return pre_boxes, pre_scores, pre_levels, final_boxes, final_scores
+            selection.nms_keep.append(keep[: self.top_n("post")])
+        return selection
 
     def anchor_targets(self, anchors: Tensor, targets: list[dict]) -> tuple[list[Tensor], list[Tensor]]:
         """Per image: labels ``[A]`` (1 object, 0 background, -1 ignored) and matched boxes ``[A, 4]``."""
@@ -121,16 +148,36 @@ class RegionProposalNetwork(nn.Module):
         for target in targets:
             gt_boxes = target["boxes"]
             if gt_boxes.numel() == 0:  # an image without objects: every anchor is background
-                labels.append(torch.zeros(len(anchors), dtype=torch.float32, device=anchors.device))
+                labels.append(torch.full((len(anchors),), float(BACKGROUND_LABEL), device=anchors.device))
                 matched_boxes.append(torch.zeros_like(anchors))
                 continue
             matches = self.matcher(box_ops.box_iou(gt_boxes, anchors))  # [A]
             matched_boxes.append(gt_boxes[matches.clamp(min=0)])
-            image_labels = (matches >= 0).to(torch.float32)
-            image_labels[matches == BACKGROUND] = 0.0
-            image_labels[matches == IGNORE] = -1.0
+            image_labels = (matches >= 0).to(torch.float32)  # 1 for a matched object
+            image_labels[matches == BACKGROUND] = BACKGROUND_LABEL
+            image_labels[matches == IGNORE] = IGNORE
             labels.append(image_labels)
         return labels, matched_boxes
+
+    def training_targets(self, output: RPNOutput, all_anchors: Tensor, targets: list[dict]) -> None:
+        """Label, match and sample the anchors of each image (recorded in ``output``)."""
+        output.anchor_labels, output.matched_boxes = self.anchor_targets(all_anchors, targets)
+        output.regression_targets = [self.box_coder.encode(m, all_anchors) for m in output.matched_boxes]
+        positive_masks, negative_masks = self.sampler(output.anchor_labels)
+        output.sampled_positive = [torch.where(m)[0] for m in positive_masks]
+        output.sampled_negative = [torch.where(m)[0] for m in negative_masks]
+
+    def losses(self, output: RPNOutput, flat_objectness: Tensor, flat_deltas: Tensor) -> dict:
+        """The two RPN losses over the sampled anchors of the whole batch."""
+        num_anchors = flat_objectness.shape[1]
+        # Indices into the batch's flattened anchors: image i's anchor a is i * A_total + a.
+        positive = torch.cat([p + i * num_anchors for i, p in enumerate(output.sampled_positive)])
+        negative = torch.cat([n + i * num_anchors for i, n in enumerate(output.sampled_negative)])
+        loss_objectness, loss_box = rpn_loss(
+            flat_objectness.flatten(), flat_deltas.reshape(-1, 4), torch.cat(output.anchor_labels),
+            torch.cat(output.regression_targets), positive, negative,
+        )
+        return {"loss_objectness": loss_objectness, "loss_rpn_box_reg": loss_box}
 
     def forward(self, images, features: list[Tensor], targets: list[dict] | None = None) -> RPNOutput:
         """``images``: the padded ``ImageBatch``; ``features``: the FPN levels P2..P6."""
@@ -142,19 +189,16 @@ class RegionProposalNetwork(nn.Module):
         flat_deltas = torch.cat([flatten_level_predictions(d, 4) for d in deltas], dim=1)  # [N, A_total, 4]
 
         # Proposals are inputs to the heads, not something to backpropagate through.
-        boxes = self.box_coder.decode(flat_deltas.detach(), all_anchors[None])
-        selected = self.select_proposals(boxes, flat_objectness.detach(), anchors_per_level, images.image_sizes)
-        output = RPNOutput(objectness, deltas, anchors, *selected)
-
+        boxes = self.box_coder.decode(flat_deltas.detach(), all_anchors[None])  # [N, A_total, 4]
+        selection = self.select_proposals(boxes, flat_objectness.detach(), anchors_per_level, images.image_sizes)
+        output = RPNOutput(
+            objectness, deltas, anchors, boxes,
+            selection.pre_nms_boxes, selection.pre_nms_scores, selection.pre_nms_levels, selection.pre_nms_anchor_index,
+            selection.nms_keep,
+            proposals=[b[k] for b, k in zip(selection.pre_nms_boxes, selection.nms_keep)],
+            proposal_scores=[s[k] for s, k in zip(selection.pre_nms_scores, selection.nms_keep)],
+        )
         if targets is not None:
-            labels, matched_boxes = self.anchor_targets(all_anchors, targets)
-            target_deltas = torch.cat([self.box_coder.encode(m, all_anchors) for m in matched_boxes])
-            positive_masks, negative_masks = self.sampler(labels)
-            positive = torch.where(torch.cat(positive_masks))[0]
-            negative = torch.where(torch.cat(negative_masks))[0]
-            loss_objectness, loss_box = rpn_loss(
-                flat_objectness.flatten(), flat_deltas.reshape(-1, 4), torch.cat(labels), target_deltas, positive, negative
-            )
-            output.anchor_labels, output.sampled_positive, output.sampled_negative = labels, positive, negative
-            output.losses = {"loss_objectness": loss_objectness, "loss_rpn_box_reg": loss_box}
+            self.training_targets(output, all_anchors, targets)
+            output.losses = self.losses(output, flat_objectness, flat_deltas)
         return output

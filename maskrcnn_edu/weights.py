@@ -21,7 +21,7 @@ from .files import atomic_write
 
 __all__ = [
     "torchvision_key", "read_state_dict", "load_torchvision", "load_weights", "select_classes",
-    "save_checkpoint", "load_checkpoint",
+    "save_checkpoint", "read_checkpoint",
 ]
 
 # (torchvision pattern, our replacement): current layout with ".0." wrappers, older one without.
@@ -151,11 +151,11 @@ def save_checkpoint(path, model, half: bool = False, **extra) -> Path:
     return atomic_write(path, lambda file: torch.save({"config": model.config.to_dict(), "model": state, **extra}, file))
 
 
-def load_checkpoint(path, map_location="cpu"):
-    """Rebuild the model of a checkpoint -> ``(model, checkpoint dict)``."""
-    from .config import Config
-    from .model import MaskRCNN
+def read_checkpoint(path, map_location="cpu") -> dict:
+    """Read one of our checkpoints -> its dict (``config``, ``model`` and what training added).
 
+    ``MaskRCNN.from_checkpoint`` (or ``model.load_checkpoint``) builds the model from it.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
@@ -165,6 +165,4 @@ def load_checkpoint(path, map_location="cpu"):
         raise ValueError(f"{path} is not a readable checkpoint ({_first_line(error)})") from error
     if not isinstance(checkpoint, dict) or "config" not in checkpoint or "model" not in checkpoint:
         raise ValueError(f"{path} is not a maskrcnn-edu checkpoint (it needs 'config' and 'model' entries)")
-    model = MaskRCNN(Config.from_dict(checkpoint["config"]))
-    load_weights(model, checkpoint["model"], source=str(path))
-    return model, checkpoint
+    return checkpoint

@@ -58,23 +58,24 @@ def change(key, value):
 @pytest.mark.parametrize(
     "fault, message",
     [
-        (change("image", lambda im: im[0]), r"image must be a \[3, H, W\] tensor, got \(6, 8\)"),
-        (change("image", lambda im: im[:1]), r"image must be a \[3, H, W\] tensor, got \(1, 6, 8\)"),
-        (change("image", lambda im: (im * 255).to(torch.uint8)), "image must be a float tensor"),
+        (change("image", lambda im: im[0]), r"image must be a \[3, H, W\] tensor, got a tensor of shape \(6, 8\)"),
+        (change("image", lambda im: im[:1]), r"image must be a \[3, H, W\] tensor, got a tensor of shape \(1, 6, 8\)"),
+        (change("image", lambda im: (im * 255).to(torch.uint8)), "image must be float in 0..1"),
         (change("image", lambda im: im * 255), "image values must lie in 0..1"),
         (change("masks", None), "target lacks masks"),
-        (change("boxes", lambda b: b[:, :3]), r"boxes must be a \[N, 4\] tensor, got \(2, 3\)"),
-        (change("labels", lambda lab: lab[:, None]), r"labels must be a \[N\] tensor"),
-        (change("masks", lambda m: m[0]), r"masks must be a \[N, H, W\] tensor"),
+        (change("boxes", lambda b: b[:, :3]), r"target\['boxes'\] must be \[N, 4\], got a tensor of shape \(2, 3\)"),
+        (change("labels", lambda lab: lab[:, None]), r"target\['labels'\] must be a \[N\] int64 tensor"),
+        (change("masks", lambda m: m[0]), r"target\['masks'\] must be a \[N, H, W\] uint8 tensor"),
         (change("masks", lambda m: m[:1]), "2 boxes, 2 labels and 1 masks"),
         (change("labels", lambda lab: lab[:1]), "2 boxes, 1 labels and 2 masks"),
-        (change("masks", lambda m: m[:, :5]), r"masks are \(5, 8\) but the image is \(6, 8\)"),
-        (change("labels", lambda lab: lab.int()), "labels must be int64"),
-        (change("boxes", lambda b: b.long()), "boxes must be float"),
-        (change("masks", lambda m: m.bool()), "masks must be uint8"),
-        (change("labels", lambda lab: lab - 1), r"labels must be >= 1 \(0 is the background\)"),
-        (change("boxes", lambda b: b.index_fill(1, torch.tensor([2]), 1.0)), r"box 0 .* is degenerate"),
-        (change("boxes", lambda b: b.index_fill(0, torch.tensor([1]), float("nan"))), "boxes must be finite"),
+        (change("masks", lambda m: m[:, :5]), r"target\['masks'\] are \(5, 8\) but the image is \(6, 8\)"),
+        (change("labels", lambda lab: lab.int()), r"target\['labels'\] must be int64"),
+        (change("boxes", lambda b: b.long()), r"target\['boxes'\] must be float"),
+        (change("masks", lambda m: m.bool()), r"target\['masks'\] must be uint8"),
+        (change("labels", lambda lab: lab - 1), r"target\['labels'\] must be >= 1 \(0 is the background\)"),
+        (change("boxes", lambda b: b.index_fill(1, torch.tensor([2]), 1.0)), r"target\['boxes'\]\[0\] .* has no area"),
+        (change("boxes", lambda b: b.index_fill(0, torch.tensor([1]), float("nan"))), r"target\['boxes'\] must be finite"),
+        (change("boxes", lambda b: b.tolist()), r"target\['boxes'\] must be a \[N, 4\] float tensor, got a list"),
     ],
 )
 def test_each_fault_is_named_with_where_it_is(fault, message):
@@ -87,3 +88,10 @@ def test_a_target_that_is_not_a_dict():
     image, _ = good_sample()
     with pytest.raises(ValueError, match="target must be a dict"):
         check_sample(image, [1, 2], WHERE)
+
+
+def test_a_label_beyond_the_model_classes_is_named():
+    image, target = good_sample()
+    check_sample(image, target, WHERE, num_classes=int(target["labels"].max()) + 1)
+    with pytest.raises(ValueError, match=r"target\['labels'\] must be below num_classes=2"):
+        check_sample(image, {**target, "labels": torch.full_like(target["labels"], 2)}, WHERE, num_classes=2)

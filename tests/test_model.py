@@ -12,7 +12,8 @@ from skimage import data as skimage_data
 from maskrcnn_edu.config import Config, shapes
 from maskrcnn_edu.matching import BalancedSampler
 from maskrcnn_edu.model import MaskRCNN
-from maskrcnn_edu.weights import load_torchvision, load_checkpoint, save_checkpoint
+from maskrcnn_edu.model import load_checkpoint
+from maskrcnn_edu.weights import load_torchvision, save_checkpoint
 
 
 def photo(name, crop=None):
@@ -204,13 +205,15 @@ def good_target():
 @pytest.mark.parametrize(
     "images, targets, message",
     [
-        ([torch.rand(128, 128)], None, r"images\[0\] must be a \[3, H, W\] tensor, got shape \(128, 128\)"),
-        ([torch.rand(1, 3, 128, 128)], None, r"images\[0\] must be a \[3, H, W\] tensor"),
-        ([torch.randint(0, 255, (3, 128, 128), dtype=torch.uint8)], None, r"images\[0\] must be float in 0..1, got torch.uint8"),
-        ([torch.rand(3, 128, 128) * 255], None, r"images\[0\] must hold values in 0..1"),
-        ([torch.rand(3, 128, 128)], [{**good_target(), "labels": torch.tensor([1, 2])}], r"targets\[0\] has 1 boxes, 2 labels and 1 masks"),
-        ([torch.rand(3, 128, 128)], [{**good_target(), "boxes": torch.tensor([[50.0, 10.0, 50.0, 60.0]])}], r"targets\[0\]\['boxes'\]\[0\] .* has no area"),
-        ([torch.rand(3, 128, 128)], [good_target(), good_target()], r"got 2 targets for 1 images"),
+        ([torch.rand(128, 128)], None, r"images\[0\]: image must be a \[3, H, W\] tensor, got a tensor of shape \(128, 128\)"),
+        ([torch.rand(1, 3, 128, 128)], None, r"images\[0\]: image must be a \[3, H, W\] tensor"),
+        ([torch.randint(0, 255, (3, 128, 128), dtype=torch.uint8)], None, r"images\[0\]: image must be float in 0..1, got dtype torch.uint8"),
+        ([torch.rand(3, 128, 128) * 255], None, r"images\[0\]: image values must lie in 0..1"),
+        ([torch.rand(3, 128, 128)], [{**good_target(), "labels": torch.tensor([1, 2])}], r"targets\[0\]: 1 boxes, 2 labels and 1 masks"),
+        ([torch.rand(3, 128, 128)], [{**good_target(), "boxes": torch.tensor([[50.0, 10.0, 50.0, 60.0]])}], r"targets\[0\]: target\['boxes'\]\[0\] .* has no area"),
+        ([torch.rand(3, 128, 128)], [good_target(), good_target()], r"got 2 for 1 images"),
+        ([torch.rand(3, 128, 128)], [{**good_target(), "labels": torch.tensor([9])}], r"targets\[0\]: target\['labels'\] must be below num_classes=4"),
+        ([torch.rand(3, 128, 128)], [{**good_target(), "boxes": [[10.0, 10.0, 50.0, 60.0]]}], r"targets\[0\]: target\['boxes'\] must be a \[N, 4\] float tensor, got a list"),
     ],
 )
 def test_bad_input_is_a_clear_error(shapes_model, images, targets, message):

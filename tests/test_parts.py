@@ -58,6 +58,9 @@ def test_matcher_matches_torchvision(allow_low_quality):
     iou = torch.rand(6, 300, generator=torch.Generator().manual_seed(0)) ** 4  # mostly low, a few high
     ours = Matcher(0.7, 0.3, allow_low_quality)(iou)
     theirs = tv_utils.Matcher(0.7, 0.3, allow_low_quality)(iou)
+    # torchvision's verdicts are -1 (below the low threshold) and -2 (between); ours are named constants.
+    theirs = torch.where(theirs == tv_utils.Matcher.BELOW_LOW_THRESHOLD, BACKGROUND,
+                         torch.where(theirs == tv_utils.Matcher.BETWEEN_THRESHOLDS, IGNORE, theirs))
     assert torch.equal(ours, theirs)
     assert (ours == BACKGROUND).any() and (ours == IGNORE).any() and (ours >= 0).any()
 

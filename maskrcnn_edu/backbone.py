@@ -13,7 +13,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import Tensor, nn
 
-__all__ = ["FrozenBatchNorm2d", "ResNetBody", "FPN", "Backbone", "build_backbone"]
+__all__ = ["FrozenBatchNorm2d", "ResNetBody", "FPN", "Backbone", "build_backbone", "body_parameter_trains", "RESNET_STAGES"]
 
 STAGE_CHANNELS = {
     "resnet18": (64, 128, 256, 512),
@@ -21,6 +21,22 @@ STAGE_CHANNELS = {
     "resnet50": (256, 512, 1024, 2048),
     "resnet101": (256, 512, 1024, 2048),
 }
+
+
+# The body's stages from the bottom up; the stem's BatchNorm ``bn1`` belongs to ``conv1``.
+RESNET_STAGES = ("conv1", "layer1", "layer2", "layer3", "layer4")
+
+
+def body_parameter_trains(name: str, trainable_layers: int) -> bool:
+    """Whether the ResNet body's parameter ``name`` (e.g. ``"layer3.0.conv1.weight"``) trains.
+
+    The top ``trainable_layers`` stages train: 3 (torchvision's recipe for pretrained weights) trains
+    layer2..layer4 and keeps conv1 and layer1, the most generic filters, as ImageNet left them;
+    5 trains everything, 0 nothing. This is the one rule behind ``Config.trainable_layers`` and the
+    training stages (``maskrcnn_edu.train.LAYER_STAGES``).
+    """
+    stage = "conv1" if name.startswith("bn1.") else name.split(".")[0]
+    return RESNET_STAGES.index(stage) >= len(RESNET_STAGES) - trainable_layers
 
 
 class FrozenBatchNorm2d(nn.Module):
@@ -59,12 +75,9 @@ class ResNetBody(nn.Module):
         self.out_channels = STAGE_CHANNELS[name]
 
     def freeze(self, trainable_layers: int) -> None:
-        """Train only the top ``trainable_layers`` stages (5 = everything, 0 = nothing)."""
-        trainable = ["layer4", "layer3", "layer2", "layer1", "conv1"][:trainable_layers]
-        if trainable_layers == 5:
-            trainable.append("bn1")
+        """Train only the top ``trainable_layers`` stages (5 = everything, 0 = nothing); see ``body_parameter_trains``."""
         for name, parameter in self.named_parameters():
-            parameter.requires_grad_(any(name.startswith(prefix) for prefix in trainable))
+            parameter.requires_grad_(body_parameter_trains(name, trainable_layers))
 
     def forward(self, x: Tensor) -> list[Tensor]:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))  # stride 4

@@ -1,8 +1,9 @@
 """The training loop: one readable function, ``fit``, and the few pieces it is made of.
 
 SGD with momentum and weight decay; a linear warm-up, then step or cosine decay; gradient
-clipping; AMP on CUDA; the seed project's layer stages (``heads``, ``3+``, ``4+``, ``5+``,
-``all``); tqdm progress with the losses; TensorBoard scalars and images; checkpoints written
+clipping; AMP on CUDA; which layers train: the model's ``Config.trainable_layers`` by default, or
+one of the seed project's stages (``heads``, ``5+``, ``4+``, ``3+``, ``all``), one rule for both
+(``set_trainable_layers``, ``trainable_parameter_counts``); tqdm progress with the losses; TensorBoard scalars and images; checkpoints written
 atomically every N steps, at the end and on Ctrl-C (``last.pt``; ``best.pt`` by validation mask
 AP); exact resume (model, optimizer, schedule, step and every RNG); a non-finite loss stops the run
 naming the step and the losses, leaving the last good checkpoint in place.
@@ -16,7 +17,6 @@ import dataclasses
 import math
 import os
 import random
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,23 +27,18 @@ from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
+from .backbone import body_parameter_trains
 from .data import collate
 from .files import write_json
 from .weights import save_checkpoint
 
-__all__ = ["TrainSettings", "fit", "NonFiniteLossError", "set_trainable_layers", "lr_factor", "step_batches", "LAYER_STAGES"]
+__all__ = ["TrainSettings", "fit", "NonFiniteLossError", "set_trainable_layers", "trainable_parameter_counts",
+           "parameter_trains", "lr_factor", "step_batches", "LAYER_STAGES"]
 
-# Which parameters train at each stage (the Keras Mask R-CNN's names: ResNet stage k is "resk",
-# torchvision's layer k-1). The FPN, RPN and heads always train.
-_HEADS = r"backbone\.fpn\.|rpn\.|roi_heads\."
-LAYER_STAGES = {
-    "heads": _HEADS,
-    "3+": _HEADS + r"|backbone\.body\.layer[234]\.",
-    "4+": _HEADS + r"|backbone\.body\.layer[34]\.",
-    "5+": _HEADS + r"|backbone\.body\.layer4\.",
-    "all": r".*",
-}
-
+# The seed project's stage names (its ResNet stage k, "resk", is torchvision's layer k-1), each as the
+# number of ResNet stages that train, counted from the top: the scale of ``Config.trainable_layers``.
+# The FPN, RPN and heads always train. "3+" is torchvision's recipe: conv1 and layer1 stay frozen.
+LAYER_STAGES = {"heads": 0, "5+": 1, "4+": 2, "3+": 3, "all": 5}
 
 @dataclass(frozen=True)
 class TrainSettings:
@@ -62,7 +57,7 @@ class TrainSettings:
     gamma: float = 0.1
     clip_grad_norm: float | None = 10.0
     amp: bool = True  # used on CUDA only
-    layers: str = "all"
+    layers: str | None = None  # None: the model's Config.trainable_layers; or a stage of LAYER_STAGES
     checkpoint_every: int = 200
     eval_every: int = 0  # 0: only at the end (when there is a validation set)
     log_every: int = 10
@@ -70,8 +65,9 @@ class TrainSettings:
     seed: int = 0
 
     def __post_init__(self):
-        if self.layers not in LAYER_STAGES:
-            raise ValueError(f"layers must be one of {list(LAYER_STAGES)}, got {self.layers!r}")
+        if self.layers is not None and self.layers not in LAYER_STAGES:
+            raise ValueError(f"layers must be None (the model's Config.trainable_layers) or one of {list(LAYER_STAGES)}, "
+                             f"got {self.layers!r}")
         if self.optimizer not in ("sgd", "adamw"):
             raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}")
         if self.schedule not in ("cosine", "step"):
@@ -84,14 +80,46 @@ class NonFiniteLossError(RuntimeError):
     """A loss became NaN or infinite; the message names the step, the losses and the last checkpoint."""
 
 
-def set_trainable_layers(model: torch.nn.Module, layers: str) -> int:
-    """Freeze every parameter outside the stage ``layers``; returns how many tensors train."""
-    pattern = re.compile(LAYER_STAGES[layers])
-    count = 0
+def parameter_trains(name: str, trainable_layers: int) -> bool:
+    """Whether the model's parameter ``name`` trains when the top ``trainable_layers`` ResNet stages do.
+
+    Everything outside the ResNet body (FPN, RPN, heads) trains; inside it, the backbone's rule
+    (``backbone.body_parameter_trains``) decides, the same rule that ``Config.trainable_layers`` applies
+    when the model is built.
+    """
+    body = "backbone.body."
+    return not name.startswith(body) or body_parameter_trains(name[len(body):], trainable_layers)
+
+
+def _trainable_layers(model: torch.nn.Module, layers: str | None) -> int:
+    """A stage name, or ``None`` for the model's own ``config.trainable_layers``, as a count of ResNet stages."""
+    if layers is not None:
+        if layers not in LAYER_STAGES:
+            raise ValueError(f"layers must be None or one of {list(LAYER_STAGES)}, got {layers!r}")
+        return LAYER_STAGES[layers]
+    config = getattr(model, "config", None)
+    if config is None:
+        raise ValueError("layers=None means the model's config.trainable_layers, but this model has no config: "
+                         f"name a stage, one of {list(LAYER_STAGES)}")
+    return config.trainable_layers
+
+
+def set_trainable_layers(model: torch.nn.Module, layers: str | None = None) -> int:
+    """Freeze every parameter that the stage ``layers`` does not train; returns how many parameters train.
+
+    ``layers`` is a stage of ``LAYER_STAGES`` (``"heads"``, ``"5+"``, ``"4+"``, ``"3+"``, ``"all"``) or
+    ``None``: the model's ``config.trainable_layers`` (3 for ``coco_r50_fpn()``, 5 for ``shapes()``).
+    """
+    trainable_layers = _trainable_layers(model, layers)
     for name, parameter in model.named_parameters():
-        parameter.requires_grad_(bool(pattern.match(name)))
-        count += parameter.requires_grad
-    return count
+        parameter.requires_grad_(parameter_trains(name, trainable_layers))
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def trainable_parameter_counts(model: torch.nn.Module) -> dict[str, int]:
+    """How many parameters (numbers, not tensors) each stage of ``LAYER_STAGES`` trains; ``model`` is unchanged."""
+    return {stage: sum(p.numel() for name, p in model.named_parameters() if parameter_trains(name, count))
+            for stage, count in LAYER_STAGES.items()}
 
 
 def lr_factor(step: int, settings: TrainSettings) -> float:

@@ -12,11 +12,12 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from maskrcnn_edu.config import shapes
+from maskrcnn_edu.config import coco_r50_fpn, shapes
 from maskrcnn_edu.data import CocoDataset, ShapesDataset, collate
 from maskrcnn_edu.model import MaskRCNN
-from maskrcnn_edu.train import NonFiniteLossError, TrainSettings, fit, lr_factor, set_trainable_layers
-from maskrcnn_edu.weights import load_checkpoint
+from maskrcnn_edu.train import (LAYER_STAGES, NonFiniteLossError, TrainSettings, fit, lr_factor, set_trainable_layers,
+                                trainable_parameter_counts)
+from maskrcnn_edu.model import load_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -146,6 +147,91 @@ def test_lr_schedule_and_layer_stages():
     set_trainable_layers(model, "4+")
     assert any(n.startswith("backbone.body.layer3.") for n, p in model.named_parameters() if p.requires_grad)
     assert not any(n.startswith("backbone.body.layer2.") for n, p in model.named_parameters() if p.requires_grad)
+
+
+# --- which parameters train: one rule for Config.trainable_layers and the stages ------------------------
+
+
+def tiny_coco_model():
+    """The COCO preset (trainable_layers=3, frozen BatchNorm) on a body and images small enough for a test."""
+    torch.manual_seed(0)
+    return MaskRCNN(coco_r50_fpn(num_classes=4, backbone="resnet18", min_size=128, max_size=128, **TINY))
+
+
+def trainable_groups(model):
+    """The top-level groups (``backbone.body.conv1``, ``backbone.body.layer1``, ..., ``rpn``) -> whether all train."""
+    groups = {}
+    for name, p in model.named_parameters():
+        parts = name.split(".")
+        group = ".".join(parts[:3] if name.startswith("backbone.body.") else parts[:2] if name.startswith("backbone.") else parts[:1])
+        groups.setdefault(group, set()).add(p.requires_grad)
+    return {group: flags == {True} for group, flags in groups.items() if len(flags) == 1}
+
+
+def test_the_coco_preset_trains_what_torchvisions_recipe_trains(tmp_path):
+    """Default settings follow the model's Config: conv1 and layer1 frozen, layer2..4 and the rest train."""
+    model, data = tiny_coco_model(), ShapesDataset(8, seed=5)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    fit(model, data, tmp_path, quick(steps=1), progress=False)
+    groups = trainable_groups(model)
+    assert not groups["backbone.body.conv1"] and not groups["backbone.body.layer1"]
+    assert all(groups[f"backbone.body.layer{k}"] for k in (2, 3, 4))
+    assert groups["backbone.fpn"] and groups["rpn"] and groups["roi_heads"]
+    for name, p in model.named_parameters():
+        assert torch.equal(p, before[name]) != p.requires_grad, f"{name}: requires_grad {p.requires_grad}"
+
+
+def test_the_shapes_preset_trains_everything():
+    model = tiny_model()
+    set_trainable_layers(model)  # None: the model's Config.trainable_layers, 5 for shapes()
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def test_heads_stage_trains_only_fpn_rpn_and_heads(tmp_path):
+    model, data = tiny_coco_model(), ShapesDataset(8, seed=5)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    fit(model, data, tmp_path, quick(steps=1, layers="heads"), progress=False)
+    trainable = {n.split(".")[0] + ("." + n.split(".")[1] if n.startswith("backbone.") else "")
+                 for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"backbone.fpn", "rpn", "roi_heads"}
+    assert all(torch.equal(p, before[n]) for n, p in model.named_parameters() if n.startswith("backbone.body."))
+
+
+@pytest.mark.parametrize("trainable_layers", range(6))
+def test_freezing_matches_torchvisions_rule(trainable_layers):
+    """The same ResNet parameters train as in torchvision's resnet_fpn_backbone, for every count 0..5."""
+    from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
+
+    theirs = resnet_fpn_backbone(backbone_name="resnet18", weights=None, norm_layer=torch.nn.BatchNorm2d,
+                                 trainable_layers=trainable_layers)
+    expected = {n[len("body."):] for n, p in theirs.named_parameters() if n.startswith("body.") and p.requires_grad}
+    model = MaskRCNN(shapes(trainable_layers=trainable_layers))  # norm="bn": bn1 has parameters to freeze
+    ours = {n[len("backbone.body."):] for n, p in model.named_parameters() if n.startswith("backbone.body.") and p.requires_grad}
+    assert ours == expected
+    stage = {0: "heads", 1: "5+", 2: "4+", 3: "3+", 5: "all"}.get(trainable_layers)
+    if stage is not None:  # the stage of the same count applies the same rule
+        set_trainable_layers(model, "heads" if stage != "heads" else "all")
+        set_trainable_layers(model, stage)
+        assert {n[len("backbone.body."):] for n, p in model.named_parameters()
+                if n.startswith("backbone.body.") and p.requires_grad} == expected
+
+
+def test_trainable_parameter_counts_per_stage():
+    model = tiny_coco_model()
+    counts = trainable_parameter_counts(model)
+    assert list(counts) == list(LAYER_STAGES)
+    assert counts["all"] == sum(p.numel() for p in model.parameters())
+    assert counts["heads"] < counts["5+"] < counts["4+"] < counts["3+"] < counts["all"]
+    flags = [p.requires_grad for p in model.parameters()]
+    for stage, count in counts.items():
+        assert set_trainable_layers(model, stage) == count == sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert set_trainable_layers(model) == counts["3+"]  # the COCO preset is stage "3+"
+    assert [p.requires_grad for p in model.parameters()] == flags
+
+
+def test_bad_layers_name_raises():
+    with pytest.raises(ValueError, match=r"layers must be None .*'heads'.*got '6\+'"):
+        TrainSettings(layers="6+")
 
 
 # --- DDP: two gloo processes with one image each take the same step as one process with both ----------

@@ -136,20 +136,137 @@ def coco_schedule(num_images: int, batch_size: int, steps=None, lr=None, seed: i
     )
 
 
+# Loading a model: our checkpoints, or torchvision's Mask R-CNN weights -------------------------------
+
+# Keys every torchvision Mask R-CNN state dict has, in its current and its older layout alike.
+TORCHVISION_KEYS = ("backbone.body.conv1.weight", "roi_heads.box_predictor.cls_score.weight")
+SHAPES_NOTE = ("note: this model knows only circles, squares and triangles (the Shapes set); "
+               "it will label anything it finds as one of those")
+
+
+def _read_weights_file(path):
+    """What ``torch.load`` finds in ``path`` (tensors, dicts and lists only: ``weights_only``)."""
+    import pickle
+    from pathlib import Path
+
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:  # torch's message is about trust; the cause is what the file holds
+        raise ValueError(f"{path} is not a readable checkpoint (not written by torch.save, or it holds more than "
+                         "tensors, numbers, strings, lists and dicts)") from error
+    except Exception as error:  # a truncated file, another format, ...
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ValueError(f"{path} is not a readable checkpoint ({first_line})") from error
+
+
+def weights_kind(saved) -> str:
+    """``"maskrcnn-edu"``, ``"torchvision"`` or ``""``: what a loaded weights file holds.
+
+    Decided by content, not by the file's name: our checkpoints (``weights.save_checkpoint``) are
+    a dict with a ``"config"`` and a ``"model"`` entry; torchvision's are a flat state dict with
+    its own key names (``backbone.body.conv1.weight``, ``roi_heads.box_predictor.cls_score.weight``).
+    """
+    if not isinstance(saved, dict):
+        return ""
+    if "config" in saved and isinstance(saved.get("model"), dict):
+        return "maskrcnn-edu"
+    if all(key in saved for key in TORCHVISION_KEYS):
+        return "torchvision"
+    return ""
+
+
+def load_model(path, min_size: int | None = None, max_size: int | None = None):
+    """A ``MaskRCNN`` from one of our checkpoints or from torchvision's ``maskrcnn_resnet50_fpn`` weights.
+
+    torchvision's 91-class COCO layout gets COCO's category names (label = COCO category id).
+    ``min_size`` / ``max_size``, when given, replace the input resize of the model's config.
+    """
+    from .config import coco_r50_fpn
+    from .data.coco_names import COCO_CLASS_NAMES
+    from .model import MaskRCNN
+
+    sizes = {name: value for name, value in (("min_size", min_size), ("max_size", max_size)) if value is not None}
+    for name, value in sizes.items():
+        if value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1 pixel, got {value}")
+    saved = _read_weights_file(path)
+    kind = weights_kind(saved)
+    if kind == "torchvision":
+        num_classes = saved[TORCHVISION_KEYS[1]].shape[0]
+        names = COCO_CLASS_NAMES if num_classes == len(COCO_CLASS_NAMES) else ()
+        return MaskRCNN.from_torchvision(saved, coco_r50_fpn(num_classes, class_names=names, **sizes))
+    if kind != "maskrcnn-edu":
+        raise ValueError(
+            f"{path} is neither a maskrcnn-edu checkpoint (a dict with 'config' and 'model' entries) nor a "
+            f"torchvision Mask R-CNN state dict (keys such as {', '.join(TORCHVISION_KEYS)})"
+        )
+    model = MaskRCNN.from_checkpoint(path)
+    if sizes:  # the config is frozen and the parts are built from it: build again with the new sizes
+        resized = MaskRCNN(model.config.replace(**sizes))
+        resized.load_state_dict(model.state_dict())
+        model = resized
+    return model
+
+
+def labels_are_coco_ids(model) -> bool:
+    """True for torchvision's COCO layout: 91 classes, label = COCO category id."""
+    from .data.coco_names import COCO_CLASS_NAMES
+
+    return tuple(model.config.class_names) == COCO_CLASS_NAMES
+
+
+def _with_dataset_labels(model, label_to_category_id: dict):
+    """``model`` whose detections carry a ``CocoDataset``'s labels 1..K instead of COCO category ids.
+
+    torchvision's COCO model labels a detection with its category id; a ``CocoDataset`` numbers
+    its categories 1..K. Detections of categories the dataset lacks are dropped (COCOeval would
+    not score them either); the rest are the model's detections unchanged.
+    """
+    import torch
+
+    # to_label[category id] = the dataset's label, or -1 for a category the dataset lacks.
+    to_label = torch.full((model.config.num_classes,), -1, dtype=torch.long)  # [91]
+    for label, category_id in label_to_category_id.items():
+        if category_id < len(to_label):  # larger ids are not COCO's: the model never predicts them
+            to_label[category_id] = label
+
+    def relabel(detection: dict) -> dict:
+        labels = to_label.to(detection["labels"].device)[detection["labels"]]  # [D]
+        keep = labels >= 0  # [D]
+        return {**{key: value[keep] for key, value in detection.items()}, "labels": labels[keep]}
+
+    class DatasetLabels(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+            self.config = model.config
+
+        def forward(self, images, targets=None):
+            return [relabel(detection) for detection in self.model(images, targets)]
+
+    return DatasetLabels()
+
+
 def evaluate(args: argparse.Namespace) -> int:
     """``evaluate``: COCO metrics of a checkpoint on Shapes (held-out seed) or COCO-format data."""
 
     from .data import ShapesDataset
-    from .evaluate import coco_evaluate, format_metrics
+    from .coco_eval import coco_evaluate, format_metrics
     from .files import write_json
-    from .model import MaskRCNN
 
     dataset_name = _check_dataset(args.dataset)
-    model = MaskRCNN.from_checkpoint(args.checkpoint).to(_device(args.device))
+    model = load_model(args.checkpoint, args.min_size, args.max_size).to(_device(args.device))
     if dataset_name == "shapes":
         dataset = ShapesDataset(args.num_images or SHAPES_TEST_IMAGES, seed=SHAPES_TEST_SEED if args.seed is None else args.seed)
     else:
         dataset = _coco_split(args.data_dir, "val", args.ann_file, args.image_dir)
+        if labels_are_coco_ids(model):
+            model = _with_dataset_labels(model, dataset.label_to_category_id)
     metrics, _ = coco_evaluate(model, dataset)
     print(format_metrics(metrics))
     if args.json:
@@ -170,12 +287,14 @@ def detect(args: argparse.Namespace) -> int:
     import torch
     from PIL import Image
 
-    from .evaluate import detections_to_coco
+    from .coco_eval import detections_to_coco
+    from .config import SHAPES_CLASSES
     from .files import write_json
-    from .model import MaskRCNN
     from .visualize import draw_detections
 
-    model = MaskRCNN.from_checkpoint(args.checkpoint).eval()
+    model = load_model(args.checkpoint, args.min_size, args.max_size).eval()
+    if tuple(model.config.class_names) == SHAPES_CLASSES:
+        print(SHAPES_NOTE, file=sys.stderr)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     names = model.config.class_names or None
@@ -212,6 +331,17 @@ def export_model(args: argparse.Namespace) -> int:
     path = save_checkpoint(args.out, model, half=True)
     print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MB)")
     return 0
+
+
+CHECKPOINT_HELP = ("one of our checkpoints (.pt from train or export-model) or torchvision's Mask R-CNN weights "
+                   "(e.g. maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth)")
+
+
+def _size_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--min-size", type=int, metavar="PX",
+                         help="resize images so the short side is PX (default: the checkpoint's; 800 for COCO)")
+    command.add_argument("--max-size", type=int, metavar="PX",
+                         help="... unless the long side would exceed PX (default: the checkpoint's; 1333 for COCO)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -251,7 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.set_defaults(run=train)
 
     score = commands.add_parser("evaluate", help="COCO bbox and mask AP of a checkpoint")
-    score.add_argument("--checkpoint", required=True)
+    score.add_argument("--checkpoint", required=True, help=CHECKPOINT_HELP)
     score.add_argument("--dataset", default="shapes", help="shapes (200 held-out images) or coco")
     score.add_argument("--data-dir", help="COCO root (reads annotations/instances_val2017.json and val2017/)")
     score.add_argument("--ann-file", help="any COCO-format annotation file (with --image-dir)")
@@ -260,13 +390,15 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--seed", type=int, help="Shapes seed (default: the held-out test seed)")
     score.add_argument("--json", help="write the metrics here")
     score.add_argument("--device", help="cpu or cuda")
+    _size_options(score)
     score.set_defaults(run=evaluate)
 
     find = commands.add_parser("detect", help="draw a checkpoint's detections on images")
     find.add_argument("images", nargs="+", metavar="IMAGE")
-    find.add_argument("--checkpoint", required=True)
+    find.add_argument("--checkpoint", required=True, help=CHECKPOINT_HELP)
     find.add_argument("--out", required=True, metavar="DIR")
     find.add_argument("--score-threshold", type=float, default=0.5)
+    _size_options(find)
     find.set_defaults(run=detect)
 
     ship = commands.add_parser("export-model", help="strip a checkpoint to its config and float16 weights")

@@ -7,11 +7,12 @@ import sys
 import pytest
 import torch
 
-from maskrcnn_edu.cli import main
+from maskrcnn_edu.cli import SHAPES_NOTE, load_model, main
 from maskrcnn_edu.model import MaskRCNN
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLE_IMAGE = os.path.join(ROOT, "data/shapes_sample/images/000000.png")
+SHIPPED_MODEL = os.path.join(ROOT, "data/shapes_model/model.pt")
 
 
 @pytest.fixture(scope="module")
@@ -35,11 +36,23 @@ def test_evaluate_prints_a_table_and_writes_json(trained, capsys):
     assert set(metrics["segm"]) >= {"AP", "AP50", "AP75", "per_class"}
 
 
-def test_detect_draws_and_writes_coco_results(trained, tmp_path):
+def test_detect_draws_and_writes_coco_results(trained, tmp_path, capsys):
     assert main(["detect", SAMPLE_IMAGE, "--checkpoint", str(trained / "last.pt"), "--out", str(tmp_path), "--score-threshold", "0.0"]) == 0
     assert (tmp_path / "000000_detections.png").stat().st_size > 0
     results = json.loads((tmp_path / "detections.json").read_text())
     assert all({"image_id", "category_id", "bbox", "score", "segmentation"} <= set(r) for r in results)
+    # A Shapes model says, in one line, that it knows nothing but the three shapes.
+    err = capsys.readouterr().err
+    assert SHAPES_NOTE in err and len([line for line in err.splitlines() if "note:" in line]) == 1
+    assert "circles, squares and triangles" in SHAPES_NOTE
+
+
+def test_min_size_and_max_size_replace_the_checkpoints_input_size():
+    saved = MaskRCNN.from_checkpoint(SHIPPED_MODEL)
+    resized = load_model(SHIPPED_MODEL, min_size=64, max_size=80)
+    assert (resized.config.min_size, resized.config.max_size) == (64, 80)
+    assert resized.config == saved.config.replace(min_size=64, max_size=80)
+    assert all(torch.equal(value, saved.state_dict()[key]) for key, value in resized.state_dict().items())
 
 
 def test_export_model_halves_the_file(trained, tmp_path):
@@ -58,6 +71,8 @@ def test_export_model_halves_the_file(trained, tmp_path):
         (["evaluate", "--checkpoint", "/no/such.pt"], "no checkpoint at /no/such.pt"),
         (["evaluate", "--checkpoint", SAMPLE_IMAGE], "is not a readable checkpoint"),
         (["detect", "/no/image.png", "--checkpoint", "/no/such.pt", "--out", "/tmp/x"], "no checkpoint at /no/such.pt"),
+        (["detect", SAMPLE_IMAGE, "--checkpoint", "/no/such.pt", "--out", "/tmp/x", "--min-size", "0"], "--min-size must be at least 1"),
+        (["evaluate", "--checkpoint", os.path.join(ROOT, "README.md")], "README.md is not a readable checkpoint"),
     ],
 )
 def test_bad_arguments_exit_non_zero_with_one_line(argv, message, capsys):

@@ -151,7 +151,7 @@ def _read_weights_file(path):
 
     import torch
 
-    path = Path(path)
+    path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
     try:
@@ -186,6 +186,8 @@ def load_model(path, min_size: int | None = None, max_size: int | None = None):
     torchvision's 91-class COCO layout gets COCO's category names (label = COCO category id).
     ``min_size`` / ``max_size``, when given, replace the input resize of the model's config.
     """
+    from pathlib import Path
+
     from .config import coco_r50_fpn
     from .data.coco_names import COCO_CLASS_NAMES
     from .model import MaskRCNN
@@ -205,7 +207,7 @@ def load_model(path, min_size: int | None = None, max_size: int | None = None):
             f"{path} is neither a maskrcnn-edu checkpoint (a dict with 'config' and 'model' entries) nor a "
             f"torchvision Mask R-CNN state dict (keys such as {', '.join(TORCHVISION_KEYS)})"
         )
-    model = MaskRCNN.from_checkpoint(path)
+    model = MaskRCNN.from_checkpoint(Path(path).expanduser())
     if sizes:  # the config is frozen and the parts are built from it: build again with the new sizes
         resized = MaskRCNN(model.config.replace(**sizes))
         resized.load_state_dict(model.state_dict())
@@ -396,7 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
     find = commands.add_parser("detect", help="draw a checkpoint's detections on images")
     find.add_argument("images", nargs="+", metavar="IMAGE")
     find.add_argument("--checkpoint", required=True, help=CHECKPOINT_HELP)
-    find.add_argument("--out", required=True, metavar="DIR")
+    find.add_argument("--out", default="detections", metavar="DIR",
+                      help="folder for the drawings and detections.json (default: detections/)")
     find.add_argument("--score-threshold", type=float, default=0.5)
     _size_options(find)
     find.set_defaults(run=detect)

@@ -47,6 +47,14 @@ def test_detect_draws_and_writes_coco_results(trained, tmp_path, capsys):
     assert "circles, squares and triangles" in SHAPES_NOTE
 
 
+def test_detect_writes_to_detections_by_default_and_notes_the_shipped_model_knows_three_shapes(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["detect", SAMPLE_IMAGE, "--checkpoint", SHIPPED_MODEL]) == 0
+    assert (tmp_path / "detections" / "000000_detections.png").stat().st_size > 0
+    assert (tmp_path / "detections" / "detections.json").exists()
+    assert SHAPES_NOTE in capsys.readouterr().err
+
+
 def test_min_size_and_max_size_replace_the_checkpoints_input_size():
     saved = MaskRCNN.from_checkpoint(SHIPPED_MODEL)
     resized = load_model(SHIPPED_MODEL, min_size=64, max_size=80)

@@ -28,7 +28,7 @@ from maskrcnn_edu import cli
 from maskrcnn_edu.backbone import STAGE_CHANNELS
 from maskrcnn_edu.config import shapes
 from maskrcnn_edu.data import ShapesDataset
-from maskrcnn_edu.evaluate import coco_evaluate
+from maskrcnn_edu.coco_eval import coco_evaluate
 from maskrcnn_edu.model import MaskRCNN
 from maskrcnn_edu.train import fit
 from maskrcnn_edu.weights import torchvision_key

@@ -1,505 +1,586 @@
-"""COCO evaluation through pycocotools: box and mask AP, AP50, AP75, by object size and by class.
+"""COCO's average precision, step by step: the numbers pycocotools' ``COCOeval`` reports, in numpy.
 
-The official COCO numbers come from ``pycocotools.cocoeval.COCOeval``, which compares two COCO
-objects: the ground truth and the detections in COCO's *results* format. This module makes both
-and reads the numbers back::
+**Right or wrong.** A detection is a *true positive* when it overlaps an object of its own class
+by an intersection over union (IoU) of at least a threshold, and no better-scored detection has
+claimed that object already; otherwise it is a *false positive* (a duplicate, a wrong place, a
+wrong class). Each image and class is matched on its own (``match_detections``): detections in
+order of score, each taking the unclaimed object it overlaps most.
 
-    detections (the model's output) --detections_to_coco--> results: one dict per detection
-    dataset                         --coco_ground_truth---> pycocotools COCO ground truth
-    evaluate_results(ground truth, results)             --> metrics, one dict per IoU type
+**Precision and recall.** Rank every detection of a class, from all images, by score. After the
+first ``n``, *precision* is the fraction of them that are right and *recall* the fraction of the
+objects found. Walking down the ranking, recall only grows, while precision drops at each false
+positive and climbs back at each true one: a sawtooth (``precision_recall``).
 
-``coco_evaluate(model, dataset)`` does all three in one pass over the dataset, and on several
-processes when ``torch.distributed`` is initialised.
+**Average precision (AP)** summarises that curve in one number, the area under it, computed COCO's
+way: first the sawtooth is filled in, the precision at recall ``r`` becoming the best precision
+reached at recall ``r`` *or higher* (a monotone envelope: one would happily go further down the
+ranking if that raised precision); then the envelope is read at the 101 recall levels 0, 0.01,
+..., 1 and averaged, a level that is never reached counting 0 (``interpolated_precision``).
 
-Conventions of the returned ``metrics``:
+**COCO's AP** is that AP averaged over the classes and over ten IoU thresholds 0.50, 0.55, ...,
+0.95, so that a box must be found *and* placed well; ``AP50`` and ``AP75`` use one threshold
+each. ``APs``, ``APm``, ``APl`` repeat it for small, medium and large objects (area below 32²
+pixels, between 32² and 96², above 96²). The average recall ``AR1``, ``AR10``, ``AR100`` is the
+recall reached by each image's best 1, 10 or 100 detections of a class, averaged over thresholds
+and classes; ``ARs``, ``ARm``, ``ARl`` by size. (AP also keeps only 100 detections per image and
+class.) Those are the twelve numbers of ``COCOeval.stats`` (``SUMMARY_NAMES``); ``coco_stats``
+computes them and equals ``COCOeval`` to within rounding (the tests check 1e-9).
 
-* ``metrics["bbox"]`` and ``metrics["segm"]`` each hold COCO's twelve summary numbers under the
-  names of ``SUMMARY_NAMES`` (``AP``, ``AP50``, ``AP75``, ``APs``, ``APm``, ``APl``, ``AR1``,
-  ``AR10``, ``AR100``, ``ARs``, ``ARm``, ``ARl``), as Python floats in 0..1 (not percent), and
-  ``per_class``: the AP of each category, keyed by its name.
-* A number that is not defined, because the images hold no object of that size or class, is
-  ``nan``, where pycocotools prints ``-1``: a ``-1`` would pass silently into an average, and
-  ``nan`` cannot. ``math.isnan`` tests for it; ``format_metrics`` prints it as ``-``; Python's
-  ``json`` writes it as ``NaN`` (which strict JSON readers reject).
-* No detections at all is a valid input and scores 0 wherever there are objects to find.
+**Details COCO adds, and this module follows:**
+
+* *Crowd regions* (``iscrowd`` 1: a crowd of people drawn as one mask) are not objects to find.
+  A detection on one is *ignored*: neither right nor wrong. Its overlap is the intersection over
+  the *detection's* area, and any number of detections may land on one crowd.
+* *Area ranges*: an object outside the range is ignored like a crowd (a detection that matches it
+  is ignored too), and so is a detection outside the range that matches nothing. An object's area
+  is its annotation's ``area`` field; a detection's is its box's (``"bbox"``) or its mask's
+  (``"segm"``). The ranges include both ends, as COCO's do.
+* A class with no object to find (in an area range) has no recall, hence no AP: it is left out of
+  the averages. If every class is left out the number is undefined: ``-1`` in ``coco_stats``, as
+  COCOeval gives; ``nan`` in the arrays of ``Evaluation``; ``None`` in tables.
+* Ties: detections of equal score keep the order of the images (by id), then of the results; of
+  two objects a detection overlaps equally, it takes the later one. Both as COCOeval does.
+
+What COCOeval throws away, ``Evaluation`` keeps: the raw and interpolated precision-recall curve of
+each class at each IoU threshold (``Evaluation.curve``), a per-class table; ``confusion_matrix``
+tells which class each object was detected as, or that it was missed.
+
+IoUs come from pycocotools' ``mask.iou`` (C code, the very numbers COCOeval compares), masks are
+pycocotools' RLEs; everything else is here. ``maskrcnn_edu.coco_eval`` runs COCOeval itself.
 """
 from __future__ import annotations
 
-import contextlib
-import io
-import math
-import warnings
-from dataclasses import dataclass, field
+from collections import defaultdict
+from dataclasses import dataclass
 
-import torch
+import numpy as np
 from pycocotools import mask as mask_utils
-from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
-from torch.utils.data import DataLoader, Subset
-from tqdm.auto import tqdm
-
-from .data.export import annotations_of, encode_masks
-from .data.transforms import collate
 
 __all__ = [
+    "AREA_RANGES",
+    "IOU_THRESHOLDS",
+    "MAX_DETECTIONS",
+    "RECALL_LEVELS",
     "SUMMARY_NAMES",
-    "coco_evaluate",
-    "coco_ground_truth",
-    "detections_to_coco",
-    "evaluate_results",
-    "format_metrics",
+    "ConfusionMatrix",
+    "Curve",
+    "Evaluation",
+    "coco_stats",
+    "confusion_matrix",
+    "evaluate_detections",
+    "interpolated_precision",
+    "match_detections",
+    "precision_recall",
+    "precision_recall_curve",
 ]
 
-# The order of COCOeval.stats: AP over IoU 0.50:0.95, at 0.50 and 0.75, for small / medium /
-# large objects (areas below 32^2, up to 96^2, above), then the average recall with at most
-# 1, 10 and 100 detections per image, and by size.
-SUMMARY_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+# The very floats COCOeval uses (its np.linspace calls), so that an IoU of exactly a threshold is
+# decided the same way: 0.50, 0.55, ..., 0.95 and 0, 0.01, ..., 1.
+IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)  # [T]
+RECALL_LEVELS = np.linspace(0.0, 1.0, 101)  # [R]
+# Object areas in pixels, both ends included; 1e10 stands for "no upper bound".
+AREA_RANGES = {"all": (0, 1e10), "small": (0, 32**2), "medium": (32**2, 96**2), "large": (96**2, 1e10)}  # [A]
+MAX_DETECTIONS = (1, 10, 100)  # [M] per image and class
 
+# The order of COCOeval.stats.
+SUMMARY_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+# name: (averaged array, IoU threshold index (all ten: None), area range, detections per image)
+_SUMMARY = {
+    "AP": ("precision", None, "all", 100),
+    "AP50": ("precision", 0, "all", 100),  # IOU_THRESHOLDS[0] == 0.50
+    "AP75": ("precision", 5, "all", 100),  # IOU_THRESHOLDS[5] == 0.75
+    "APs": ("precision", None, "small", 100),
+    "APm": ("precision", None, "medium", 100),
+    "APl": ("precision", None, "large", 100),
+    "AR1": ("recall", None, "all", 1),
+    "AR10": ("recall", None, "all", 10),
+    "AR100": ("recall", None, "all", 100),
+    "ARs": ("recall", None, "small", 100),
+    "ARm": ("recall", None, "medium", 100),
+    "ARl": ("recall", None, "large", 100),
+}
 IOU_TYPES = ("bbox", "segm")
 
 
-def _quietly():
-    """pycocotools prints its progress ("Loading and preparing results...", the summary): keep it out."""
-    return contextlib.redirect_stdout(io.StringIO())
+# ---------------------------------------------------------------------------------------------
+# One ranked list: precision, recall, AP (small enough to work by hand)
+# ---------------------------------------------------------------------------------------------
 
 
-def _coco_from_dict(dataset: dict) -> COCO:
-    """An in-memory pycocotools ``COCO`` object with its index built, from a COCO-format dict."""
-    coco = COCO()
-    coco.dataset = dataset
-    with _quietly():
-        coco.createIndex()
-    return coco
+def precision_recall(is_true_positive, num_ground_truth: int) -> tuple[np.ndarray, np.ndarray]:
+    """Precision and recall after each detection of a ranked list (the raw, sawtooth curve).
+
+    ``is_true_positive [D]`` bool, best-scoring detection first; ``num_ground_truth``: how many
+    objects there were to find. Returns ``precision [D]`` and ``recall [D]``: after the first
+    ``n`` detections, (true positives among them) / ``n`` and (true positives) / objects.
+    """
+    if num_ground_truth <= 0:
+        raise ValueError(f"num_ground_truth must be positive (recall is found / to find), got {num_ground_truth}")
+    true_positives = np.cumsum(np.asarray(is_true_positive, dtype=bool))  # [D]
+    ranks = np.arange(1, len(true_positives) + 1)  # [D] detections so far
+    return true_positives / ranks, true_positives / num_ground_truth
+
+
+def interpolated_precision(precision, recall, recall_levels=RECALL_LEVELS) -> np.ndarray:
+    """COCO's interpolated precision: at each recall level, the best precision at that recall or higher.
+
+    ``precision [D]``, ``recall [D]``: the points of a ranked list (``precision_recall``).
+    Returns ``[R]``, one value per ``recall_levels``; 0 at a level the list never reaches. The
+    average of the 101 values is the list's AP.
+    """
+    precision, recall = np.asarray(precision, dtype=float), np.asarray(recall, dtype=float)
+    if len(precision) == 0:
+        return np.zeros(len(recall_levels))
+    envelope = np.maximum.accumulate(precision[::-1])[::-1]  # [D] the best precision from here down
+    first = np.searchsorted(recall, recall_levels, side="left")  # [R] first point with recall >= level
+    reached = first < len(recall)
+    return np.where(reached, envelope[np.minimum(first, len(recall) - 1)], 0.0)
+
+
+@dataclass
+class Curve:
+    """A ranked list of detections against the objects it should find: one class, one IoU threshold.
+
+    ``precision`` and ``recall`` are the raw points, one per detection (the sawtooth);
+    ``interpolated`` is COCO's envelope read at ``RECALL_LEVELS``; ``ap`` its mean.
+    """
+
+    scores: np.ndarray  # [D] best first
+    is_true_positive: np.ndarray  # [D] bool
+    num_ground_truth: int
+    precision: np.ndarray  # [D]
+    recall: np.ndarray  # [D]
+    interpolated: np.ndarray  # [R]
+
+    @property
+    def ap(self) -> float:
+        return float(self.interpolated.mean())
+
+
+def precision_recall_curve(scores, is_true_positive, num_ground_truth: int) -> Curve:
+    """Rank detections by score and compute their precision, recall and 101-point AP.
+
+    ``scores [D]``, ``is_true_positive [D]`` in any order; ``num_ground_truth``: objects to find.
+    Equal scores keep their given order (a stable sort, as COCOeval's). For example, two objects
+    and three detections scored 0.9 (right), 0.8 (wrong), 0.7 (right) give precision 1, 1/2, 2/3
+    at recall 1/2, 1/2, 1; the envelope is 1 up to recall 0.5 and 2/3 beyond, so
+    AP = (51 * 1 + 50 * 2/3) / 101 = 0.835.
+    """
+    scores = np.asarray(scores, dtype=float)
+    order = np.argsort(-scores, kind="mergesort")  # best first; ties keep their order
+    is_true_positive = np.asarray(is_true_positive, dtype=bool)[order]
+    precision, recall = precision_recall(is_true_positive, num_ground_truth)
+    return Curve(scores[order], is_true_positive, int(num_ground_truth), precision, recall,
+                 interpolated_precision(precision, recall))
 
 
 # ---------------------------------------------------------------------------------------------
-# Ground truth
+# Matching one image's detections of one class to its objects
+# ---------------------------------------------------------------------------------------------
+
+
+def match_detections(ious, object_ignored, object_crowd, iou_thresholds=IOU_THRESHOLDS) -> np.ndarray:
+    """Greedy matching, at each IoU threshold, of one image's detections of a class to its objects.
+
+    ``ious [D, G]``: detections in order of score (best first) by objects; ``object_ignored [G]``
+    bool: objects that count neither as found nor as missed (crowds, outside the area range);
+    ``object_crowd [G]`` bool: crowd regions, which any number of detections may match.
+    Returns ``matches [T, D]``: the object each detection took at each threshold, ``-1`` for none.
+
+    Each detection in turn takes, among the objects it overlaps by IoU >= the threshold and that
+    are still free (or crowds), the one it overlaps most: an object that counts if it can, an
+    ignored one only otherwise. Of equal overlaps it takes the later object, as COCOeval does.
+    """
+    ious = np.asarray(ious, dtype=float)
+    object_ignored, object_crowd = np.asarray(object_ignored, bool), np.asarray(object_crowd, bool)
+    num_detections, num_objects = ious.shape
+    matches = np.full((len(iou_thresholds), num_detections), -1)
+    if num_objects == 0:
+        return matches
+    taken = np.zeros((len(iou_thresholds), num_objects), dtype=bool)  # [T, G]
+    for d in range(num_detections):
+        candidates = (ious[d] >= iou_thresholds[:, None]) & (~taken | object_crowd)  # [T, G]
+        counted = candidates & ~object_ignored
+        candidates = np.where(counted.any(axis=1, keepdims=True), counted, candidates)
+        overlap = np.where(candidates, ious[d], -1.0)  # [T, G]
+        best = num_objects - 1 - np.argmax(overlap[:, ::-1], axis=1)  # [T] the last of the largest
+        found = candidates.any(axis=1)  # [T]
+        matches[found, d] = best[found]
+        taken[found, best[found]] = True
+    return matches
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading the ground truth and the results, grouped by image and category
 # ---------------------------------------------------------------------------------------------
 
 
 @dataclass
-class _ImageRecord:
-    """What one evaluated image contributes: its results and, without ``dataset.coco``, its
-    ground truth. Small and picklable, so that processes can exchange it."""
+class _Instances:
+    """The objects, or the detections, of one image and one category, in input order."""
 
-    index: int  # position in the dataset
-    image_id: int
-    height: int
-    width: int
-    results: list = field(default_factory=list)  # COCO results of its detections
-    annotations: list = field(default_factory=list)  # COCO annotations of its target (ids unset)
+    shapes: list  # what pycocotools' iou takes: [x, y, w, h] boxes or RLE masks
+    areas: np.ndarray  # [N]
+    crowd: np.ndarray  # [N] bool (detections: all False)
+    scores: np.ndarray  # [N] (objects: zeros)
 
 
-def _image_id(dataset, index: int, target: dict) -> int:
-    """The COCO image id of ``dataset[index]``: ``dataset.image_ids[index]`` (CocoDataset), else
-    the target's ``image_id``, else the index itself."""
-    if hasattr(dataset, "image_ids"):
-        return int(dataset.image_ids[index])
-    return int(target.get("image_id", index))
+def _as_rle(segmentation, height: int, width: int) -> dict:
+    """A COCO segmentation (polygons, uncompressed or compressed RLE) as one compressed RLE."""
+    if isinstance(segmentation, list):  # polygons, possibly several parts: one mask
+        return mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
+    if isinstance(segmentation["counts"], list):  # uncompressed RLE (COCO's crowds)
+        return mask_utils.frPyObjects(segmentation, height, width)
+    return segmentation
 
 
-def _target_annotations(target: dict, image_id: int) -> list[dict]:
-    """COCO annotations of one target's instances: RLE mask, ``bbox`` and ``area`` of the mask,
-    ``category_id`` = label (mapped later). A target may mark crowd regions with ``iscrowd [N]``
-    (torchvision's convention); COCOeval then treats them as regions to ignore."""
-    annotations = annotations_of(target, image_id, first_id=0)  # ids are given when all images are in
-    if "iscrowd" in target:
-        for annotation, crowd in zip(annotations, torch.as_tensor(target["iscrowd"]).tolist()):
-            annotation["iscrowd"] = int(crowd)
-    return annotations
+def _shape(entry: dict, iou_type: str, size: tuple[int, int]):
+    return list(map(float, entry["bbox"])) if iou_type == "bbox" else _as_rle(entry["segmentation"], *size)
 
 
-def _categories(class_names, labels: set, label_to_category_id: dict) -> list[dict]:
-    """COCO categories for labels ``1..K``: K and the names from ``class_names`` (index = label),
-    or, without names, the largest label seen, named ``"class k"``."""
-    if class_names is None or len(class_names) < 2:
-        class_names = ["background"] + [f"class {k}" for k in range(1, max(labels, default=0) + 1)]
-    return [{"id": int(label_to_category_id.get(k, k)), "name": str(class_names[k])} for k in range(1, len(class_names))]
+def _check_fields(entries: list[dict], fields: tuple, what: str) -> None:
+    for index, entry in enumerate(entries):
+        missing = [field for field in fields if field not in entry]
+        if missing:
+            raise ValueError(f"{what}[{index}] has no {missing} (it needs {list(fields)})")
 
 
-def _ground_truth_from_records(records: list[_ImageRecord], dataset, class_names) -> COCO:
-    """One COCO object from the images' records: their sizes and annotations (ids numbered 1, 2,
-    ...), labels mapped through ``dataset.label_to_category_id`` if it has one."""
-    seen = {}
-    for record in records:
-        if record.image_id in seen:
-            raise ValueError(
-                f"image id {record.image_id} is used by dataset indices {seen[record.image_id]} and "
-                f"{record.index}: COCO evaluation needs one id per image"
-            )
-        seen[record.image_id] = record.index
-    mapping = getattr(dataset, "label_to_category_id", None) or {}
-    annotations = []
-    for record in records:
-        for annotation in record.annotations:
-            label = annotation["category_id"]  # annotations_of wrote the label there
-            annotations.append({**annotation, "id": len(annotations) + 1, "category_id": int(mapping.get(label, label))})
-    images = [{"id": r.image_id, "height": r.height, "width": r.width} for r in records]
-    labels = {annotation["category_id"] for record in records for annotation in record.annotations}
-    categories = _categories(class_names, labels, mapping)
-    return _coco_from_dict({"images": images, "annotations": annotations, "categories": categories})
+def _group(entries: list[dict], image_ids: set) -> dict[tuple, list[dict]]:
+    """``{(image id, category id): entries}``, in input order; entries of other images left out."""
+    groups = defaultdict(list)
+    for entry in entries:
+        if entry["image_id"] in image_ids:
+            groups[entry["image_id"], entry["category_id"]].append(entry)
+    return groups
 
 
-def _with_fields_cocoeval_reads(coco: COCO) -> COCO:
-    """``coco`` itself when every annotation has ``bbox``, ``area`` and ``iscrowd``; else a copy
-    where the missing ones are computed from the mask (``iscrowd`` 0).
-
-    COCOeval reads all three from every ground-truth annotation and fails with a bare
-    ``KeyError`` where one is missing, which a COCO file from another tool may well be.
-    """
-    annotations = coco.dataset["annotations"]
-    if all("bbox" in a and "area" in a and "iscrowd" in a for a in annotations):
-        return coco
-    completed = []
-    for annotation in annotations:
-        rle = coco.annToRLE(annotation)  # polygons and uncompressed RLE alike -> compressed RLE
-        completed.append(
-            {
-                "iscrowd": 0,
-                "area": float(mask_utils.area(rle)),
-                "bbox": mask_utils.toBbox(rle).tolist(),
-                **annotation,  # what the file has wins
-            }
-        )
-    return _coco_from_dict({**coco.dataset, "annotations": completed})
-
-
-def coco_ground_truth(dataset, class_names=None, indices=None) -> COCO:
-    """The ground truth of ``dataset`` as a pycocotools ``COCO`` object.
-
-    * A dataset with a ``coco`` attribute (``CocoDataset``): that object, crowd annotations
-      included (COCOeval ignores detections on crowd regions and does not count the crowds as
-      objects to find). Missing ``bbox``, ``area`` or ``iscrowd`` fields are filled in from the
-      masks, in a copy. ``indices`` is not used: pick images with ``evaluate_results(image_ids=)``.
-    * Any other dataset (``ShapesDataset``, your own): built from ``dataset[i]`` for ``i`` in
-      ``indices`` (default: all): one image per sample (its id ``dataset.image_ids[i]``, else the
-      target's ``image_id``, else ``i``; the same ids ``coco_evaluate`` gives the results), one annotation per
-      instance with its RLE mask, ``bbox`` and ``area`` of the mask, ``iscrowd`` 0 (or the target's
-      ``iscrowd``). Label ``k`` becomes category id ``k`` (or ``dataset.label_to_category_id[k]``)
-      named ``class_names[k]`` (default ``dataset.class_names``).
-
-    The targets are read through the dataset's ``transforms``, so an evaluation set should have
-    none: random augmentation would give another ground truth at every call.
-    """
-    coco = getattr(dataset, "coco", None)
-    if coco is not None:
-        return _with_fields_cocoeval_reads(coco)
-    indices = range(len(dataset)) if indices is None else indices
-    records = []
-    for index in indices:
-        image, target = dataset[index]
-        image_id = _image_id(dataset, index, target)
-        height, width = image.shape[-2:]
-        records.append(_ImageRecord(index, image_id, height, width, annotations=_target_annotations(target, image_id)))
-    class_names = class_names if class_names is not None else getattr(dataset, "class_names", None)
-    return _ground_truth_from_records(records, dataset, class_names)
-
-
-# ---------------------------------------------------------------------------------------------
-# Detections -> COCO results
-# ---------------------------------------------------------------------------------------------
-
-
-def _xywh(boxes: torch.Tensor) -> torch.Tensor:
-    """``[D, 4]`` ``(x0, y0, x1, y1)`` -> COCO's ``(x, y, width, height)``."""
-    return torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], dim=1)
-
-
-def detections_to_coco(detections, image_ids, label_to_category_id=None, mask_threshold: float = 0.5) -> list[dict]:
-    """The model's detections -> COCO results, one dict per detection.
-
-    ``detections``: one dict per image, as the model returns them in eval mode (on any device):
-    ``boxes [D, 4]`` xyxy in the image's pixels, ``labels [D]`` (1..K), ``scores [D]``, and
-    optionally ``masks [D, 1, H, W]``: probabilities, kept where ``> mask_threshold``, or
-    already binary (bool), kept as they are. ``image_ids``: the COCO image id of each image.
-    ``label_to_category_id``: ``{label: COCO category id}`` (``CocoDataset`` has one); default:
-    the label is the category id.
-
-    Each result: ``{"image_id", "category_id", "bbox": [x, y, w, h], "score"}`` and, with masks,
-    ``"segmentation"``: a compressed RLE whose ``counts`` is a str, so that the list can be
-    written as JSON (``json.dump(results, file)``) and read back by any COCO tool.
-    """
-    if len(detections) != len(image_ids):
-        raise ValueError(f"detections_to_coco: got {len(detections)} detection dicts for {len(image_ids)} image ids")
-    results = []
-    for detection, image_id in zip(detections, image_ids):
-        labels = detection["labels"].tolist()
-        if not labels:
-            continue
-        if label_to_category_id is not None:
-            unknown = sorted(set(labels) - set(label_to_category_id))
-            if unknown:
-                raise ValueError(
-                    f"image id {image_id}: labels {unknown} have no category id in label_to_category_id "
-                    f"(labels {sorted(label_to_category_id)})"
-                )
-            labels = [label_to_category_id[label] for label in labels]
-        boxes = _xywh(detection["boxes"].detach().cpu().float()).tolist()  # [D, 4]
-        scores = detection["scores"].detach().cpu().tolist()  # [D]
-        entries = [
-            {"image_id": int(image_id), "category_id": int(c), "bbox": box, "score": score}
-            for c, box, score in zip(labels, boxes, scores)
-        ]
-        if "masks" in detection:
-            masks = detection["masks"].detach()[:, 0]  # [D, H, W]
-            binary = masks if masks.dtype == torch.bool else masks > mask_threshold
-            # One pycocotools call encodes all D masks (it wants them as one [H, W, D] array).
-            for entry, rle in zip(entries, encode_masks(binary.cpu().to(torch.uint8))):
-                entry["segmentation"] = rle
-        results += entries
-    return results
-
-
-# ---------------------------------------------------------------------------------------------
-# Running COCOeval
-# ---------------------------------------------------------------------------------------------
-
-
-def _results_for(results: list[dict], iou_type: str) -> list[dict]:
-    """Copies of the results with the fields that ``iou_type`` is scored on.
-
-    Copies, because ``COCO.loadRes`` writes ``id``, ``area`` and ``iscrowd`` into the dicts it is
-    given. For ``segm`` the box is left out: ``loadRes`` then takes each result's ``area`` from
-    its mask, as COCOeval's small / medium / large split of masks wants, instead of from its box.
-    """
+def _objects(ground_truth: dict, iou_type: str, sizes: dict) -> dict[tuple, _Instances]:
+    """The ground truth's annotations by image and category. Their area is the annotation's
+    ``area`` field (for COCO, the area of the polygon or mask, whatever the IoU type)."""
+    annotations = ground_truth["annotations"]
     shape_key = "bbox" if iou_type == "bbox" else "segmentation"
-    if results and not any(shape_key in r for r in results):
-        raise ValueError(f"the results have no {shape_key!r}, so they cannot be scored as {iou_type!r}")
-    return [{key: r[key] for key in ("image_id", "category_id", shape_key, "score")} for r in results]
-
-
-def _load_results(coco_gt: COCO, results: list[dict]) -> COCO:
-    """The results as a COCO object over the ground truth's images.
-
-    ``COCO.loadRes`` fails on an empty list (it looks at the first result to tell the kind), but
-    no detections is a valid outcome, scoring 0: it then gets a COCO object without annotations.
-    """
-    if not results:
-        return _coco_from_dict(
-            {"images": coco_gt.dataset["images"], "categories": coco_gt.dataset["categories"], "annotations": []}
+    _check_fields(annotations, ("image_id", "category_id", "area", shape_key), "ground_truth['annotations']")
+    return {
+        key: _Instances(
+            shapes=[_shape(a, iou_type, sizes[key[0]]) for a in group],
+            areas=np.array([a["area"] for a in group], dtype=float),
+            crowd=np.array([bool(a.get("iscrowd", 0)) for a in group]),
+            scores=np.zeros(len(group)),
         )
-    known = set(coco_gt.getImgIds())
-    unknown = sorted({r["image_id"] for r in results} - known)
+        for key, group in _group(annotations, set(sizes)).items()
+    }
+
+
+def _detections(results: list[dict], iou_type: str, sizes: dict) -> dict[tuple, _Instances]:
+    """The results by image and category. A detection's area is its box's for ``"bbox"``, its
+    mask's for ``"segm"``."""
+    shape_key = "bbox" if iou_type == "bbox" else "segmentation"
+    _check_fields(results, ("image_id", "category_id", "score", shape_key), "results")
+    unknown = sorted({r["image_id"] for r in results} - set(sizes))
     if unknown:
-        raise ValueError(f"results name image ids {unknown[:10]} that are not in the ground truth")
-    with _quietly():
-        return coco_gt.loadRes(results)
+        raise ValueError(f"results name image ids {unknown[:10]} that are not in ground_truth['images']")
+    groups = {}
+    for key, group in _group(results, set(sizes)).items():
+        shapes = [_shape(r, iou_type, sizes[key[0]]) for r in group]
+        areas = [s[2] * s[3] for s in shapes] if iou_type == "bbox" else mask_utils.area(shapes)
+        groups[key] = _Instances(shapes, np.asarray(areas, dtype=float), np.zeros(len(group), dtype=bool),
+                                 np.array([r["score"] for r in group], dtype=float))
+    return groups
 
 
-def _run_cocoeval(coco_gt: COCO, coco_dt: COCO, iou_type: str, image_ids, category_ids) -> COCOeval:
-    """COCOeval's evaluate, accumulate and summarize, without its printing."""
-    coco_eval = COCOeval(coco_gt, coco_dt, iou_type)
-    if image_ids is not None:
-        coco_eval.params.imgIds = sorted(set(image_ids))
-    if category_ids is not None:
-        coco_eval.params.catIds = sorted(set(category_ids))
-    with _quietly():
-        coco_eval.evaluate()
-        coco_eval.accumulate()
-        coco_eval.summarize()
-    return coco_eval
+_NOTHING = _Instances([], np.zeros(0), np.zeros(0, dtype=bool), np.zeros(0))
 
 
-def _defined(value: float) -> float:
-    """COCOeval's ``-1`` ("nothing to score") -> ``nan``; any other value as a Python float."""
-    return float("nan") if value < 0 else float(value)
-
-
-def _per_class_ap(coco_eval: COCOeval, coco_gt: COCO) -> dict[str, float]:
-    """The AP (IoU 0.50:0.95, all sizes, 100 detections) of each category, keyed by name.
-
-    ``eval["precision"]`` is ``[T iou thresholds, R recall levels, K categories, A areas, M max
-    detections]``, ``-1`` where a category has no objects; a category's AP is the mean of its
-    defined entries, as the summary's AP is the mean over all categories.
-    """
-    params = coco_eval.params
-    precision = coco_eval.eval["precision"][:, :, :, params.areaRngLbl.index("all"), -1]  # [T, R, K]
-    per_class = {}
-    for k, category_id in enumerate(params.catIds):
-        defined = precision[:, :, k][precision[:, :, k] > -1]
-        name = coco_gt.cats[category_id]["name"]
-        if name in per_class:  # two categories of one name: tell them apart by id
-            name = f"{name} (id {category_id})"
-        per_class[name] = float(defined.mean()) if defined.size else float("nan")
-    return per_class
-
-
-def evaluate_results(
-    coco_gt: COCO,
-    results: list[dict],
-    iou_types=IOU_TYPES,
-    image_ids=None,
-    category_ids=None,
-) -> dict:
-    """Score COCO ``results`` against ``coco_gt`` with COCOeval -> ``{iou_type: metrics}``.
-
-    ``results``: from ``detections_to_coco`` (or read from a COCO results JSON); may be empty.
-    ``iou_types``: ``"bbox"`` (box IoU) and/or ``"segm"`` (mask IoU). ``image_ids``: score only
-    these images (default: every image of ``coco_gt``), e.g. the ones a model was run on: an
-    image left out would otherwise count all its objects as missed. ``category_ids``: score only
-    these categories (default: all of ``coco_gt``).
-
-    Each ``metrics[iou_type]``: the twelve numbers of ``SUMMARY_NAMES`` and ``per_class`` (AP by
-    category name), floats in 0..1, ``nan`` where undefined (see the module's docstring).
-    """
-    unknown = [t for t in iou_types if t not in IOU_TYPES]
-    if unknown:
-        raise ValueError(f"iou_types must be among {IOU_TYPES}, got {list(iou_types)}")
-    metrics = {}
-    for iou_type in iou_types:
-        coco_dt = _load_results(coco_gt, _results_for(results, iou_type))
-        coco_eval = _run_cocoeval(coco_gt, coco_dt, iou_type, image_ids, category_ids)
-        summary = {name: _defined(value) for name, value in zip(SUMMARY_NAMES, coco_eval.stats)}
-        metrics[iou_type] = {**summary, "per_class": _per_class_ap(coco_eval, coco_gt)}
-    return metrics
-
-
-def _cell(value: float) -> str:
-    return "-" if math.isnan(value) else f"{value:.3f}"
-
-
-def format_metrics(metrics: dict) -> str:
-    """A readable table of ``metrics`` (from ``evaluate_results``): one column per IoU type, the
-    twelve summary numbers, then the per-class AP. ``-`` marks an undefined number."""
-    iou_types = list(metrics)
-    class_names = list(dict.fromkeys(name for t in iou_types for name in metrics[t]["per_class"]))
-    width = max([len("per-class AP"), *map(len, SUMMARY_NAMES), *map(len, class_names)])
-
-    def row(name: str, cells) -> str:
-        return f"{name:<{width}}" + "".join(f"{cell:>8}" for cell in cells)
-
-    lines = [row("", iou_types)]
-    lines += [row(name, [_cell(metrics[t][name]) for t in iou_types]) for name in SUMMARY_NAMES]
-    if class_names:
-        lines.append("per-class AP")
-        lines += [
-            row(name, [_cell(metrics[t]["per_class"].get(name, float("nan"))) for t in iou_types])
-            for name in class_names
-        ]
-    return "\n".join(lines)
+def _iou(detection_shapes: list, object_shapes: list, crowd: np.ndarray) -> np.ndarray:
+    """``[D, G]`` IoU of each detection with each object, by pycocotools (COCOeval's very numbers).
+    With a crowd, the intersection is divided by the detection's area instead of the union."""
+    if not detection_shapes or not object_shapes:
+        return np.zeros((len(detection_shapes), len(object_shapes)))
+    return np.asarray(mask_utils.iou(detection_shapes, object_shapes, crowd.astype(np.uint8).tolist()))
 
 
 # ---------------------------------------------------------------------------------------------
-# The whole evaluation: run the model, gather, score
+# One image, one category: matching in each area range
 # ---------------------------------------------------------------------------------------------
 
 
-def _distributed() -> tuple[int, int]:
-    """``(rank, world_size)``: of the process group if one is initialised, else ``(0, 1)``."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
+@dataclass
+class _ImageCategory:
+    """One image's objects and detections of one category, as matching needs them."""
+
+    ious: np.ndarray  # [D, G]
+    scores: np.ndarray  # [D] best first, at most MAX_DETECTIONS[-1]
+    detection_areas: np.ndarray  # [D]
+    object_areas: np.ndarray  # [G]
+    object_crowd: np.ndarray  # [G] bool
 
 
-def _gather(records: list, world_size: int) -> list:
-    """Every process's records, on every process (``all_gather_object`` pickles them)."""
-    if world_size == 1:
-        return records
-    gathered = [None] * world_size
-    torch.distributed.all_gather_object(gathered, records)
-    return [record for part in gathered for record in part]
+def _image_category(objects: _Instances | None, detections: _Instances | None) -> _ImageCategory:
+    objects, detections = objects or _NOTHING, detections or _NOTHING
+    # Best first, ties in input order; past the 100th a detection never counts: no IoU for it.
+    best = np.argsort(-detections.scores, kind="mergesort")[: MAX_DETECTIONS[-1]]
+    ious = _iou([detections.shapes[i] for i in best], objects.shapes, objects.crowd)
+    return _ImageCategory(ious, detections.scores[best], detections.areas[best], objects.areas, objects.crowd)
 
 
-def _model_device(model) -> torch.device:
-    parameter = next(model.parameters(), None)
-    return parameter.device if parameter is not None else torch.device("cpu")
+@dataclass
+class _Matched:
+    """One image's detections of one category after matching, in one area range."""
+
+    scores: np.ndarray  # [D] best first
+    true_positive: np.ndarray  # [T, D] bool
+    ignored: np.ndarray  # [T, D] bool: neither right nor wrong
+    num_objects: int  # objects to find: not crowds, area in range
 
 
-def _to_cpu(detection: dict, mask_threshold: float) -> dict:
-    """One image's detections to the CPU; masks binarised first, on the model's device, so that
-    a quarter of the bytes (bool, not float) cross to the host."""
-    detection = dict(detection)
-    if "masks" in detection:
-        detection["masks"] = detection["masks"] > mask_threshold
-    return {key: value.cpu() for key, value in detection.items()}
+def _match_in_range(pair: _ImageCategory, area_range: tuple) -> _Matched:
+    low, high = area_range
+    object_ignored = pair.object_crowd | (pair.object_areas < low) | (pair.object_areas > high)
+    matches = match_detections(pair.ious, object_ignored, pair.object_crowd)  # [T, D]
+    matched = matches >= 0
+    on_ignored = np.append(object_ignored, False)[matches]  # [T, D]; no match (-1) reads the False
+    outside = (pair.detection_areas < low) | (pair.detection_areas > high)  # [D]
+    ignored = on_ignored | (~matched & outside)
+    return _Matched(pair.scores, matched & ~ignored, ignored, int((~object_ignored).sum()))
 
 
-def _detect(model, dataset, indices, batch_size, device, num_workers, mask_threshold, with_targets, progress):
-    """Run ``model`` on ``dataset[i]`` for ``i`` in ``indices`` -> one ``_ImageRecord`` per image."""
-    label_to_category_id = getattr(dataset, "label_to_category_id", None)
-    loader = DataLoader(Subset(dataset, indices), batch_size=batch_size, collate_fn=collate, num_workers=num_workers)
-    positions = iter(indices)  # the loader keeps the order: batch after batch, index after index
-    records = []
-    with torch.no_grad(), tqdm(total=len(indices), desc="evaluate", unit="image", disable=not progress) as bar:
-        for images, targets in loader:
-            detections = model([image.to(device) for image in images])
-            for image, target, detection in zip(images, targets, detections):
-                index = next(positions)
-                image_id = _image_id(dataset, index, target)
-                height, width = image.shape[-2:]
-                record = _ImageRecord(index, image_id, height, width)
-                record.results = detections_to_coco([_to_cpu(detection, mask_threshold)], [image_id], label_to_category_id)
-                if with_targets:
-                    record.annotations = _target_annotations(target, image_id)
-                records.append(record)
-            bar.update(len(images))
-    return records
+def _curves(matched: list[_Matched], max_detections: int) -> list[Curve] | None:
+    """One curve per IoU threshold: the detections of all images ranked together (each image's
+    best ``max_detections``, ignored ones left out). ``None`` if there is no object to find."""
+    num_objects = sum(m.num_objects for m in matched)
+    if num_objects == 0:
+        return None
+    scores = np.concatenate([m.scores[:max_detections] for m in matched])  # [D]
+    true_positive = np.concatenate([m.true_positive[:, :max_detections] for m in matched], axis=1)  # [T, D]
+    kept = ~np.concatenate([m.ignored[:, :max_detections] for m in matched], axis=1)  # [T, D]
+    return [precision_recall_curve(scores[k], tp[k], num_objects) for tp, k in zip(true_positive, kept)]
 
 
-def coco_evaluate(
-    model,
-    dataset,
-    batch_size: int = 4,
-    device=None,
-    progress: bool = True,
-    num_images: int | None = None,
-    num_workers: int = 0,
-    iou_types=IOU_TYPES,
-    mask_threshold: float = 0.5,
-) -> tuple[dict, list[dict]]:
-    """Run ``model`` over ``dataset`` and score it with COCOeval -> ``(metrics, results)``.
+# ---------------------------------------------------------------------------------------------
+# The whole evaluation
+# ---------------------------------------------------------------------------------------------
 
-    ``metrics``: as ``evaluate_results`` returns it; ``results``: every detection in COCO's
-    results format (``detections_to_coco``), ordered by dataset index, ready for ``json.dump``.
 
-    * The model runs in eval mode under ``torch.no_grad``, ``batch_size`` images at a time
-      (``maskrcnn_edu.data.collate``), on ``device`` (default: where its parameters are; if given,
-      the model is moved there, in place, as ``model.to`` does). Its train/eval mode is restored.
-    * ``num_images``: only the first ``num_images`` images (a quick look during training); only
-      those are scored.
-    * Ground truth (``coco_ground_truth``): ``dataset.coco`` when the dataset has one; otherwise
-      the targets that come with the images in this same pass, so the dataset is read once.
-      The evaluation set should have no augmentation (a ``CocoDataset`` with ``transforms``
-      gives a warning: its ``coco`` describes the untransformed images).
-    * Distributed (``torch.distributed`` initialised, e.g. under ``torchrun``): call it on every
-      rank. Each rank runs the images ``rank, rank + world_size, ...``; the results (and built
-      ground truth) are gathered with ``all_gather_object``, and **every rank** scores them and
-      returns the same ``(metrics, results)``, so that no rank waits for a broadcast and a
-      training loop can use the metrics wherever it runs. Only rank 0 shows a progress bar. With
-      NCCL, set each rank's CUDA device first (``torch.cuda.set_device``), as NCCL requires.
+def _mean_defined(values: np.ndarray) -> float | None:
+    """The mean of the entries that are not ``nan``; ``None`` if there are none."""
+    defined = values[~np.isnan(values)]
+    return float(defined.mean()) if defined.size else None
+
+
+@dataclass
+class Evaluation:
+    """What ``evaluate_detections`` found, laid out as COCOeval's ``eval`` arrays.
+
+    Axes: ``T`` IoU thresholds (``IOU_THRESHOLDS``), ``R`` recall levels (``RECALL_LEVELS``),
+    ``K`` categories (``categories``, by id), ``A`` area ranges (``AREA_RANGES``: all, small,
+    medium, large), ``M`` detections per image (``MAX_DETECTIONS``). ``nan`` where a category has
+    no object in an area range (COCOeval writes -1 there).
     """
-    if getattr(dataset, "coco", None) is not None and getattr(dataset, "transforms", None) is not None:
-        warnings.warn(
-            "coco_evaluate: the dataset has transforms, but dataset.coco describes the untransformed "
-            "images; a geometric transform makes the detections disagree with the ground truth",
-            stacklevel=2,
-        )
-    rank, world_size = _distributed()
-    count = len(dataset) if num_images is None else min(int(num_images), len(dataset))
-    indices = list(range(rank, count, world_size))
-    device = _model_device(model) if device is None else torch.device(device)
-    build_ground_truth = getattr(dataset, "coco", None) is None
 
-    was_training = model.training
-    model.to(device).eval()
-    try:
-        records = _detect(
-            model, dataset, indices, batch_size, device, num_workers, mask_threshold, build_ground_truth,
-            progress and rank == 0,
-        )
-    finally:
-        model.train(was_training)
+    iou_type: str
+    categories: list[dict]  # [K] {"id", "name"}, by id
+    precision: np.ndarray  # [T, R, K, A, M] interpolated precision
+    recall: np.ndarray  # [T, K, A, M] recall reached
+    num_ground_truth: np.ndarray  # [K, A] objects to find (not crowds)
+    curves: dict  # {(k, t): Curve}, all areas, 100 detections per image
 
-    records = sorted(_gather(records, world_size), key=lambda r: r.index)
-    results = [result for record in records for result in record.results]
-    image_ids = [record.image_id for record in records]
-    category_ids = None
-    if build_ground_truth:
-        class_names = getattr(dataset, "class_names", None) or getattr(getattr(model, "config", None), "class_names", None)
-        coco_gt = _ground_truth_from_records(records, dataset, class_names)
-    else:
-        coco_gt = coco_ground_truth(dataset)
-        mapping = getattr(dataset, "label_to_category_id", None)
-        category_ids = list(mapping.values()) if mapping else None  # the dataset may keep only some categories
-    metrics = evaluate_results(coco_gt, results, iou_types, image_ids=image_ids, category_ids=category_ids)
-    return metrics, results
+    def summary(self) -> dict[str, float | None]:
+        """The twelve numbers of ``SUMMARY_NAMES``; ``None`` where undefined."""
+        areas, max_detections = list(AREA_RANGES), list(MAX_DETECTIONS)
+        summary = {}
+        for name, (kind, t, area, count) in _SUMMARY.items():
+            values = getattr(self, kind)[..., areas.index(area), max_detections.index(count)]
+            summary[name] = _mean_defined(values if t is None else values[t])
+        return summary
+
+    def stats(self) -> list[float]:
+        """``COCOeval.stats``: the twelve numbers in order, ``-1`` where undefined."""
+        return [-1.0 if value is None else value for value in self.summary().values()]
+
+    def per_class(self) -> list[dict]:
+        """One row per category: ``class``, ``category_id``, ``AP`` (IoU 0.50:0.95), ``AP50``,
+        ``AP75`` (all sizes, 100 detections; ``None`` without objects), ``ground_truth`` (count)."""
+        rows = []
+        for k, category in enumerate(self.categories):
+            precision = self.precision[:, :, k, 0, -1]  # [T, R]
+            rows.append({
+                "class": category["name"], "category_id": category["id"], "AP": _mean_defined(precision),
+                "AP50": _mean_defined(precision[0]), "AP75": _mean_defined(precision[5]),
+                "ground_truth": int(self.num_ground_truth[k, 0]),
+            })
+        return rows
+
+    def curve(self, category, iou_threshold: float = 0.5) -> Curve:
+        """The precision-recall curve of ``category`` (its name or id) at ``iou_threshold`` (one of
+        ``IOU_THRESHOLDS``), all sizes, 100 detections per image. Its ``ap`` is that class's AP there."""
+        k = next((k for k, c in enumerate(self.categories) if category in (c["name"], c["id"])), None)
+        if k is None:
+            raise ValueError(f"category {category!r} is none of {[c['name'] for c in self.categories]}")
+        t = np.flatnonzero(np.isclose(IOU_THRESHOLDS, iou_threshold))
+        if t.size == 0:
+            raise ValueError(f"iou_threshold must be one of {np.round(IOU_THRESHOLDS, 2).tolist()}, got {iou_threshold}")
+        if (k, int(t[0])) not in self.curves:
+            raise ValueError(f"category {category!r} has no ground-truth object: it has no curve")
+        return self.curves[k, int(t[0])]
+
+
+def _image_sizes(ground_truth: dict) -> dict[int, tuple[int, int]]:
+    if not all(key in ground_truth for key in ("images", "annotations", "categories")):
+        raise ValueError(f"ground_truth must be a COCO dict with images, annotations and categories, got keys {sorted(ground_truth)}")
+    _check_fields(ground_truth["images"], ("id", "height", "width"), "ground_truth['images']")
+    return {image["id"]: (image["height"], image["width"]) for image in ground_truth["images"]}
+
+
+def _check_iou_type(iou_type: str) -> str:
+    if iou_type not in IOU_TYPES:
+        raise ValueError(f"iou_type must be one of {IOU_TYPES}, got {iou_type!r}")
+    return iou_type
+
+
+def evaluate_detections(ground_truth: dict, results: list[dict], iou_type: str = "bbox") -> Evaluation:
+    """Score COCO ``results`` against a COCO ``ground_truth``, as COCOeval does, and keep the curves.
+
+    ``ground_truth``: a COCO-format dict (``images`` with ``id``, ``height``, ``width``;
+    ``annotations`` with ``image_id``, ``category_id``, ``area``, ``bbox`` or ``segmentation``,
+    optionally ``iscrowd``; ``categories`` with ``id``, ``name``). ``results``: COCO's results
+    format, one dict per detection (``image_id``, ``category_id``, ``score``, and ``bbox``
+    ``[x, y, w, h]`` or ``segmentation`` (RLE)). ``iou_type``: ``"bbox"`` or ``"segm"``.
+    As in COCOeval, every image of the ground truth is scored, and annotations and results of
+    categories not in ``categories`` are left out.
+    """
+    _check_iou_type(iou_type)
+    sizes = _image_sizes(ground_truth)
+    objects = _objects(ground_truth, iou_type, sizes)
+    detections = _detections(results, iou_type, sizes)
+    names = {c["id"]: c["name"] for c in ground_truth["categories"]}
+    categories = [{"id": i, "name": names[i]} for i in sorted(names)]
+    image_ids = sorted(sizes)
+    shape = (len(IOU_THRESHOLDS), len(categories), len(AREA_RANGES), len(MAX_DETECTIONS))
+    precision = np.full(shape[:1] + (len(RECALL_LEVELS),) + shape[1:], np.nan)  # [T, R, K, A, M]
+    recall = np.full(shape, np.nan)  # [T, K, A, M]
+    num_ground_truth = np.zeros(shape[1:3], dtype=int)  # [K, A]
+    curves = {}
+    for k, category in enumerate(categories):
+        keys = [(i, category["id"]) for i in image_ids if (i, category["id"]) in objects or (i, category["id"]) in detections]
+        pairs = [_image_category(objects.get(key), detections.get(key)) for key in keys]
+        for a, area_range in enumerate(AREA_RANGES.values()):
+            matched = [_match_in_range(pair, area_range) for pair in pairs]
+            num_ground_truth[k, a] = sum(m.num_objects for m in matched)
+            for m, max_detections in enumerate(MAX_DETECTIONS):
+                ranked = _curves(matched, max_detections)  # [T] curves, or None
+                if ranked is None:
+                    continue
+                precision[:, :, k, a, m] = [curve.interpolated for curve in ranked]
+                recall[:, k, a, m] = [curve.recall[-1] if len(curve.recall) else 0.0 for curve in ranked]
+                if a == 0 and m == len(MAX_DETECTIONS) - 1:
+                    curves.update({(k, t): curve for t, curve in enumerate(ranked)})
+    return Evaluation(iou_type, categories, precision, recall, num_ground_truth, curves)
+
+
+def coco_stats(ground_truth: dict, results: list[dict], iou_type: str) -> list[float]:
+    """The twelve numbers of ``COCOeval.stats`` (``SUMMARY_NAMES``, in that order), ``-1`` where
+    COCOeval gives ``-1``, computed by ``evaluate_detections`` without COCOeval.
+
+    ``results`` for ``"segm"`` are scored with each detection's area from its mask. (pycocotools'
+    ``loadRes`` takes the area from the box when a result has one: to compare, give COCOeval the
+    results without ``bbox``, as ``maskrcnn_edu.coco_eval`` does.)
+    """
+    return evaluate_detections(ground_truth, results, iou_type).stats()
+
+
+# ---------------------------------------------------------------------------------------------
+# Confusion matrix
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ConfusionMatrix:
+    """``counts [K + 1, K + 1]``; categories in ``class_names`` order, then one extra row and column.
+
+    * ``counts[i, j]``, ``i, j < K``: objects of class ``i`` detected as class ``j`` (the diagonal:
+      right), each object counted once, by the detection it was paired with.
+    * ``counts[i, K]`` (column "missed"): objects of class ``i`` paired with no detection.
+    * ``counts[K, j]`` (row "false positive"): detections of class ``j`` paired with no object:
+      on the background, or a second detection of an object already paired.
+    * ``counts[K, K]``: 0. Crowd regions are not objects; a detection on one is not counted.
+    Each row ``i < K`` sums to the number of objects of class ``i``.
+    """
+
+    class_names: list[str]  # [K]
+    counts: np.ndarray  # [K + 1, K + 1] int
+
+    def table(self) -> str:
+        """The matrix as text: rows the true class, columns what it was detected as."""
+        rows = [*self.class_names, "false positive"]
+        columns = [*self.class_names, "missed"]
+        width = max(map(len, rows))
+        cell = max(8, *(len(c) + 1 for c in columns))
+        lines = [f"{'':<{width}}" + "".join(f"{c:>{cell}}" for c in columns)]
+        lines += [f"{r:<{width}}" + "".join(f"{n:>{cell}}" for n in row) for r, row in zip(rows, self.counts.tolist())]
+        return "\n".join(lines)
+
+
+def _pair_by_overlap(ious: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """One-to-one pairs of detections and objects, best overlap first. ``ious [D, G]`` ->
+    ``detection_of [G]``: the detection paired with each object, -1 for none."""
+    detection_of = np.full(ious.shape[1], -1)
+    detection_free = np.ones(ious.shape[0], dtype=bool)
+    ds, gs = np.nonzero(ious >= iou_threshold)
+    for order in np.argsort(-ious[ds, gs], kind="mergesort"):  # a handful of pairs an image
+        d, g = ds[order], gs[order]
+        if detection_free[d] and detection_of[g] < 0:
+            detection_of[g], detection_free[d] = d, False
+    return detection_of
+
+
+def _confusion_of_image(objects: list[dict], detections: list[dict], shape_of, column: dict, iou_threshold: float):
+    """One image's contribution: ``(true class, detected class)`` index pairs of its objects
+    (``K`` for "missed") and the classes of its false positives."""
+    things = [a for a in objects if not a.get("iscrowd", 0)]
+    crowds = [a for a in objects if a.get("iscrowd", 0)]
+    shapes = [shape_of(r) for r in detections]
+    ious = _iou(shapes, [shape_of(a) for a in things], np.zeros(len(things), dtype=bool))  # [D, G]
+    detection_of = _pair_by_overlap(ious, iou_threshold)  # [G]
+    true_class = np.array([column[a["category_id"]] for a in things], dtype=int)  # [G]
+    detected_class = np.array([column[r["category_id"]] for r in detections] + [len(column)], dtype=int)  # [D + 1]
+    unpaired = np.setdiff1d(np.arange(len(detections)), detection_of)
+    crowd_overlap = _iou(shapes, [shape_of(a) for a in crowds], np.ones(len(crowds), dtype=bool))  # [D, C]
+    on_crowd = (crowd_overlap >= iou_threshold).any(axis=1) if crowds else np.zeros(len(detections), dtype=bool)
+    # detection_of == -1 reads the class K appended last: "missed"
+    return (true_class, detected_class[detection_of]), detected_class[unpaired[~on_crowd[unpaired]]]
+
+
+def confusion_matrix(ground_truth: dict, results: list[dict], iou_type: str = "bbox",
+                     iou_threshold: float = 0.5, score_threshold: float = 0.5) -> ConfusionMatrix:
+    """Which class each ground-truth object was detected as, or that it was missed.
+
+    In each image, the detections scored ``>= score_threshold`` (any class) and the objects (any
+    class, crowds aside) are paired one to one, the pair of largest IoU first, as long as the IoU
+    is ``>= iou_threshold``. An object's column is its detection's class, or "missed"; a detection
+    left unpaired is a false positive, unless it overlaps a crowd region by ``iou_threshold`` (the
+    crowd's IoU: the intersection over the detection's area). See ``ConfusionMatrix`` for the
+    cells. Inputs as ``evaluate_detections``'; annotations and results of unknown categories are
+    left out.
+    """
+    _check_iou_type(iou_type)
+    sizes = _image_sizes(ground_truth)
+    shape_key = "bbox" if iou_type == "bbox" else "segmentation"
+    _check_fields(ground_truth["annotations"], ("image_id", "category_id", shape_key), "ground_truth['annotations']")
+    _check_fields(results, ("image_id", "category_id", "score", shape_key), "results")
+    names = {c["id"]: c["name"] for c in ground_truth["categories"]}
+    column = {category_id: k for k, category_id in enumerate(sorted(names))}  # category id -> k
+    objects, detections = defaultdict(list), defaultdict(list)
+    for annotation in ground_truth["annotations"]:
+        if annotation["category_id"] in column:
+            objects[annotation["image_id"]].append(annotation)
+    for result in results:
+        if result["category_id"] in column and result["score"] >= score_threshold:
+            detections[result["image_id"]].append(result)
+    counts = np.zeros((len(column) + 1, len(column) + 1), dtype=int)
+    for image_id, size in sizes.items():
+        paired, false_positives = _confusion_of_image(
+            objects[image_id], detections[image_id], lambda entry: _shape(entry, iou_type, size), column, iou_threshold
+        )
+        np.add.at(counts, paired, 1)
+        np.add.at(counts, (len(column), false_positives), 1)
+    return ConfusionMatrix([names[i] for i in sorted(names)], counts)

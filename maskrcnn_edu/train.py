@@ -330,7 +330,7 @@ def _log_step(bar, writer, step, losses, scheduler, settings):
 def _validate(model, dataset, evaluate_fn, writer, step, best_ap, out_dir, rank, state):
     """Score ``dataset``; on rank 0 log it and write ``best.pt`` when the mask AP improved."""
     if evaluate_fn is None:
-        from .evaluate import coco_evaluate
+        from .coco_eval import coco_evaluate
 
         def evaluate_fn(m, d):
             return coco_evaluate(m, d, progress=False)[0]

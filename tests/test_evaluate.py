@@ -3,7 +3,6 @@ COCO's definition of AP predicts, crowd regions are ignored, empty input scores 
 valid COCO results, ``coco_evaluate`` runs a real model (and gives the same on two processes as on
 one), and ``draw_detections`` draws what it is given."""
 import json
-import math
 import pickle
 import warnings
 from pathlib import Path
@@ -16,7 +15,7 @@ from pycocotools import mask as mask_utils
 
 from maskrcnn_edu.config import shapes
 from maskrcnn_edu.data import CocoDataset, ShapesDataset
-from maskrcnn_edu.evaluate import (
+from maskrcnn_edu.coco_eval import (
     SUMMARY_NAMES,
     coco_evaluate,
     coco_ground_truth,
@@ -24,6 +23,7 @@ from maskrcnn_edu.evaluate import (
     evaluate_results,
     format_metrics,
 )
+from maskrcnn_edu.files import write_json
 from maskrcnn_edu.model import MaskRCNN
 from maskrcnn_edu.visualize import draw_detections
 
@@ -86,9 +86,9 @@ def test_ground_truth_as_detections_scores_1_on_coco_edge_cases_despite_the_crow
     for iou_type in ("bbox", "segm"):
         for name in ("AP", "AP50", "AP75", "APs", "AR100"):
             assert metrics[iou_type][name] == pytest.approx(1.0), (iou_type, name)
-        # every object is small (< 32^2 px): medium and large are undefined -> nan, not pycocotools' -1
+        # every object is small (< 32^2 px): medium and large are undefined -> None, not pycocotools' -1
         for name in ("APm", "APl", "ARm", "ARl"):
-            assert math.isnan(metrics[iou_type][name]), (iou_type, name)
+            assert metrics[iou_type][name] is None, (iou_type, name)
         # non-contiguous category ids 3 and 7, named through the file's categories
         assert metrics[iou_type]["per_class"] == pytest.approx({"square": 1.0, "disk": 1.0})
 
@@ -132,8 +132,8 @@ def test_no_detections_score_0_without_crashing(shapes10, edge):
             for name in ("AP", "AP50", "AP75", "AR1", "AR100"):
                 assert metrics[iou_type][name] == 0.0
             assert set(metrics[iou_type]["per_class"].values()) == {0.0}
-    # the edge cases have no large object: undefined stays nan, even with no detections
-    assert math.isnan(metrics["bbox"]["APl"])
+    # the edge cases have no large object: undefined stays None, even with no detections
+    assert metrics["bbox"]["APl"] is None
 
 
 def test_images_without_detections_are_skipped(shapes10):
@@ -294,13 +294,33 @@ def test_evaluate_results_rejects_bad_input(edge):
         evaluate_results(gt, [], iou_types=("keypoints",))
 
 
-def test_format_metrics_is_a_table_with_dashes_for_undefined(edge):
+def test_format_metrics_is_a_table_that_says_which_ranges_are_empty(edge):
     text = format_metrics(score(edge, *ground_truth_detections(edge)))
     lines = text.splitlines()
     assert lines[0].split() == ["bbox", "segm"]
     assert lines[1].split() == ["AP", "1.000", "1.000"]
-    assert "APm - -".split() in [line.split() for line in lines]
-    assert lines[-2:] == [f"{'square':<12}{'1.000':>8}{'1.000':>8}", f"{'disk':<12}{'1.000':>8}{'1.000':>8}"]
+    assert "APm n/a n/a".split() in [line.split() for line in lines]
+    assert lines[-3:-1] == [f"{'square':<12}{'1.000':>8}{'1.000':>8}", f"{'disk':<12}{'1.000':>8}{'1.000':>8}"]
+    assert lines[-1].startswith("n/a: no ground-truth object of that size or class")
+    # with every number defined, no note
+    defined = {t: {**{name: 0.5 for name in SUMMARY_NAMES}, "per_class": {"disk": 0.5}} for t in ("bbox", "segm")}
+    assert "n/a" not in format_metrics(defined)
+
+
+def _reject_nan(constant):
+    raise ValueError(f"{constant} is not JSON")
+
+
+def test_metrics_files_are_strict_json_with_null_for_empty_ranges(shapes10, tmp_path):
+    # Shapes has no large object (> 96^2 px): APl and ARl are undefined. The metrics file must hold
+    # null there, not the bare NaN that Python's json writes for nan and strict parsers reject.
+    metrics = score(shapes10, *ground_truth_detections(shapes10))
+    path = write_json(tmp_path / "metrics.json", {"checkpoint": "x.pt", **metrics})
+    read = json.loads(path.read_text(), parse_constant=_reject_nan)
+    for iou_type in ("bbox", "segm"):
+        assert read[iou_type]["APl"] is None and read[iou_type]["ARl"] is None
+        assert read[iou_type]["AP"] == pytest.approx(1.0)
+    assert "null" in path.read_text() and "NaN" not in path.read_text()
 
 
 # --- coco_evaluate ---------------------------------------------------------------------------------------
@@ -369,7 +389,7 @@ def test_coco_evaluate_runs_an_untrained_model_and_restores_its_mode():
         assert set(metrics[iou_type]) == {*SUMMARY_NAMES, "per_class"}
         assert list(metrics[iou_type]["per_class"]) == ["square", "circle", "triangle"]
         values = [metrics[iou_type][name] for name in SUMMARY_NAMES] + list(metrics[iou_type]["per_class"].values())
-        assert all(type(v) is float and (math.isnan(v) or 0.0 <= v <= 1.0) for v in values)
+        assert all(v is None or (type(v) is float and 0.0 <= v <= 1.0) for v in values)
     # an untrained model still outputs up to 20 detections an image, on the images run only
     assert results and {r["image_id"] for r in results} <= {0, 1, 2, 3}
     assert set(results[0]) == {"image_id", "category_id", "bbox", "score", "segmentation"}
@@ -405,7 +425,7 @@ def test_coco_evaluate_on_two_processes_gives_what_one_gives(tmp_path):
         with open(tmp_path / f"rank{rank}.pkl", "rb") as file:
             metrics, results = pickle.load(file)
         assert results == expected[1]
-        assert json.dumps(metrics) == json.dumps(expected[0])  # as text: nan != nan as floats
+        assert metrics == expected[0]
 
 
 # --- draw_detections ---------------------------------------------------------------------------------

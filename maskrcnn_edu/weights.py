@@ -67,7 +67,7 @@ def read_state_dict(path_or_state_dict) -> dict:
     if isinstance(path_or_state_dict, dict):
         state = path_or_state_dict
     else:
-        path = Path(path_or_state_dict)
+        path = Path(path_or_state_dict).expanduser()
         if not path.is_file():
             raise FileNotFoundError(f"no weights file at {path}")
         try:
@@ -156,7 +156,7 @@ def read_checkpoint(path, map_location="cpu") -> dict:
 
     ``MaskRCNN.from_checkpoint`` (or ``model.load_checkpoint``) builds the model from it.
     """
-    path = Path(path)
+    path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
     try:

@@ -191,7 +191,7 @@ def match_detections(ious, object_ignored, object_crowd, iou_thresholds=IOU_THRE
     are still free (or crowds), the one it overlaps most: an object that counts if it can, an
     ignored one only otherwise. Of equal overlaps it takes the later object, as COCOeval does.
     """
-    ious = np.asarray(ious, dtype=float)
+    ious, iou_thresholds = np.asarray(ious, dtype=float), np.asarray(iou_thresholds, dtype=float)
     object_ignored, object_crowd = np.asarray(object_ignored, bool), np.asarray(object_crowd, bool)
     num_detections, num_objects = ious.shape
     matches = np.full((len(iou_thresholds), num_detections), -1)
@@ -356,6 +356,28 @@ def _curves(matched: list[_Matched], max_detections: int) -> list[Curve] | None:
     return [precision_recall_curve(scores[k], tp[k], num_objects) for tp, k in zip(true_positive, kept)]
 
 
+def _evaluate_category(pairs: list[_ImageCategory]):
+    """One category over all images -> ``precision [T, R, A, M]`` and ``recall [T, A, M]`` (``nan``
+    without objects to find), ``num_objects [A]``, and its ``T`` curves (all sizes, 100 detections;
+    none without objects)."""
+    precision = np.full((len(IOU_THRESHOLDS), len(RECALL_LEVELS), len(AREA_RANGES), len(MAX_DETECTIONS)), np.nan)
+    recall = np.full((len(IOU_THRESHOLDS), len(AREA_RANGES), len(MAX_DETECTIONS)), np.nan)
+    num_objects = np.zeros(len(AREA_RANGES), dtype=int)
+    curves_to_keep = []
+    for a, area_range in enumerate(AREA_RANGES.values()):
+        matched = [_match_in_range(pair, area_range) for pair in pairs]
+        num_objects[a] = sum(m.num_objects for m in matched)
+        for m, max_detections in enumerate(MAX_DETECTIONS):
+            curves = _curves(matched, max_detections)  # [T], or None
+            if curves is None:
+                continue
+            precision[:, :, a, m] = [curve.interpolated for curve in curves]
+            recall[:, a, m] = [curve.recall[-1] if len(curve.recall) else 0.0 for curve in curves]
+            if area_range == AREA_RANGES["all"] and max_detections == MAX_DETECTIONS[-1]:
+                curves_to_keep = curves
+    return precision, recall, num_objects, curves_to_keep
+
+
 # ---------------------------------------------------------------------------------------------
 # The whole evaluation
 # ---------------------------------------------------------------------------------------------
@@ -424,11 +446,13 @@ class Evaluation:
         return self.curves[k, int(t[0])]
 
 
-def _image_sizes(ground_truth: dict) -> dict[int, tuple[int, int]]:
-    if not all(key in ground_truth for key in ("images", "annotations", "categories")):
-        raise ValueError(f"ground_truth must be a COCO dict with images, annotations and categories, got keys {sorted(ground_truth)}")
-    _check_fields(ground_truth["images"], ("id", "height", "width"), "ground_truth['images']")
-    return {image["id"]: (image["height"], image["width"]) for image in ground_truth["images"]}
+def _image_sizes(ground_truth: dict, iou_type: str) -> dict[int, tuple]:
+    """``{image id: (height, width)}``; masks need the sizes (to draw polygons), boxes do not."""
+    if not isinstance(ground_truth, dict) or not all(key in ground_truth for key in ("images", "annotations", "categories")):
+        raise ValueError("ground_truth must be a COCO-format dict with 'images', 'annotations' and 'categories'")
+    fields = ("id", "height", "width") if iou_type == "segm" else ("id",)
+    _check_fields(ground_truth["images"], fields, "ground_truth['images']")
+    return {image["id"]: (image.get("height"), image.get("width")) for image in ground_truth["images"]}
 
 
 def _check_iou_type(iou_type: str) -> str:
@@ -449,31 +473,19 @@ def evaluate_detections(ground_truth: dict, results: list[dict], iou_type: str =
     categories not in ``categories`` are left out.
     """
     _check_iou_type(iou_type)
-    sizes = _image_sizes(ground_truth)
+    sizes = _image_sizes(ground_truth, iou_type)
     objects = _objects(ground_truth, iou_type, sizes)
     detections = _detections(results, iou_type, sizes)
     names = {c["id"]: c["name"] for c in ground_truth["categories"]}
     categories = [{"id": i, "name": names[i]} for i in sorted(names)]
-    image_ids = sorted(sizes)
-    shape = (len(IOU_THRESHOLDS), len(categories), len(AREA_RANGES), len(MAX_DETECTIONS))
-    precision = np.full(shape[:1] + (len(RECALL_LEVELS),) + shape[1:], np.nan)  # [T, R, K, A, M]
-    recall = np.full(shape, np.nan)  # [T, K, A, M]
-    num_ground_truth = np.zeros(shape[1:3], dtype=int)  # [K, A]
-    curves = {}
+    T, R, K, A, M = len(IOU_THRESHOLDS), len(RECALL_LEVELS), len(categories), len(AREA_RANGES), len(MAX_DETECTIONS)
+    precision, recall = np.full((T, R, K, A, M), np.nan), np.full((T, K, A, M), np.nan)
+    num_ground_truth, curves = np.zeros((K, A), dtype=int), {}
     for k, category in enumerate(categories):
-        keys = [(i, category["id"]) for i in image_ids if (i, category["id"]) in objects or (i, category["id"]) in detections]
-        pairs = [_image_category(objects.get(key), detections.get(key)) for key in keys]
-        for a, area_range in enumerate(AREA_RANGES.values()):
-            matched = [_match_in_range(pair, area_range) for pair in pairs]
-            num_ground_truth[k, a] = sum(m.num_objects for m in matched)
-            for m, max_detections in enumerate(MAX_DETECTIONS):
-                ranked = _curves(matched, max_detections)  # [T] curves, or None
-                if ranked is None:
-                    continue
-                precision[:, :, k, a, m] = [curve.interpolated for curve in ranked]
-                recall[:, k, a, m] = [curve.recall[-1] if len(curve.recall) else 0.0 for curve in ranked]
-                if a == 0 and m == len(MAX_DETECTIONS) - 1:
-                    curves.update({(k, t): curve for t, curve in enumerate(ranked)})
+        keys = [(i, category["id"]) for i in sorted(sizes)]
+        pairs = [_image_category(objects.get(key), detections.get(key)) for key in keys if key in objects or key in detections]
+        precision[:, :, k], recall[:, k], num_ground_truth[k], category_curves = _evaluate_category(pairs)
+        curves.update({(k, t): curve for t, curve in enumerate(category_curves)})
     return Evaluation(iou_type, categories, precision, recall, num_ground_truth, curves)
 
 
@@ -563,7 +575,7 @@ def confusion_matrix(ground_truth: dict, results: list[dict], iou_type: str = "b
     left out.
     """
     _check_iou_type(iou_type)
-    sizes = _image_sizes(ground_truth)
+    sizes = _image_sizes(ground_truth, iou_type)
     shape_key = "bbox" if iou_type == "bbox" else "segmentation"
     _check_fields(ground_truth["annotations"], ("image_id", "category_id", shape_key), "ground_truth['annotations']")
     _check_fields(results, ("image_id", "category_id", "score", shape_key), "results")

@@ -45,7 +45,7 @@ from tqdm.auto import tqdm
 from .data.export import annotations_of, encode_masks
 from .data.transforms import collate
 from .distributed import gather_objects, rank_and_world_size
-from .evaluate import SUMMARY_NAMES
+from .evaluate import IOU_TYPES, SUMMARY_NAMES
 
 __all__ = [
     "SUMMARY_NAMES",
@@ -55,8 +55,6 @@ __all__ = [
     "evaluate_results",
     "format_metrics",
 ]
-
-IOU_TYPES = ("bbox", "segm")
 
 
 def _quietly():

@@ -34,6 +34,11 @@ def atomic_write(path, write, mode: str = "wb") -> Path:
 
 
 def write_json(path, value, **dump_options) -> Path:
-    """``json.dump(value)`` to ``path``, atomically (indented unless told otherwise)."""
+    """``json.dump(value)`` to ``path``, atomically (indented unless told otherwise).
+
+    Strict JSON: a NaN or infinity raises ``ValueError`` instead of writing a bare ``NaN`` that
+    strict parsers reject (metrics write ``None``, i.e. ``null``, for an undefined number).
+    """
     dump_options.setdefault("indent", 2)
+    dump_options.setdefault("allow_nan", False)
     return atomic_write(path, lambda file: json.dump(value, file, **dump_options), mode="w")

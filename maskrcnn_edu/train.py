@@ -1,12 +1,21 @@
-"""The training loop: one readable function, ``fit``, and the few pieces it is made of.
+"""The training loop: one readable function, ``fit``, and the named steps it is made of.
 
-SGD with momentum and weight decay; a linear warm-up, then step or cosine decay; gradient
-clipping; AMP on CUDA; which layers train: the model's ``Config.trainable_layers`` by default, or
-one of the seed project's stages (``heads``, ``5+``, ``4+``, ``3+``, ``all``), one rule for both
-(``set_trainable_layers``, ``trainable_parameter_counts``); tqdm progress with the losses; TensorBoard scalars and images; checkpoints written
-atomically every N steps, at the end and on Ctrl-C (``last.pt``; ``best.pt`` by validation mask
-AP); exact resume (model, optimizer, schedule, step and every RNG); a non-finite loss stops the run
-naming the step and the losses, leaving the last good checkpoint in place.
+``fit`` builds the optimizer (``_build_optimizer``), continues from a checkpoint if asked
+(``_restore``), then repeats ``_train_step`` (forward, loss check, backward, clip, update), logs
+(``_Log``), saves (``_save``) and validates (``_maybe_validate``) until the last step.
+
+SGD with momentum and weight decay (or AdamW); a linear warm-up, then step or cosine decay;
+gradient clipping; AMP on CUDA; which layers train: the model's ``Config.trainable_layers`` by
+default, or one of the seed project's stages (``heads``, ``5+``, ``4+``, ``3+``, ``all``), one rule
+for both (``set_trainable_layers``, ``trainable_parameter_counts``); tqdm progress with the losses
+and an ETA from the mean step time; TensorBoard scalars and images; checkpoints written atomically
+every N steps, at the end and on Ctrl-C (``last.pt``; ``best.pt`` when a validation before the end
+picks it by mask AP); exact resume (model, optimizer, schedule, step and every RNG); a non-finite
+loss stops the run naming the step and the losses, leaving the last good checkpoint in place.
+
+Reproducible on a CPU: the same call, from the same initial weights and with the same number of
+threads (``torch.get_num_threads()``), gives the same weights, bit for bit. Different thread counts
+split the sums differently and drift apart in the last bits, then further.
 
 Run under ``torchrun --nproc_per_node=N`` it trains with DistributedDataParallel (NCCL on GPUs,
 gloo on CPU): each rank takes its share of every global batch, rank 0 alone logs and writes.
@@ -15,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +37,7 @@ from tqdm.auto import tqdm
 
 from .backbone import body_parameter_trains
 from .data import collate
+from .distributed import rank_and_world_size
 from .files import write_json
 from .weights import save_checkpoint
 
@@ -181,17 +190,6 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _distributed() -> tuple[int, int]:
-    """(rank, world size); starts the process group when run under torchrun."""
-    if not dist.is_available():
-        return 0, 1
-    if not dist.is_initialized() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    if dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
 def _finite_everywhere(loss, world_size: int) -> bool:
     """Whether the loss is finite on every process (all must stop together, or the others would wait forever)."""
     finite = torch.isfinite(loss.detach()).float().reshape(1)
@@ -222,11 +220,22 @@ class _Loader:
         return iter(self.loader)
 
 
-def _checkpoint(path: Path, model, optimizer, scheduler, scaler, step: int, settings: TrainSettings, **extra) -> Path:
-    return save_checkpoint(
-        path, model, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), scaler=scaler.state_dict(),
-        step=step, settings=dataclasses.asdict(settings), rng=_rng_state(), **extra,
-    )
+@dataclass
+class _Run:
+    """What the loop updates and a checkpoint holds: the model, its optimizer and schedule, the step."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler  # loss scaling for float16 AMP; disabled (a no-op) without it
+    device: torch.device
+    step: int = 0  # optimizer updates done
+    best_ap: float = -1.0  # the best validation mask AP so far; -1: no validation yet
+
+    @property
+    def parameters(self) -> list[Tensor]:
+        """The parameters that train (the optimizer's), in its order."""
+        return [p for group in self.optimizer.param_groups for p in group["params"]]
 
 
 def fit(model, train_dataset, out_dir, settings: TrainSettings = TrainSettings(), val_dataset=None,
@@ -235,118 +244,170 @@ def fit(model, train_dataset, out_dir, settings: TrainSettings = TrainSettings()
     """Train ``model`` on ``train_dataset``; checkpoints and logs go to ``out_dir``. Returns a summary.
 
     ``resume=True`` continues from ``out_dir/last.pt`` exactly where it stopped. ``evaluate_fn(model,
-    dataset) -> metrics`` (default: COCO evaluation) scores ``val_dataset`` for ``best.pt``.
+    dataset) -> metrics`` (default: COCO evaluation) scores ``val_dataset`` for ``best.pt``, which is
+    written only when a validation before the end chose it (or a later one improved on it).
     ``group_ids [len(train_dataset)]`` batches images of a group together (aspect-ratio grouping).
     """
-    rank, world_size = _distributed()
-    out_dir = Path(out_dir)
-    device = torch.device(device)
+    rank, world_size = rank_and_world_size(start=True)
+    out_dir, last_path = Path(out_dir), Path(out_dir) / "last.pt"
     model.to(device)
     set_trainable_layers(model, settings.layers)
+    run = _build_optimizer(model, settings, torch.device(device))
+    torch.manual_seed(settings.seed + rank)  # the anchor and RoI samplers (and augmentations) draw from it
+    if resume:
+        _restore(run, last_path)
+    network = DistributedDataParallel(model) if world_size > 1 else model
+    log = _Log(out_dir, settings, run.step, rank == 0, progress)
+    batches = iter(_Loader(train_dataset, settings, run.step, rank, world_size, group_ids))
+    model.train()
+    try:
+        while run.step < settings.steps:
+            images, targets = _batch_to(*next(batches), run.device)
+            losses = _train_step(network, run, images, targets, settings, world_size, last_path)
+            log.step(run.step, losses, run.scheduler.get_last_lr()[0])
+            if rank == 0 and (run.step % settings.checkpoint_every == 0 or run.step == settings.steps):
+                _save(last_path, run, settings)
+            _maybe_validate(run, val_dataset, evaluate_fn, settings, log, out_dir, rank)
+    except KeyboardInterrupt:
+        if rank == 0:
+            _save(last_path, run, settings)
+            print(f"\ninterrupted at step {run.step}: saved {last_path}; continue with resume=True (--resume)")
+        raise
+    finally:
+        log.close()
+    best_path = out_dir / "best.pt"
+    return {"steps": run.step, "best_ap": run.best_ap, "last": str(last_path),
+            "best": str(best_path) if best_path.exists() else None}
+
+
+def _build_optimizer(model, settings: TrainSettings, device: torch.device) -> _Run:
+    """SGD with momentum (or AdamW) over the parameters that train, the lr schedule, the AMP loss scaler."""
     parameters = [p for p in model.parameters() if p.requires_grad]
     if settings.optimizer == "sgd":
         optimizer = torch.optim.SGD(parameters, lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay)
     else:
         optimizer = torch.optim.AdamW(parameters, lr=settings.lr, weight_decay=settings.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, settings))
-    use_amp = settings.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
-
-    start_step, best_ap = 0, -1.0
-    torch.manual_seed(settings.seed + rank)
-    if resume:
-        checkpoint = torch.load(out_dir / "last.pt", map_location=device, weights_only=True)
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        scaler.load_state_dict(checkpoint["scaler"])
-        start_step, best_ap = checkpoint["step"], checkpoint.get("best_ap", -1.0)
-        _set_rng_state(checkpoint["rng"])
-
-    network = DistributedDataParallel(model) if world_size > 1 else model
-    writer = _tensorboard(out_dir) if rank == 0 else None
-    last_path = out_dir / "last.pt"
-    step = start_step
-    bar = tqdm(total=settings.steps, initial=start_step, disable=not progress or rank != 0, desc="train")
-    model.train()
-    try:
-        for images, targets in _Loader(train_dataset, settings, start_step, rank, world_size, group_ids):
-            if step >= settings.steps:
-                break
-            images, targets = _batch_to(images, targets, device)
-            with torch.autocast(device.type, enabled=use_amp):
-                losses = network(images, targets)
-            loss = sum(losses.values())
-            if not _finite_everywhere(loss, world_size):
-                values = ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items())
-                kept = f"the last good checkpoint is {last_path}" if last_path.exists() else "no checkpoint was written yet"
-                raise NonFiniteLossError(f"step {step}: the loss is not finite ({values}); stopping, {kept}")
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if settings.clip_grad_norm:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(parameters, settings.clip_grad_norm)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            step += 1
-            bar.update(1)
-            if rank == 0:
-                _log_step(bar, writer, step, losses, scheduler, settings)
-                if step % settings.checkpoint_every == 0 or step == settings.steps:
-                    _checkpoint(last_path, model, optimizer, scheduler, scaler, step, settings, best_ap=best_ap)
-            if val_dataset is not None and (step == settings.steps or (settings.eval_every and step % settings.eval_every == 0)):
-                best_ap = _validate(model, val_dataset, evaluate_fn, writer, step, best_ap, out_dir, rank,
-                                    (optimizer, scheduler, scaler, settings))
-                model.train()
-    except KeyboardInterrupt:
-        if rank == 0:
-            _checkpoint(last_path, model, optimizer, scheduler, scaler, step, settings, best_ap=best_ap)
-            print(f"\ninterrupted at step {step}: saved {last_path}; continue with resume=True (--resume)")
-        raise
-    finally:
-        bar.close()
-        if writer is not None:
-            writer.close()
-    return {"steps": step, "best_ap": best_ap, "last": str(last_path)}
+    scaler = torch.amp.GradScaler(device.type, enabled=settings.amp and device.type == "cuda")
+    return _Run(model, optimizer, scheduler, scaler, device)
 
 
-def _tensorboard(out_dir: Path):
-    from torch.utils.tensorboard import SummaryWriter
-
-    return SummaryWriter(str(out_dir / "tensorboard"))
-
-
-def _log_step(bar, writer, step, losses, scheduler, settings):
-    values = {k: v.item() for k, v in losses.items()}
-    bar.set_postfix(loss=f"{sum(values.values()):.3f}", mask=f"{values.get('loss_mask', 0):.3f}", lr=f"{scheduler.get_last_lr()[0]:.4f}")
-    if step % settings.log_every == 0 or step == settings.steps:
-        for name, value in values.items():
-            writer.add_scalar(f"loss/{name}", value, step)
-        writer.add_scalar("loss/total", sum(values.values()), step)
-        writer.add_scalar("lr", scheduler.get_last_lr()[0], step)
+def _restore(run: _Run, path: Path) -> None:
+    """Continue from the checkpoint ``path``: weights, optimizer, schedule, scaler, step, best AP and RNGs."""
+    checkpoint = torch.load(path, map_location=run.device, weights_only=True)
+    run.model.load_state_dict(checkpoint["model"])
+    run.optimizer.load_state_dict(checkpoint["optimizer"])
+    run.scheduler.load_state_dict(checkpoint["scheduler"])
+    run.scaler.load_state_dict(checkpoint["scaler"])
+    run.step, run.best_ap = checkpoint["step"], checkpoint.get("best_ap", -1.0)
+    _set_rng_state(checkpoint["rng"])
 
 
-def _validate(model, dataset, evaluate_fn, writer, step, best_ap, out_dir, rank, state):
-    """Score ``dataset``; on rank 0 log it and write ``best.pt`` when the mask AP improved."""
+def _train_step(network, run: _Run, images, targets, settings: TrainSettings, world_size: int, last_path: Path) -> dict:
+    """One optimizer update: the losses (under autocast with AMP), backward, clipping, the step -> the losses."""
+    with torch.autocast(run.device.type, enabled=run.scaler.is_enabled()):
+        losses = network(images, targets)
+    loss = sum(losses.values())
+    if not _finite_everywhere(loss, world_size):
+        values = ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items())
+        kept = f"the last good checkpoint is {last_path}" if last_path.exists() else "no checkpoint was written yet"
+        raise NonFiniteLossError(f"step {run.step}: the loss is not finite ({values}); stopping, {kept}")
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(loss).backward()
+    if settings.clip_grad_norm:
+        run.scaler.unscale_(run.optimizer)  # clip the true gradients, not the scaled ones
+        torch.nn.utils.clip_grad_norm_(run.parameters, settings.clip_grad_norm)
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    run.scheduler.step()
+    run.step += 1
+    return losses
+
+
+def _save(path: Path, run: _Run, settings: TrainSettings, **extra) -> Path:
+    """A checkpoint from which ``_restore`` continues exactly (rank 0 writes it, atomically)."""
+    return save_checkpoint(
+        path, run.model, optimizer=run.optimizer.state_dict(), scheduler=run.scheduler.state_dict(),
+        scaler=run.scaler.state_dict(), step=run.step, settings=dataclasses.asdict(settings), rng=_rng_state(),
+        best_ap=run.best_ap, **extra,
+    )
+
+
+def _maybe_validate(run: _Run, dataset, evaluate_fn, settings: TrainSettings, log, out_dir: Path, rank: int) -> None:
+    """At the end and every ``eval_every`` steps: score ``dataset``, log it, keep the best model.
+
+    ``best.pt`` (and ``best_metrics.json``) are written when the mask AP improves, except at a
+    validation that ends the run with none before it: then the only candidate is ``last.pt`` itself,
+    and ``best_metrics.json`` says so instead of a second copy of the weights.
+    """
+    end = run.step == settings.steps
+    if dataset is None or not (end or (settings.eval_every and run.step % settings.eval_every == 0)):
+        return
+    metrics = _evaluate(run.model, dataset, evaluate_fn)
+    mask_ap, validated_before = metrics["segm"]["AP"], run.best_ap > -1
+    improved = mask_ap > run.best_ap
+    run.best_ap = max(run.best_ap, mask_ap)
+    if rank == 0:
+        log.validation(run.step, metrics, run.model, dataset)
+        if improved and (validated_before or not end):
+            _save(out_dir / "best.pt", run, settings, metrics=metrics)
+            write_json(out_dir / "best_metrics.json", {"step": run.step, "checkpoint": "best.pt", **metrics})
+        elif improved:
+            write_json(out_dir / "best_metrics.json", {"step": run.step, "checkpoint": "last.pt", **metrics})
+    run.model.train()
+
+
+def _evaluate(model, dataset, evaluate_fn) -> dict:
+    """``evaluate_fn(model, dataset)``, by default COCO evaluation (pycocotools) -> ``{"bbox": ..., "segm": ...}``."""
     if evaluate_fn is None:
         from .coco_eval import coco_evaluate
 
         def evaluate_fn(m, d):
             return coco_evaluate(m, d, progress=False)[0]
 
-    metrics = evaluate_fn(model, dataset)
-    mask_ap = metrics["segm"]["AP"]
-    if rank == 0:
+    return evaluate_fn(model, dataset)
+
+
+class _Log:
+    """Rank 0's reports: the progress bar (losses, lr, ETA) and TensorBoard. Other ranks report nothing."""
+
+    def __init__(self, out_dir: Path, settings: TrainSettings, start_step: int, enabled: bool, progress: bool):
+        self.settings = settings
+        # smoothing=0: the ETA divides by the mean step time of the whole run. (tqdm's default, an
+        # average that forgets within a few steps, made the ETA swing 3x on a busy CPU, where a step
+        # takes 0.3 s or, when another process takes a core, 4 to 7 s.)
+        self.bar = tqdm(total=settings.steps, initial=start_step, disable=not (progress and enabled), desc="train",
+                        smoothing=0.0)
+        self.writer = _tensorboard(out_dir) if enabled else None
+
+    def step(self, step: int, losses: dict, lr: float) -> None:
+        self.bar.update(1)
+        if self.writer is None:
+            return
+        values = {k: v.item() for k, v in losses.items()}
+        self.bar.set_postfix(loss=f"{sum(values.values()):.3f}", mask=f"{values.get('loss_mask', 0):.3f}", lr=f"{lr:.4f}")
+        if step % self.settings.log_every == 0 or step == self.settings.steps:
+            for name, value in values.items():
+                self.writer.add_scalar(f"loss/{name}", value, step)
+            self.writer.add_scalar("loss/total", sum(values.values()), step)
+            self.writer.add_scalar("lr", lr, step)
+
+    def validation(self, step: int, metrics: dict, model, dataset) -> None:
         for kind in ("bbox", "segm"):
             for name in ("AP", "AP50", "AP75"):
-                writer.add_scalar(f"val/{kind}_{name}", metrics[kind][name], step)
-        _log_images(writer, model, dataset, step)
-        if mask_ap > best_ap:
-            optimizer, scheduler, scaler, settings = state
-            _checkpoint(out_dir / "best.pt", model, optimizer, scheduler, scaler, step, settings, best_ap=mask_ap, metrics=metrics)
-            write_json(out_dir / "best_metrics.json", {"step": step, **metrics})
-    return max(best_ap, mask_ap)
+                self.writer.add_scalar(f"val/{kind}_{name}", metrics[kind][name], step)
+        _log_images(self.writer, model, dataset, step)
+
+    def close(self) -> None:
+        self.bar.close()
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _tensorboard(out_dir: Path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(str(out_dir / "tensorboard"))
 
 
 def _log_images(writer, model, dataset, step, count: int = 4):

@@ -1,4 +1,5 @@
 """The training loop: learning, exact resume, safe checkpoints, non-finite losses, DDP."""
+import json
 import os
 import random
 import signal
@@ -147,6 +148,42 @@ def test_lr_schedule_and_layer_stages():
     set_trainable_layers(model, "4+")
     assert any(n.startswith("backbone.body.layer3.") for n, p in model.named_parameters() if p.requires_grad)
     assert not any(n.startswith("backbone.body.layer2.") for n, p in model.named_parameters() if p.requires_grad)
+
+
+# --- best.pt: only when a validation chose it ------------------------------------------------------------
+
+
+def scripted_evaluation(mask_aps):
+    """An ``evaluate_fn`` that returns the given mask APs in turn (and records the steps it ran at)."""
+    calls = []
+
+    def evaluate(model, dataset):
+        ap = mask_aps[len(calls)]
+        calls.append(ap)
+        return {kind: {"AP": ap, "AP50": ap, "AP75": ap} for kind in ("bbox", "segm")}
+
+    return evaluate
+
+
+def test_no_best_checkpoint_when_only_the_end_was_validated(tmp_path):
+    model, data = tiny_model(), ShapesDataset(8, seed=5)
+    summary = fit(model, data, tmp_path, quick(steps=2), val_dataset=ShapesDataset(2, seed=9),
+                  evaluate_fn=scripted_evaluation([0.3]), progress=False)
+    assert (tmp_path / "last.pt").exists() and not (tmp_path / "best.pt").exists()
+    assert summary["best"] is None and summary["best_ap"] == 0.3
+    best = json.loads((tmp_path / "best_metrics.json").read_text())
+    assert best["checkpoint"] == "last.pt" and best["step"] == 2 and best["segm"]["AP"] == 0.3
+
+
+@pytest.mark.parametrize("mask_aps, best_step", [([0.5, 0.3, 0.4], 1), ([0.2, 0.5, 0.7], 3)])
+def test_best_checkpoint_holds_the_best_validation(tmp_path, mask_aps, best_step):
+    model, data = tiny_model(), ShapesDataset(8, seed=5)
+    summary = fit(model, data, tmp_path, quick(steps=3, eval_every=1), val_dataset=ShapesDataset(2, seed=9),
+                  evaluate_fn=scripted_evaluation(mask_aps), progress=False)
+    assert summary["best"] == str(tmp_path / "best.pt") and summary["best_ap"] == max(mask_aps)
+    best = load_checkpoint(tmp_path / "best.pt")[1]
+    assert best["step"] == best_step and best["best_ap"] == max(mask_aps)
+    assert json.loads((tmp_path / "best_metrics.json").read_text())["checkpoint"] == "best.pt"
 
 
 # --- which parameters train: one rule for Config.trainable_layers and the stages ------------------------

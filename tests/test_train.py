@@ -13,6 +13,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from maskrcnn_edu import train
 from maskrcnn_edu.config import coco_r50_fpn, shapes
 from maskrcnn_edu.data import CocoDataset, ShapesDataset, collate
 from maskrcnn_edu.model import MaskRCNN
@@ -184,6 +185,28 @@ def test_best_checkpoint_holds_the_best_validation(tmp_path, mask_aps, best_step
     best = load_checkpoint(tmp_path / "best.pt")[1]
     assert best["step"] == best_step and best["best_ap"] == max(mask_aps)
     assert json.loads((tmp_path / "best_metrics.json").read_text())["checkpoint"] == "best.pt"
+
+
+# --- a steady ETA ------------------------------------------------------------------------------------------
+
+
+def test_the_eta_divides_by_the_mean_step_time_of_the_run(tmp_path):
+    """Ten steps of 0.3 s, then one of 6 s (another process took a core): the ETA uses the mean, 0.82 s.
+
+    (tqdm's default average forgets within a few steps: it took 2.0 s a step here, 2.5 times the mean.)
+    """
+    log = train._Log(tmp_path, quick(steps=100), start_step=0, enabled=True, progress=True)
+    clock = [0.0]
+    log.bar._time = lambda: clock[0]  # tqdm reads its clock through this attribute
+    log.bar.start_t = log.bar.last_print_t = 0.0
+    losses = {"loss_mask": torch.tensor(1.0)}
+    for step, seconds in enumerate([0.3] * 10 + [6.0], start=1):
+        clock[0] += seconds
+        log.step(step, losses, lr=0.01)
+    meter = log.bar.format_dict
+    rate = meter["rate"] or (meter["n"] - meter["initial"]) / meter["elapsed"]  # tqdm's own rule for the ETA
+    log.close()
+    assert (100 - 11) / rate == pytest.approx((100 - 11) * (10 * 0.3 + 6.0) / 11, rel=1e-6)
 
 
 # --- which parameters train: one rule for Config.trainable_layers and the stages ------------------------

@@ -1,0 +1,245 @@
+"""The chapter 02 explorer: which anchors become positive, ignored or negative.
+
+Pick a Shapes image, an FPN level, an aspect ratio and the matcher's two IoU thresholds; the view
+labels *all* anchors of the image with ``matching.Matcher`` exactly as the RPN does (every level
+at once, since the low-quality rule looks for each object's best anchor over all of them), then
+shows the anchors of the chosen level and ratio: positives and ignored ones as boxes, every
+anchor's centre as a dot in its label's colour, and a histogram of their best IoU against the
+thresholds. The numbers live in ``AnchorView``; ``anchor_explorer`` wraps the view in a widget.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import ipywidgets as widgets
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+from torch import Tensor
+
+from ..anchors import AnchorGenerator
+from ..boxes import box_iou
+from ..config import shapes
+from ..data import ShapesDataset
+from ..matching import BACKGROUND, IGNORE, Matcher
+from . import Explorer, View
+
+__all__ = [
+    "LEVEL_NAMES",
+    "LABEL_COLOURS",
+    "shapes_scene",
+    "shapes_anchors",
+    "AnchorView",
+    "anchor_labels_view",
+    "anchor_explorer",
+]
+
+LEVEL_NAMES = ("P2", "P3", "P4", "P5", "P6")
+# One colour per verdict, used for boxes, centre dots and histogram bars alike.
+LABEL_COLOURS = {"positive": "#1a9641", "ignored": "#f39c12", "negative": "#d7191c"}
+SHAPES_SEED = 3  # the held-out Shapes images the chapters use (the shipped model never trained on them)
+NUM_IMAGES = 10
+
+
+@lru_cache(maxsize=NUM_IMAGES)
+def shapes_scene(index: int, seed: int = SHAPES_SEED) -> tuple[Tensor, Tensor]:
+    """Shapes image ``index`` of ``ShapesDataset(NUM_IMAGES, seed)``: ``image [3, 128, 128]``, ``boxes [K, 4]``."""
+    if not 0 <= index < NUM_IMAGES:
+        raise ValueError(f"image index must be in 0..{NUM_IMAGES - 1}, got {index}")
+    image, target = ShapesDataset(NUM_IMAGES, seed=seed)[index]
+    return image, target["boxes"]
+
+
+@lru_cache(maxsize=1)
+def shapes_anchors(image_size: int = 128) -> tuple[Tensor, Tensor, Tensor]:
+    """Every anchor of the Shapes preset on a square image, with where it comes from.
+
+    Returns ``anchors [A, 4]`` (all levels, in the RPN's order), ``levels [A]`` (0 = P2 .. 4 = P6)
+    and ``ratios [A]`` (its aspect ratio h / w). The feature maps are stand-ins of the right sizes
+    (``image_size / stride``): the generator reads only their shapes.
+    """
+    config = shapes()
+    generator = AnchorGenerator(config.anchor_sizes, config.aspect_ratios)
+    grids = [image_size // 2 ** (level + 2) for level in range(len(LEVEL_NAMES))]  # strides 4..64
+    per_level = generator((image_size, image_size), [torch.empty(1, 0, g, g) for g in grids])
+    levels, ratios = [], []
+    for level, level_anchors in enumerate(per_level):
+        # Within a cell the anchors are ratio-major (all sizes of ratio 0, then of ratio 1, ...).
+        sizes, level_ratios = config.anchor_sizes[level], config.aspect_ratios[level]
+        cell_ratios = torch.tensor(level_ratios).repeat_interleave(len(sizes))  # [A_cell]
+        levels.append(torch.full((len(level_anchors),), level))
+        ratios.append(cell_ratios.repeat(len(level_anchors) // len(cell_ratios)))
+    return torch.cat(per_level), torch.cat(levels), torch.cat(ratios)
+
+
+@dataclass
+class AnchorView(View):
+    """The explorer's picture and caption, and the numbers behind them.
+
+    ``matches [A]``: the Matcher's result for every anchor of the image (object index,
+    ``BACKGROUND`` or ``IGNORE``); ``shown [A]`` (bool): the anchors of the chosen level and ratio;
+    ``best_iou [A]``: each anchor's best IoU with any object. ``counts`` and ``total_counts``:
+    ``{"positive", "ignored", "negative"}`` among the shown anchors and among all of them.
+    ``unmatched_objects``: indices of the objects left without any positive anchor. ``valid`` is
+    false when the thresholds are out of order (``low > high``); then nothing is matched.
+    """
+
+    valid: bool = True
+    matches: Tensor | None = None
+    shown: Tensor | None = None
+    best_iou: Tensor | None = None
+    counts: dict = field(default_factory=dict)
+    total_counts: dict = field(default_factory=dict)
+    unmatched_objects: list = field(default_factory=list)
+
+
+def _count(matches: Tensor) -> dict:
+    return {
+        "positive": int((matches >= 0).sum()),
+        "ignored": int((matches == IGNORE).sum()),
+        "negative": int((matches == BACKGROUND).sum()),
+    }
+
+
+def _draw_scene(ax, image: Tensor, boxes: Tensor) -> None:
+    """The image, washed out so that coloured anchors stand out, and its objects in black."""
+    pixels = (0.45 * image + 0.55).permute(1, 2, 0).numpy()
+    height, width = pixels.shape[:2]
+    ax.imshow(pixels, extent=(0, width, height, 0))
+    for k, (x0, y0, x1, y1) in enumerate(boxes.tolist()):
+        ax.add_patch(_rectangle((x0, y0, x1, y1), "black", "-", 1.5, label="object" if k == 0 else None))
+
+
+def _rectangle(box, colour, linestyle, linewidth, label=None) -> Rectangle:
+    x0, y0, x1, y1 = box
+    return Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=colour, linestyle=linestyle,
+                     linewidth=linewidth, label=label)
+
+
+def _draw_labels(ax, anchors: Tensor, matches: Tensor) -> tuple[float, float, float, float]:
+    """Centre dots for every anchor, boxes for positives (solid) and ignored ones (dashed).
+
+    Returns the extent ``(x0, y0, x1, y1)`` of the boxes drawn, so the caller can fit its limits.
+    """
+    centres = ((anchors[:, :2] + anchors[:, 2:]) / 2).numpy()
+    kinds = {"negative": matches == BACKGROUND, "ignored": matches == IGNORE, "positive": matches >= 0}
+    extent = [np.inf, np.inf, -np.inf, -np.inf]
+    for name, selected in kinds.items():
+        count = int(selected.sum())
+        colour = LABEL_COLOURS[name]
+        ax.scatter(centres[selected.numpy(), 0], centres[selected.numpy(), 1], s=6 if name == "negative" else 14,
+                   color=colour, label=f"{name} ({count})", zorder=3)
+        if name == "negative":
+            continue  # thousands of boxes would hide everything; their centres say enough
+        for box in anchors[selected].tolist():
+            ax.add_patch(_rectangle(box, colour, "-" if name == "positive" else "--", 2.0 if name == "positive" else 1.2))
+            extent = [min(extent[0], box[0]), min(extent[1], box[1]), max(extent[2], box[2]), max(extent[3], box[3])]
+    return tuple(extent)
+
+
+def anchor_labels_view(
+    image: int = 7,
+    level: int = 2,
+    ratio: float = 1.0,
+    high: float = 0.7,
+    low: float = 0.3,
+    low_quality: bool = True,
+) -> AnchorView:
+    """Match every anchor of Shapes image ``image`` and show those of ``level`` (0 = P2) and ``ratio``.
+
+    ``high`` / ``low``: the Matcher's thresholds (the RPN's are 0.7 / 0.3); ``low_quality``: its
+    ``allow_low_quality_matches`` (the RPN's ``True``).
+    """
+    if not 0 <= level < len(LEVEL_NAMES):
+        raise ValueError(f"level must be in 0..{len(LEVEL_NAMES) - 1} (P2..P6), got {level}")
+    picture, boxes = shapes_scene(image)
+    anchors, levels, ratios = shapes_anchors(picture.shape[-1])
+    if not torch.isclose(ratios, torch.tensor(float(ratio))).any():
+        raise ValueError(f"ratio must be one of {sorted(set(ratios.tolist()))}, got {ratio}")
+    shown = (levels == level) & torch.isclose(ratios, torch.tensor(float(ratio)))
+    iou = box_iou(boxes, anchors)  # [K, A]
+    best_iou = iou.max(dim=0).values
+    size = int(round(float((anchors[shown][0, 2] - anchors[shown][0, 0]))))  # width of the shown anchors
+    height = int(round(float((anchors[shown][0, 3] - anchors[shown][0, 1]))))
+    what = f"{LEVEL_NAMES[level]}, ratio {ratio:g} ({size} x {height} px anchors, {int(shown.sum())} of them)"
+
+    figure = Figure(figsize=(10, 4.6), layout="constrained")
+    ax_image, ax_hist = figure.subplots(1, 2, gridspec_kw={"width_ratios": [1.15, 1]})
+    _draw_scene(ax_image, picture, boxes)
+
+    if low > high:
+        ax_image.set_title(f"{LEVEL_NAMES[level]}, ratio {ratio:g}: no matching")
+        ax_image.set_xlim(0, picture.shape[-1])
+        ax_image.set_ylim(picture.shape[-2], 0)
+        ax_hist.set_axis_off()
+        caption = (f"The low threshold ({low:.2f}) is above the high one ({high:.2f}): an anchor cannot be "
+                   "both background and an object. Lower the low threshold or raise the high one.")
+        return AnchorView(figure, caption, valid=False, shown=shown, best_iou=best_iou)
+
+    matches = Matcher(high, low, allow_low_quality_matches=low_quality)(iou)  # [A], all levels at once
+    counts, total_counts = _count(matches[shown]), _count(matches)
+    matched_objects = set(matches[matches >= 0].tolist())
+    unmatched = [k for k in range(len(boxes)) if k not in matched_objects]
+
+    # Left: the scene with the shown anchors' verdicts.
+    x0, y0, x1, y1 = _draw_labels(ax_image, anchors[shown], matches[shown])
+    h, w = picture.shape[-2:]
+    margin = 4
+    ax_image.set_xlim(min(0, x0) - margin, max(w, x1) + margin)
+    ax_image.set_ylim(max(h, y1) + margin, min(0, y0) - margin)  # y down
+    ax_image.set_aspect("equal")
+    ax_image.set_title(f"image {image}: anchors of {LEVEL_NAMES[level]}, ratio {ratio:g}")
+    ax_image.set_xlabel("x (pixels)")
+    ax_image.set_ylabel("y (pixels)")
+    ax_image.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=4, fontsize=8)
+
+    # Right: where the shown anchors' best IoUs fall against the two thresholds.
+    bins = np.linspace(0, 1, 41)
+    values = best_iou[shown].numpy()
+    ax_hist.axvspan(0, low, color=LABEL_COLOURS["negative"], alpha=0.08)
+    ax_hist.axvspan(low, high, color=LABEL_COLOURS["ignored"], alpha=0.12)
+    ax_hist.axvspan(high, 1, color=LABEL_COLOURS["positive"], alpha=0.08)
+    ax_hist.hist(values, bins=bins, color="0.35")
+    ax_hist.axvline(low, color=LABEL_COLOURS["negative"], linestyle="--", label=f"low = {low:.2f}")
+    ax_hist.axvline(high, color=LABEL_COLOURS["positive"], linestyle="--", label=f"high = {high:.2f}")
+    ax_hist.set_yscale("log")
+    ax_hist.set_ylim(bottom=0.7)  # a single anchor still shows as a bar
+    ax_hist.set_xlim(0, 1)
+    ax_hist.set(title="each shown anchor's best IoU with an object", xlabel="IoU",
+                ylabel="anchors (log scale)")
+    ax_hist.legend(loc="upper right", fontsize=8)
+
+    if unmatched:
+        left_out = f"objects without a positive anchor: {unmatched}"
+    else:
+        left_out = "every object has a positive anchor"
+    caption = (f"{what}: {counts['positive']} positive, {counts['ignored']} ignored, {counts['negative']} negative. "
+               f"All {len(anchors)} anchors: {total_counts['positive']} positive, {total_counts['ignored']} ignored, "
+               f"{total_counts['negative']} negative; {left_out}.")
+    return AnchorView(figure, caption, valid=True, matches=matches, shown=shown, best_iou=best_iou,
+                      counts=counts, total_counts=total_counts, unmatched_objects=unmatched)
+
+
+def anchor_explorer(draw: bool = True, **initial) -> Explorer:
+    """The widget: image, level, ratio, the two thresholds and the low-quality rule.
+
+    ``initial`` overrides the controls' starting values (keyword arguments of ``anchor_labels_view``).
+    """
+    start = dict(image=7, level=2, ratio=1.0, high=0.7, low=0.3, low_quality=True) | initial
+    config = shapes()
+    level_options = [(f"{name} ({sizes[0]} px)", level)
+                     for level, (name, sizes) in enumerate(zip(LEVEL_NAMES, config.anchor_sizes))]
+    ratio_options = [(f"{r:g}" + {0.5: " (wide)", 2.0: " (tall)"}.get(r, ""), float(r)) for r in config.aspect_ratios[0]]
+    threshold = dict(min=0.05, max=0.95, step=0.05, continuous_update=False, readout_format=".2f")
+    controls = {
+        "image": widgets.IntSlider(value=start["image"], min=0, max=NUM_IMAGES - 1, description="Shapes image",
+                                   continuous_update=False),
+        "level": widgets.Dropdown(options=level_options, value=start["level"], description="level"),
+        "ratio": widgets.Dropdown(options=ratio_options, value=float(start["ratio"]), description="ratio h/w"),
+        "high": widgets.FloatSlider(value=start["high"], description="high (positive at or above)", **threshold),
+        "low": widgets.FloatSlider(value=start["low"], description="low (negative below)", **threshold),
+        "low_quality": widgets.Checkbox(value=start["low_quality"], description="every object gets its best anchor"),
+    }
+    return Explorer(controls, anchor_labels_view, draw=draw)

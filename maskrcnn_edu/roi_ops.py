@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .boxes import box_area
+from .inputs import describe_value
 
 __all__ = [
     "roi_align",
@@ -64,13 +65,9 @@ MAX_BAG_ENTRIES = 2**24
 # ---------------------------------------------------------------------------------------------
 
 
-def _shape(x) -> str:
-    return str(tuple(x.shape)) if isinstance(x, Tensor) else type(x).__name__
-
-
 def _check_input(input: Tensor) -> None:
     if not isinstance(input, Tensor) or input.dim() != 4:
-        raise ValueError(f"input must be a 4-D feature map [N, C, H, W], got shape {_shape(input)}")
+        raise ValueError(f"input must be a 4-D feature map [N, C, H, W], got {describe_value(input)}")
 
 
 def _pair(output_size) -> tuple[int, int]:
@@ -90,13 +87,13 @@ def boxes_to_rois(boxes: BoxesArg, num_images: int | None = None) -> Tensor:
         if boxes.dim() != 2 or boxes.shape[1] != 5:
             raise ValueError(
                 f"boxes must be a [K, 5] tensor (batch index, x0, y0, x1, y1) or a list of [K_i, 4] "
-                f"tensors, got shape {_shape(boxes)}"
+                f"tensors, got {describe_value(boxes)}"
             )
         rois = boxes
     elif isinstance(boxes, (list, tuple)):
         for i, b in enumerate(boxes):
             if not isinstance(b, Tensor) or b.dim() != 2 or b.shape[1] != 4:
-                raise ValueError(f"boxes[{i}] must be a [K_i, 4] tensor of (x0, y0, x1, y1), got shape {_shape(b)}")
+                raise ValueError(f"boxes[{i}] must be a [K_i, 4] tensor of (x0, y0, x1, y1), got {describe_value(b)}")
         if len(boxes) == 0:
             raise ValueError("boxes is an empty list: give one [K_i, 4] tensor per image")
         batch_index = torch.cat(
@@ -104,7 +101,7 @@ def boxes_to_rois(boxes: BoxesArg, num_images: int | None = None) -> Tensor:
         )
         rois = torch.cat([batch_index, torch.cat(list(boxes))], dim=1)
     else:
-        raise ValueError(f"boxes must be a [K, 5] tensor or a list of [K_i, 4] tensors, got {_shape(boxes)}")
+        raise ValueError(f"boxes must be a [K, 5] tensor or a list of [K_i, 4] tensors, got {describe_value(boxes)}")
     if num_images is not None and len(rois) and not (0 <= rois[:, 0].min() and rois[:, 0].max() < num_images):
         raise ValueError(f"boxes name batch indices outside 0..{num_images - 1} of the feature map")
     return rois

@@ -173,15 +173,17 @@ def test_pool_bins_helper():
 
 @pytest.mark.parametrize("op", [roi_ops.roi_align, roi_ops.roi_pool])
 def test_bad_input_raises_value_error_naming_the_argument(features, op):
-    with pytest.raises(ValueError, match=r"boxes must be a \[K, 5\].*got shape \(3, 4\)"):
+    with pytest.raises(ValueError, match=r"boxes must be a \[K, 5\].*got a tensor of shape \(3, 4\)"):
         op(features, torch.zeros(3, 4), 7)
-    with pytest.raises(ValueError, match=r"boxes\[1\] must be a \[K_i, 4\].*got shape \(2, 5\)"):
+    with pytest.raises(ValueError, match=r"boxes\[1\] must be a \[K_i, 4\].*got a tensor of shape \(2, 5\)"):
         op(features, [torch.zeros(1, 4), torch.zeros(2, 5)], 7)
-    with pytest.raises(ValueError, match=r"input must be a 4-D feature map \[N, C, H, W\], got shape \(4, 23, 31\)"):
+    with pytest.raises(ValueError, match=r"input must be a 4-D feature map \[N, C, H, W\], got a tensor of shape \(4, 23, 31\)"):
         op(features[0], torch.zeros(1, 5), 7)
     for bad_size in (0, -3, (7, 0), (2, 3, 4)):
         with pytest.raises(ValueError, match=r"output_size must be a positive int.*got"):
             op(features, torch.zeros(1, 5), bad_size)
+    with pytest.raises(ValueError, match=r"boxes must be a \[K, 5\] tensor or a list .*got a dict"):
+        op(features, {"boxes": torch.zeros(1, 4)}, 7)
     with pytest.raises(ValueError, match=r"batch indices outside 0..2"):
         op(features, torch.tensor([[3.0, 0, 0, 4, 4]]), 7)
 

@@ -34,7 +34,9 @@ class Config:
     # Backbone: a torchvision ResNet body and an FPN.
     backbone: str = "resnet50"
     norm: str = "frozen_bn"  # "frozen_bn" for pretrained weights, "bn" to train the statistics from scratch
-    trainable_layers: int = 3  # ResNet stages that train, counted from the top (0..5)
+    # ResNet stages that train, counted from the top (0..5): 3 keeps conv1 and layer1 frozen, as
+    # torchvision's recipe does. fit() follows it unless TrainSettings.layers names a stage.
+    trainable_layers: int = 3
     fpn_channels: int = 256
 
     # Input transform: resize so the short side is min_size (long side at most max_size), normalise, pad.

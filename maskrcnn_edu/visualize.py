@@ -1,7 +1,23 @@
-"""Matplotlib drawing for the book: feature maps, boxes, RoIPool's bins, RoIAlign's sampling points.
+"""Matplotlib drawing for the book: every stage of detection, from one ``model.trace``.
 
-Every function draws on an ``ax`` it is given and returns that ``ax``, so the chapters compose
-pictures from small pieces. Tensors or arrays are both accepted.
+Three layers, each built on the one before:
+
+* **Primitives** draw on an ``ax`` they are given and return it: :func:`show_image`,
+  :func:`draw_boxes` (the Keras notebooks' convention: anchors *dotted*, refined boxes *solid*,
+  suppressed boxes *faint*), :func:`draw_masks`, :func:`class_colors`; and chapter 01's feature
+  map, box, RoIPool-bin and sampling-point drawings. :func:`describe` is the one-line tensor log.
+* **Drawings from a** ``Trace`` (``model.trace(image)`` or ``model.trace(image, target)``) make
+  their own ``Figure``: anchors of a cell, anchor labels, refinements, objectness, NMS, proposals,
+  RoI refinement, per-class NMS, mask logits and targets, activations.
+* **Drawings from a model or a sample**: weight statistics and histograms, a sample's masks by
+  class, ground truth vs prediction, an IoU grid, a precision-recall curve.
+
+Figures are made with ``matplotlib.figure.Figure`` (not ``pyplot``), so pyplot keeps no reference
+to them and a widget that redraws a thousand times leaks nothing; none of these functions calls
+``plt.show()`` or closes a figure it did not open. Tensors or arrays are both accepted.
+
+Image frame: pixel ``(i, j)`` is the unit square ``[j, j+1] x [i, i+1]`` (continuous pixel
+coordinates, as every box in the package), so boxes land on the pixels they bound.
 
 Drawing frame for feature maps (the one ``roi_ops`` reads values in): cell ``(i, j)`` is drawn as
 the unit square **centred** on the point ``(x=j, y=i)``, i.e. ``[j - 0.5, j + 0.5] x [i - 0.5, i + 0.5]``,
@@ -12,12 +28,14 @@ for RoIAlign with ``aligned=False``; shifted by ``-0.5`` for RoIAlign with ``ali
 """
 from __future__ import annotations
 
+import colorsys
 from typing import Sequence
 
 import matplotlib
 import numpy as np
 import torch
 from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
@@ -25,6 +43,11 @@ from . import roi_ops
 
 __all__ = [
     "to_numpy",
+    "describe",
+    "class_colors",
+    "show_image",
+    "draw_boxes",
+    "draw_masks",
     "draw_feature_map",
     "draw_box",
     "roi_align_box",
@@ -209,3 +232,185 @@ def draw_detections(
     ax.set_ylim(height, 0)
     ax.set_axis_off()
     return ax
+
+
+# Primitives ---------------------------------------------------------------------------------------
+
+BOX_STYLES = {
+    # style: (linestyle, alpha, linewidth factor). Anchors dotted, refined solid, suppressed faint.
+    "solid": ("-", 1.0, 1.0),
+    "dotted": (":", 1.0, 1.0),
+    "faint": ("-", 0.25, 0.5),
+}
+
+
+def describe(tensor) -> str:
+    """One line about a tensor (or array): shape, dtype, min, max, mean.
+
+    ``describe(torch.arange(6.).reshape(2, 3))`` -> ``"[2, 3] float32  min 0  max 5  mean 2.5"``.
+    Integer and bool tensors are summarised too (their mean as a float); an empty tensor says
+    ``empty``; non-finite entries are counted (they would hide in min/max/mean).
+    """
+    if not isinstance(tensor, torch.Tensor):
+        tensor = torch.as_tensor(np.asarray(tensor))
+    dtype = str(tensor.dtype).removeprefix("torch.")
+    head = f"[{', '.join(str(n) for n in tensor.shape)}] {dtype}"
+    if tensor.device.type != "cpu":
+        head += f" ({tensor.device})"
+    if tensor.numel() == 0:
+        return f"{head}  empty"
+    values = tensor.detach().to("cpu", torch.float64)
+    finite = torch.isfinite(values)
+    summary = f"{head}  min {values.min().item():.4g}  max {values.max().item():.4g}  mean {values.mean().item():.4g}"
+    if not bool(finite.all()):
+        summary += f"  ({int((~finite).sum())} non-finite)"
+    return summary
+
+
+def class_colors(num_classes: int) -> np.ndarray:
+    """A fixed palette: ``[num_classes, 3]`` RGB in 0..1, index = class label.
+
+    Label 0 (background) is grey; labels 1..9 take matplotlib's ``tab10`` colours (grey left
+    out); beyond that, hues spaced by the golden ratio, so neighbouring labels differ.
+    """
+    if num_classes < 0:
+        raise ValueError(f"num_classes must be >= 0, got {num_classes}")
+    tab10 = np.asarray(matplotlib.colormaps["tab10"].colors)
+    tab10 = tab10[[i for i in range(10) if i != 7]]  # drop tab10's grey: grey means background
+    colours = [np.array([0.5, 0.5, 0.5])]
+    for label in range(1, num_classes):
+        if label <= len(tab10):
+            colours.append(tab10[label - 1])
+        else:
+            hue = (label * 0.618033988749895) % 1.0
+            colours.append(np.array(colorsys.hsv_to_rgb(hue, 0.75, 0.85)))
+    return np.stack(colours[:num_classes]) if num_classes else np.zeros((0, 3))
+
+
+def _image_pixels(image) -> np.ndarray:
+    """``[3, H, W]`` tensor (channels first, torch's convention) or ``[H, W, 3]`` array in 0..1 ->
+    ``[H, W, 3]`` NumPy array. One-channel images become grey RGB."""
+    channels_first = isinstance(image, torch.Tensor)
+    pixels = to_numpy(image)
+    if not channels_first and pixels.ndim == 3 and pixels.shape[-1] not in (1, 3):
+        channels_first = True  # a [3, H, W] array
+    if pixels.ndim != 3 or (pixels.shape[0] if channels_first else pixels.shape[-1]) not in (1, 3):
+        raise ValueError(f"image must be [3, H, W] (tensor) or [H, W, 3] (array), got shape {tuple(pixels.shape)}")
+    if channels_first:
+        pixels = pixels.transpose(1, 2, 0)
+    if pixels.shape[-1] == 1:
+        pixels = np.repeat(pixels, 3, axis=-1)
+    return np.clip(pixels.astype(np.float32), 0.0, 1.0)
+
+
+def show_image(ax: Axes, image, title: str | None = None, extent: tuple | None = None) -> Axes:
+    """Draw ``image`` (``[3, H, W]`` tensor in 0..1, or an ``[H, W, 3]`` array) in continuous pixels.
+
+    Pixel ``(i, j)`` covers ``[j, j+1] x [i, i+1]``, so a box ``(x0, y0, x1, y1)`` drawn on the same
+    axes bounds exactly the pixels it should. ``extent=(0, W, H, 0)`` stretches the picture onto
+    another pixel grid (e.g. a resized image under boxes in original pixels). Axis ticks are off.
+    """
+    pixels = _image_pixels(image)
+    height, width = pixels.shape[:2]
+    if extent is None:
+        extent = (0, width, height, 0)
+    ax.imshow(pixels, extent=extent, interpolation="nearest")
+    ax.set_xlim(extent[0], extent[1])
+    ax.set_ylim(extent[2], extent[3])
+    ax.set_axis_off()
+    if title is not None:
+        ax.set_title(title)
+    return ax
+
+
+def _colour_list(colors, count: int, labels: np.ndarray | None) -> list:
+    """One colour per box: given per box, one for all, by class label, or cycling through ``tab10``."""
+    if colors is None:
+        if labels is not None:
+            palette = class_colors(int(labels.max()) + 1 if len(labels) else 1)
+            return [tuple(palette[label]) for label in labels]
+        cycle = matplotlib.colormaps["tab10"].colors
+        return [cycle[k % len(cycle)] for k in range(count)]
+    if isinstance(colors, str) or (np.ndim(colors) == 1 and len(colors) in (3, 4) and not isinstance(colors[0], str)):
+        return [colors] * count  # one colour for every box
+    colors = list(colors)
+    if len(colors) != count:
+        raise ValueError(f"colors has {len(colors)} entries for {count} boxes")
+    return colors
+
+
+def _caption(label, score, class_names) -> str:
+    parts = []
+    if label is not None:
+        label = int(label)
+        parts.append(class_names[label] if class_names is not None and 0 <= label < len(class_names) else str(label))
+    if score is not None:
+        parts.append(f"{float(score):.2f}")
+    return " ".join(parts)
+
+
+def draw_boxes(
+    ax: Axes,
+    boxes,
+    labels=None,
+    scores=None,
+    class_names: Sequence[str] | None = None,
+    style: str = "solid",
+    colors=None,
+    linewidth: float = 1.5,
+    captions: bool = True,
+) -> Axes:
+    """Draw ``boxes [N, 4]`` (x0, y0, x1, y1 in pixels) as rectangles.
+
+    ``style``: ``"solid"`` (refined boxes, detections), ``"dotted"`` (anchors, RoIs before
+    refinement) or ``"faint"`` (suppressed: thin, alpha 0.25) -- the Keras notebooks' convention.
+    ``colors``: one colour, one per box, or ``None`` (by ``labels`` with :func:`class_colors`,
+    else cycling). With ``labels`` and/or ``scores [N]`` and ``captions``, each box gets a caption
+    ``"name score"`` inside its top-left corner (``class_names[label]``, or the number).
+    Each box is one ``Rectangle`` patch, with ``gid`` set to the style (tests count them).
+    """
+    if style not in BOX_STYLES:
+        raise ValueError(f"style must be one of {sorted(BOX_STYLES)}, got {style!r}")
+    boxes = to_numpy(boxes).reshape(-1, 4).astype(float)
+    labels = None if labels is None else to_numpy(labels).reshape(-1).astype(int)
+    scores = None if scores is None else to_numpy(scores).reshape(-1).astype(float)
+    for name, values in (("labels", labels), ("scores", scores)):
+        if values is not None and len(values) != len(boxes):
+            raise ValueError(f"{name} has {len(values)} entries for {len(boxes)} boxes")
+    linestyle, alpha, width_factor = BOX_STYLES[style]
+    colours = _colour_list(colors, len(boxes), labels)
+    for k, ((x0, y0, x1, y1), colour) in enumerate(zip(boxes, colours)):
+        ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=colour, linestyle=linestyle,
+                               linewidth=linewidth * width_factor, alpha=alpha, gid=style))
+        if captions and (labels is not None or scores is not None):
+            text = _caption(None if labels is None else labels[k], None if scores is None else scores[k], class_names)
+            # Inside the box's top-left corner: never cut off by the image's edge.
+            ax.text(x0, y0, text, color="white", fontsize=8, va="top", ha="left", clip_on=True,
+                    bbox=dict(facecolor=colour, edgecolor="none", alpha=0.75 * alpha, pad=1))
+    return ax
+
+
+def draw_masks(ax: Axes, masks, colors=None, alpha: float = 0.45, threshold: float = 0.5) -> Axes:
+    """Overlay ``masks [N, H, W]`` or ``[N, 1, H, W]`` (binary, or probabilities cut at ``threshold``).
+
+    Each mask is tinted with its colour (``colors``: one per mask, default cycling ``tab10``) at
+    opacity ``alpha``; where masks overlap, the first one's colour shows. Pixels as in
+    :func:`show_image`, so draw the image first on the same axes.
+    """
+    masks = to_numpy(masks)
+    if masks.ndim == 4 and masks.shape[1] == 1:
+        masks = masks[:, 0]
+    if masks.ndim != 3:
+        raise ValueError(f"masks must be [N, H, W] or [N, 1, H, W], got shape {tuple(masks.shape)}")
+    if len(masks) == 0:
+        return ax
+    binary = masks.astype(np.float32) > threshold  # [N, H, W]
+    colours = np.asarray([matplotlib.colors.to_rgb(c) for c in _colour_list(colors, len(masks), None)])
+    height, width = binary.shape[1:]
+    ax.imshow(_mask_overlay(binary, colours, alpha), extent=(0, width, height, 0), interpolation="nearest")
+    return ax
+
+
+def _new_figure(width: float, height: float, **kwargs) -> Figure:
+    """A figure pyplot does not track (no leak when widgets redraw), constrained layout."""
+    return Figure(figsize=(min(width, 10.0), height), layout="constrained", **kwargs)

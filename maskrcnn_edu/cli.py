@@ -98,6 +98,7 @@ def train(args: argparse.Namespace) -> int:
         settings = coco_schedule(len(train_set), args.batch_size or 16, args.steps, args.lr, args.seed)
     base = shapes() if config_name == "shapes" else coco_r50_fpn()
     config = base.replace(num_classes=len(class_names), class_names=class_names)
+    torch.manual_seed(args.seed)  # the initial weights: the same command gives the same model
     model = MaskRCNN(config)
     if args.init:
         state = read_state_dict(args.init)

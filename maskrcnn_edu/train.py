@@ -344,7 +344,9 @@ def _maybe_validate(run: _Run, dataset, evaluate_fn, settings: TrainSettings, lo
     if dataset is None or not (end or (settings.eval_every and run.step % settings.eval_every == 0)):
         return
     metrics = _evaluate(run.model, dataset, evaluate_fn)
-    mask_ap, validated_before = metrics["segm"]["AP"], run.best_ap > -1
+    # A set without a single object has no AP (None): it cannot choose a best checkpoint.
+    mask_ap = metrics["segm"]["AP"] if metrics["segm"]["AP"] is not None else -1.0
+    validated_before = run.best_ap > -1
     improved = mask_ap > run.best_ap
     run.best_ap = max(run.best_ap, mask_ap)
     if rank == 0:
@@ -395,7 +397,8 @@ class _Log:
     def validation(self, step: int, metrics: dict, model, dataset) -> None:
         for kind in ("bbox", "segm"):
             for name in ("AP", "AP50", "AP75"):
-                self.writer.add_scalar(f"val/{kind}_{name}", metrics[kind][name], step)
+                if metrics[kind][name] is not None:  # None: no object in the validation set
+                    self.writer.add_scalar(f"val/{kind}_{name}", metrics[kind][name], step)
         _log_images(self.writer, model, dataset, step)
 
     def close(self) -> None:

@@ -23,7 +23,8 @@ def trained(tmp_path_factory):
 
 
 def test_train_writes_checkpoints_and_logs(trained):
-    assert (trained / "last.pt").exists() and (trained / "best.pt").exists()
+    assert (trained / "last.pt").exists()
+    assert not (trained / "best.pt").exists()  # the only validation ended the run: best would copy last
     assert any((trained / "tensorboard").iterdir())
     assert MaskRCNN.from_checkpoint(trained / "last.pt").config.class_names == ("background", "square", "circle", "triangle")
 

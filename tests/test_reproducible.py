@@ -45,7 +45,6 @@ def test_two_processes_train_the_same_weights():
     assert hashes[0] == hashes[1]
 
 
-@pytest.mark.xfail(strict=True, reason="cli.train builds the model before seeding torch: initial weights differ per run")
 def test_the_train_command_twice_gives_the_same_weights(tmp_path, monkeypatch):
     """``maskrcnn-edu train`` twice (in one process: the global RNG is in a different state the second time)."""
     monkeypatch.setattr(cli, "SHAPES_VAL_IMAGES", 2)  # a quick validation

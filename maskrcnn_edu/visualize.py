@@ -29,6 +29,7 @@ for RoIAlign with ``aligned=False``; shifted by ``-0.5`` for RoIAlign with ``ali
 from __future__ import annotations
 
 import colorsys
+from dataclasses import dataclass
 from typing import Sequence
 
 import matplotlib
@@ -55,6 +56,34 @@ __all__ = [
     "draw_roi_pool_bins",
     "draw_sampling_points",
     "draw_detections",
+    # drawings from a Trace
+    "anchor_objectness",
+    "cell_anchor_indices",
+    "draw_cell_anchors",
+    "draw_anchor_labels",
+    "draw_refinements",
+    "draw_top_objectness",
+    "draw_objectness_heatmaps",
+    "draw_nms",
+    "draw_proposals",
+    "draw_roi_refinement",
+    "draw_class_nms",
+    "draw_mask_logits",
+    "draw_mask_targets",
+    "draw_activations",
+    # weights
+    "weight_statistics",
+    "format_weight_table",
+    "draw_weight_table",
+    "weight_layers",
+    "draw_weight_histograms",
+    # samples and evaluation
+    "draw_top_masks",
+    "BoxMatches",
+    "match_boxes",
+    "draw_matches",
+    "draw_iou_grid",
+    "draw_pr_curve",
 ]
 
 
@@ -496,6 +525,11 @@ def _legend(ax: Axes, handles: list, outside: bool = False, **kwargs) -> None:
         ax.legend(handles=handles, fontsize=8, loc="lower right", framealpha=0.85, **kwargs)
 
 
+def _level_name(level: int) -> str:
+    """FPN level index (0 = P2) -> its name."""
+    return LEVEL_NAMES[level] if level < len(LEVEL_NAMES) else f"level {level}"
+
+
 def _class_name(label: int, class_names) -> str:
     return class_names[label] if class_names is not None and 0 <= label < len(class_names) else f"class {label}"
 
@@ -544,7 +578,7 @@ def draw_cell_anchors(trace, cell_yx=None, i: int = 0) -> Figure:
         sizes = "/".join(sorted({f"{v:.0f}" for v in np.sqrt(w * h)}, key=float))  # sqrt(area)
         ratios = "/".join(f"{r:.1g}" for r in h / w)  # corners are rounded to pixels: ratios are approximate
         shapes = ", ".join(f"{a:g}×{b:g}" for a, b in zip(w, h))
-        name = LEVEL_NAMES[level] if level < len(LEVEL_NAMES) else f"level {level}"
+        name = _level_name(level)
         handles.append(_style_handle(f"{name} (stride {strides[level][1]}): size {sizes} px, h/w ≈ {ratios} "
                                      f"(w×h {shapes})", "dotted", colour))
         corners.append(anchors)
@@ -595,8 +629,8 @@ def draw_anchor_labels(trace, i: int = 0, sampled_only: bool = False, max_negati
     draw_boxes(ax, anchors[to_numpy(ignored)], style="dotted", colors="tab:orange")
     draw_boxes(ax, anchors[to_numpy(positive)], style="solid", colors="tab:green", linewidth=2.0)
     if trace.targets is not None:
-        _rectangles(ax, to_numpy(trace.targets[i]["boxes"]).reshape(-1, 4), ["tab:blue"] * len(trace.targets[i]["boxes"]),
-                    "--", 1.5, gid="ground truth")
+        objects = to_numpy(trace.targets[i]["boxes"]).reshape(-1, 4)
+        _rectangles(ax, objects, ["tab:blue"] * len(objects), "--", 1.5, gid="ground truth")
     ax.set_title(title, fontsize=10)
     _legend(ax, [_style_handle("positive", "solid", "tab:green"), _style_handle("negative", "faint", "tab:red"),
                  _style_handle("ignored", "dotted", "tab:orange"),
@@ -681,7 +715,7 @@ def draw_objectness_heatmaps(trace, i: int = 0) -> Figure:
         ax.set_xlim(0, width)  # the padding's cells lie outside the image
         ax.set_ylim(height, 0)
         ax.tick_params(labelsize=8)
-        name = LEVEL_NAMES[level] if level < len(LEVEL_NAMES) else f"level {level}"
+        name = _level_name(level)
         ax.set_title(f"{name}: {grid_h}×{grid_w} cells, stride {sx}, max {heat.max():.2f}", fontsize=9)
     for ax in axes[panels:]:
         ax.set_visible(False)
@@ -735,8 +769,8 @@ def draw_proposals(trace, i: int = 0, top_k: int = 50) -> Figure:
     level_colours = matplotlib.colormaps["tab10"].colors
     fig, ax = _image_figure(trace, i, width=7.0)
     draw_boxes(ax, boxes[::-1], style="solid", colors=[level_colours[level % 10] for level in levels[::-1]])
-    handles = [_style_handle(f"{LEVEL_NAMES[level] if level < len(LEVEL_NAMES) else level}: {int((levels == level).sum())}",
-                             "solid", level_colours[level % 10]) for level in np.unique(levels)]
+    handles = [_style_handle(f"{_level_name(level)}: {int((levels == level).sum())}", "solid",
+                             level_colours[level % 10]) for level in np.unique(levels)]
     _legend(ax, handles, outside=True, title="anchor's level")
     low, high = (float(scores[order].min()), float(scores[order].max())) if len(order) else (0.0, 0.0)
     ax.set_title(f"Top {len(order)} of {len(scores)} proposals (objectness {low:.2f} to {high:.2f})", fontsize=10)
@@ -771,7 +805,8 @@ def draw_roi_refinement(trace, i: int = 0, top_k: int = 20, class_names: Sequenc
                 bbox=dict(facecolor=colour, edgecolor="none", alpha=0.75, pad=1))
     _centre_lines(ax, rois, refined, colours)
     handles = [_style_handle("RoI", "dotted"), _style_handle("refined for its class", "solid")]
-    handles += [_style_handle(_class_name(label, class_names), "solid", tuple(palette[label])) for label in np.unique(labels)]
+    handles += [_style_handle(_class_name(label, class_names), "solid", tuple(palette[label]))
+                for label in np.unique(labels)]
     _legend(ax, handles, outside=True)
     ax.set_title(f"Box head: the top {len(order)} of {len(scores)} RoIs (dotted)\n"
                  "refined for their most likely class (solid)", fontsize=10)
@@ -961,3 +996,316 @@ def draw_activations(trace, which: str = "C", i: int = 0, channels: int = 8) -> 
     what = "ResNet body, C2–C5" if which == "C" else "FPN, P2–P6"
     fig.suptitle(f"Activations of the {what} (each panel on its own colour scale)", fontsize=11)
     return fig
+
+
+# Weights --------------------------------------------------------------------------------------------
+
+DEAD_STD = 1e-8  # a tensor whose values all but equal one another has stopped carrying information
+OVERFLOW_MAGNITUDE = 1e3  # weights this large in a trained network mean training diverged
+
+
+def weight_statistics(model: torch.nn.Module) -> list[dict]:
+    """One row per weight tensor of ``model``: its parameters and floating-point buffers
+    (BatchNorm's running statistics), as the Keras inspect_weights notebook tabulates them.
+
+    Each row: ``name``, ``shape`` (tuple), ``min``, ``max``, ``mean``, ``std`` (population std, as
+    floats) and ``flags``, a list holding ``"dead"`` when the tensor is all zero or (with more
+    than one element) its std is below 1e-8, and ``"overflow"`` when it holds a non-finite value
+    or one of magnitude above 1e3.
+    """
+    named = list(model.named_parameters()) + [(n, b) for n, b in model.named_buffers() if b.is_floating_point()]
+    rows = []
+    for name, tensor in named:
+        values = tensor.detach().to("cpu", torch.float64).reshape(-1)
+        if values.numel() == 0:
+            rows.append(dict(name=name, shape=tuple(tensor.shape), min=float("nan"), max=float("nan"),
+                             mean=float("nan"), std=float("nan"), flags=["empty"]))
+            continue
+        std = float(values.std(unbiased=False))
+        flags = []
+        if bool((values == 0).all()) or (values.numel() > 1 and std < DEAD_STD):
+            flags.append("dead")
+        if not bool(torch.isfinite(values).all()) or bool((values.abs() > OVERFLOW_MAGNITUDE).any()):
+            flags.append("overflow")
+        rows.append(dict(name=name, shape=tuple(tensor.shape), min=float(values.min()), max=float(values.max()),
+                         mean=float(values.mean()), std=std, flags=flags))
+    return rows
+
+
+_TABLE_COLUMNS = ("name", "shape", "min", "max", "mean", "std", "flags")
+
+
+def _table_cells(row: dict) -> list[str]:
+    return [row["name"], "×".join(str(n) for n in row["shape"]) or "scalar",
+            *(f"{row[key]:.4g}" for key in ("min", "max", "mean", "std")), ", ".join(row["flags"])]
+
+
+def format_weight_table(rows: list[dict]) -> str:
+    """The rows of :func:`weight_statistics` as a plain-text table, one tensor a line."""
+    cells = [list(_TABLE_COLUMNS)] + [_table_cells(row) for row in rows]
+    widths = [max(len(line[c]) for line in cells) for c in range(len(_TABLE_COLUMNS))]
+    lines = []
+    for k, line in enumerate(cells):
+        text = "  ".join(cell.ljust(width) if c < 2 or c == 6 else cell.rjust(width)
+                         for c, (cell, width) in enumerate(zip(line, widths)))
+        lines.append(text.rstrip())
+        if k == 0:
+            lines.append("-" * len(lines[0]))
+    return "\n".join(lines)
+
+
+def draw_weight_table(rows: list[dict], max_rows: int | None = None) -> Figure:
+    """The rows of :func:`weight_statistics` as a matplotlib table; flagged tensors in red.
+
+    ``max_rows``: draw only the first ``max_rows`` rows (the title says how many there are);
+    ``None`` draws all (a full ResNet-50 Mask R-CNN has about 400 -- filter the list first).
+    """
+    shown = rows if max_rows is None else rows[:max_rows]
+    fig = _new_figure(10.0, 0.22 * (len(shown) + 1) + 0.7)
+    ax = fig.subplots()
+    ax.set_axis_off()
+    flagged = sum(bool(row["flags"]) for row in rows)
+    cells = [_table_cells(row) for row in shown] or [["(no weights)"] + [""] * (len(_TABLE_COLUMNS) - 1)]
+    table = ax.table(cellText=cells, colLabels=list(_TABLE_COLUMNS), loc="upper center", cellLoc="right",
+                     colWidths=[0.40, 0.14, 0.09, 0.09, 0.09, 0.09, 0.10])
+    table.auto_set_font_size(False)
+    table.set_fontsize(8)
+    for (r, c), cell in table.get_celld().items():
+        cell.set_height(1.0 / (len(cells) + 1))
+        if c == 0 or c == 6:
+            cell.get_text().set_horizontalalignment("left")
+        if r == 0:
+            cell.set_facecolor("0.85")
+            cell.get_text().set_fontweight("bold")
+        elif r - 1 < len(shown) and shown[r - 1]["flags"]:
+            cell.set_facecolor("#f4b6b6")
+    more = f", showing the first {len(shown)}" if len(shown) < len(rows) else ""
+    ax.set_title(f"Weight statistics: {len(rows)} tensors{more}; {flagged} flagged (dead: std < {DEAD_STD:g} or "
+                 f"all zero; overflow: non-finite or |w| > {OVERFLOW_MAGNITUDE:g})", fontsize=9)
+    return fig
+
+
+def weight_layers(model: torch.nn.Module) -> list[tuple[str, torch.Tensor]]:
+    """``(module name, weight)`` of every convolution (plain or transposed) and linear layer, in
+    the model's order: the layers :func:`draw_weight_histograms` draws."""
+    kinds = (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear)
+    return [(name, module.weight) for name, module in model.named_modules() if isinstance(module, kinds)]
+
+
+def draw_weight_histograms(model: torch.nn.Module, max_layers: int | None = None, bins: int = 60) -> Figure:
+    """A histogram of the *whole* weight tensor of every convolution and linear layer (the Keras
+    notebook histogrammed only a slice), four to a row, each titled by the layer's name, shape
+    and std. ``max_layers``: only the first that many layers."""
+    layers = weight_layers(model)[:max_layers]
+    cols = 4
+    rows = max(-(-len(layers) // cols), 1)
+    fig = _new_figure(10.0, 1.45 * rows + 0.4)
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax, (name, weight) in zip(axes, layers):
+        values = weight.detach().to("cpu", torch.float64).reshape(-1).numpy()
+        finite = values[np.isfinite(values)]
+        counts, edges = np.histogram(finite, bins=bins) if len(finite) else (np.zeros(1), np.array([0.0, 1.0]))
+        ax.stairs(counts, edges, fill=True, color="tab:blue")
+        ax.set_title(f"{name}\n{'×'.join(str(n) for n in weight.shape)}, std {values.std():.3g}", fontsize=8)
+        ax.tick_params(labelsize=8)
+        ax.ticklabel_format(axis="x", style="sci", scilimits=(-2, 2))
+        ax.xaxis.get_offset_text().set_fontsize(8)
+        ax.set_yticks([])
+    for ax in axes[len(layers):]:
+        ax.set_visible(False)
+    fig.suptitle(f"Weight histograms of {len(layers)} convolution and linear layers (whole tensors)", fontsize=11)
+    return fig
+
+
+# Samples, matches, IoU grids and PR curves ------------------------------------------------------------
+
+
+def draw_top_masks(image, target: dict, class_names: Sequence[str] | None = None, limit: int = 4) -> Figure:
+    """The image, then for each of its ``limit`` most frequent classes (most objects first; ties:
+    larger total mask area, then smaller label) the union of that class's masks (Keras'
+    ``display_top_masks``). ``target``: ``labels [N]`` and ``masks [N, H, W]``."""
+    labels = to_numpy(target["labels"]).reshape(-1).astype(int)
+    masks = to_numpy(target["masks"]).astype(bool)
+    if masks.ndim == 4:
+        masks = masks[:, 0]
+    if len(masks) != len(labels):
+        raise ValueError(f"target has {len(labels)} labels but {len(masks)} masks")
+    classes, counts = np.unique(labels, return_counts=True)
+    areas = np.array([masks[labels == c].sum() for c in classes])
+    top = classes[np.lexsort((classes, -areas, -counts))][:limit]  # last key sorts first
+    fig = _new_figure(2.3 * (1 + max(len(top), 1)), 2.7)
+    axes = np.atleast_1d(fig.subplots(1, 1 + max(len(top), 1)))
+    show_image(axes[0], image)
+    axes[0].set_title(f"image ({len(labels)} objects)", fontsize=9)
+    if len(top) == 0:
+        axes[1].set_axis_off()
+        axes[1].set_title("no objects", fontsize=9)
+    for ax, label in zip(axes[1:], top):
+        union = masks[labels == label].any(axis=0)
+        ax.imshow(union, cmap="Blues", vmin=0, vmax=1, interpolation="nearest",
+                  extent=(0, union.shape[1], union.shape[0], 0))
+        ax.set_xticks([])
+        ax.set_yticks([])
+        count = int((labels == label).sum())
+        ax.set_title(f"{_class_name(int(label), class_names)} ({count} object{'s' if count != 1 else ''})", fontsize=9)
+    fig.suptitle("Masks by class: the union of each frequent class's masks", fontsize=10)
+    return fig
+
+
+@dataclass(frozen=True)
+class BoxMatches:
+    """Ground truth matched to predictions on one image (:func:`match_boxes`).
+
+    ``pairs [M, 2]``: ``(gt index, prediction index)`` of each match, in the order the greedy pass
+    made them (best prediction first); ``ious [M]``: their IoUs; ``missed``: indices of unmatched
+    ground-truth boxes; ``false_positives``: indices of unmatched predictions (ascending).
+    """
+
+    pairs: np.ndarray
+    ious: np.ndarray
+    missed: np.ndarray
+    false_positives: np.ndarray
+
+
+def match_boxes(gt_boxes, gt_labels, pred_boxes, pred_labels, pred_scores, iou_threshold: float = 0.5) -> BoxMatches:
+    """Match predictions to ground truth on one image, greedily, as a picture needs it.
+
+    Predictions are taken best score first; each takes the unmatched ground-truth box *of its
+    own class* with the highest IoU, if that IoU is ``>= iou_threshold``; otherwise it is a false
+    positive. Ground truth left over is missed. (COCO's evaluation adds crowd regions, ignored
+    objects, size ranges and ten thresholds: see ``maskrcnn_edu.evaluate``; this is the plain rule
+    for drawing one image.) The IoUs are one vectorised ``box_iou``; the greedy pass is a loop over
+    predictions because each match removes a ground-truth box from the next one's choice.
+    """
+    from .boxes import box_iou
+
+    gt_boxes = torch.as_tensor(to_numpy(gt_boxes), dtype=torch.float64).reshape(-1, 4)
+    pred_boxes = torch.as_tensor(to_numpy(pred_boxes), dtype=torch.float64).reshape(-1, 4)
+    gt_labels, pred_labels = to_numpy(gt_labels).reshape(-1), to_numpy(pred_labels).reshape(-1)
+    pred_scores = to_numpy(pred_scores).reshape(-1)
+    if len(gt_labels) != len(gt_boxes):
+        raise ValueError(f"gt_labels has {len(gt_labels)} entries for {len(gt_boxes)} gt_boxes")
+    if not len(pred_labels) == len(pred_scores) == len(pred_boxes):
+        raise ValueError(f"pred_boxes, pred_labels and pred_scores differ in length: "
+                         f"{len(pred_boxes)}, {len(pred_labels)}, {len(pred_scores)}")
+    ious = box_iou(gt_boxes, pred_boxes).numpy() if len(gt_boxes) and len(pred_boxes) else np.zeros(
+        (len(gt_boxes), len(pred_boxes)))
+    candidates = np.where(gt_labels[:, None] == pred_labels[None, :], ious, -1.0)  # [G, P]; other classes never match
+    taken = np.zeros(len(gt_boxes), dtype=bool)
+    pairs, pair_ious = [], []
+    for p in np.argsort(-pred_scores, kind="stable"):
+        column = np.where(taken, -1.0, candidates[:, p]) if len(gt_boxes) else np.zeros(0)
+        if len(column) and column.max() >= iou_threshold:
+            g = int(column.argmax())
+            taken[g] = True
+            pairs.append((g, int(p)))
+            pair_ious.append(float(ious[g, p]))
+    matched_predictions = {p for _, p in pairs}
+    return BoxMatches(
+        pairs=np.asarray(pairs, dtype=np.int64).reshape(-1, 2),
+        ious=np.asarray(pair_ious, dtype=np.float64),
+        missed=np.where(~taken)[0],
+        false_positives=np.asarray([p for p in range(len(pred_boxes)) if p not in matched_predictions], dtype=np.int64),
+    )
+
+
+MATCH_COLOURS = {"matched": "tab:green", "missed": "tab:red", "false positive": "tab:orange"}
+
+
+def draw_matches(image, gt_boxes, gt_labels, pred_boxes, pred_labels, pred_scores, iou_threshold: float = 0.5,
+                 class_names: Sequence[str] | None = None) -> Figure:
+    """Ground truth vs prediction on one image (matching by :func:`match_boxes`): matched pairs
+    green (ground truth dashed, prediction solid), missed ground truth red (dashed), false
+    positives orange (solid, with their scores). Counts in the title."""
+    result = match_boxes(gt_boxes, gt_labels, pred_boxes, pred_labels, pred_scores, iou_threshold)
+    gt_boxes, pred_boxes = to_numpy(gt_boxes).reshape(-1, 4), to_numpy(pred_boxes).reshape(-1, 4)
+    gt_labels, pred_labels = to_numpy(gt_labels).reshape(-1), to_numpy(pred_labels).reshape(-1)
+    pred_scores = to_numpy(pred_scores).reshape(-1)
+    fig = _new_figure(7.5, 6.5)
+    ax = fig.subplots()
+    show_image(ax, image)
+    green, red, orange = MATCH_COLOURS["matched"], MATCH_COLOURS["missed"], MATCH_COLOURS["false positive"]
+    matched_gt, matched_pred = result.pairs[:, 0], result.pairs[:, 1]
+    _rectangles(ax, gt_boxes[matched_gt], [green] * len(matched_gt), "--", 1.5, gid="matched ground truth")
+    draw_boxes(ax, pred_boxes[matched_pred], pred_labels[matched_pred], pred_scores[matched_pred], class_names,
+               colors=green)
+    _rectangles(ax, gt_boxes[result.missed], [red] * len(result.missed), "--", 2.0, gid="missed")
+    for (x0, y0, _, _), label in zip(gt_boxes[result.missed], gt_labels[result.missed]):
+        ax.text(x0, y0, f"missed {_class_name(int(label), class_names)}", color="white", fontsize=8, va="top",
+                clip_on=True, bbox=dict(facecolor=red, edgecolor="none", alpha=0.75, pad=1))
+    fp = result.false_positives
+    draw_boxes(ax, pred_boxes[fp], pred_labels[fp], pred_scores[fp], class_names, colors=orange)
+    ax.set_title(f"{len(result.pairs)} matched, {len(result.missed)} missed, {len(fp)} false positive"
+                 f"{'s' if len(fp) != 1 else ''} (same class, IoU ≥ {iou_threshold:g})", fontsize=10)
+    _legend(ax, [_style_handle("ground truth, matched", colour=green, linestyle="--"),
+                 _style_handle("prediction, matched", "solid", green),
+                 _style_handle("ground truth, missed", colour=red, linestyle="--"),
+                 _style_handle("false positive", "solid", orange)], outside=True)
+    return fig
+
+
+def draw_iou_grid(gt_boxes, pred_boxes, gt_labels=None, pred_labels=None,
+                  class_names: Sequence[str] | None = None) -> Figure:
+    """The IoU of every (ground truth, prediction) pair as an annotated heat map: rows ground
+    truth, columns predictions, each cell printing its IoU to two decimals (grids of more than
+    400 cells are left unannotated)."""
+    from .boxes import box_iou
+
+    gt = torch.as_tensor(to_numpy(gt_boxes), dtype=torch.float64).reshape(-1, 4)
+    pred = torch.as_tensor(to_numpy(pred_boxes), dtype=torch.float64).reshape(-1, 4)
+    ious = box_iou(gt, pred).numpy() if len(gt) and len(pred) else np.zeros((len(gt), len(pred)))
+    rows, cols = ious.shape
+    fig = _new_figure(2.4 + 0.6 * max(cols, 1), 1.6 + 0.45 * max(rows, 1))
+    ax = fig.subplots()
+    image = ax.imshow(ious if ious.size else np.zeros((1, 1)), cmap="Greens", vmin=0.0, vmax=1.0)
+    if ious.size and ious.size <= 400:
+        for (r, c), value in np.ndenumerate(ious):
+            ax.text(c, r, f"{value:.2f}", ha="center", va="center", fontsize=8,
+                    color="white" if value > 0.6 else "black")
+
+    def names(count, labels, prefix):
+        labels = None if labels is None else to_numpy(labels).reshape(-1)
+        return [f"{prefix} {k}" + ("" if labels is None else f": {_class_name(int(labels[k]), class_names)}")
+                for k in range(count)]
+
+    ax.set_yticks(range(rows), names(rows, gt_labels, "gt"), fontsize=8)
+    ax.set_xticks(range(cols), names(cols, pred_labels, "pred"), fontsize=8, rotation=45, ha="right")
+    ax.set_ylabel("ground truth")
+    ax.set_xlabel("predictions")
+    fig.colorbar(image, ax=ax, shrink=0.8, label="IoU")
+    ax.set_title(f"IoU of {rows} ground-truth × {cols} predicted boxes", fontsize=10)
+    return fig
+
+
+def draw_pr_curve(recall, precision, ax: Axes | None = None, interpolated=None, label: str | None = None):
+    """A precision-recall curve: the raw ``(recall, precision)`` points of a ranked list as a step
+    line, and, if given, the ``interpolated`` envelope (precision at recall levels evenly spaced
+    over 0..1, COCO's 101) dashed, with its mean (the AP) in the legend.
+
+    Returns the ``Axes`` when ``ax`` is given (several curves on one plot), else a new ``Figure``.
+    """
+    recall = to_numpy(recall).reshape(-1).astype(float)
+    precision = to_numpy(precision).reshape(-1).astype(float)
+    if len(recall) != len(precision):
+        raise ValueError(f"recall has {len(recall)} points but precision has {len(precision)}")
+    fig = None
+    if ax is None:
+        fig = _new_figure(5.5, 4.2)
+        ax = fig.subplots()
+    name = label or "precision"
+    (line,) = ax.step(recall, precision, where="post", linewidth=1.5, label=f"{name} (raw)")
+    if interpolated is not None:
+        interpolated = to_numpy(interpolated).reshape(-1).astype(float)
+        levels = np.linspace(0.0, 1.0, len(interpolated))
+        ax.plot(levels, interpolated, linestyle="--", color=line.get_color(), linewidth=1.2,
+                label=f"{name}, interpolated (AP {interpolated.mean():.3f})")
+    ax.set_xlim(0.0, 1.02)
+    ax.set_ylim(0.0, 1.05)
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower left")
+    if fig is not None:
+        ax.set_title("Precision–recall curve", fontsize=10)
+        return fig
+    return ax

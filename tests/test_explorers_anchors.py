@@ -106,3 +106,19 @@ def test_bad_arguments():
         anchor_labels_view(ratio=3.0)
     with pytest.raises(ValueError, match="image index"):
         anchor_labels_view(image=10)
+
+
+def test_draw_anchor_verdicts_draws_what_it_is_asked():
+    from matplotlib.figure import Figure
+
+    from maskrcnn_edu.explorers.anchors import draw_anchor_verdicts
+
+    anchors = torch.tensor([[0.0, 0.0, 10.0, 10.0], [5.0, 5.0, 30.0, 20.0], [-4.0, 2.0, 4.0, 6.0]])
+    matches = torch.tensor([0, IGNORE, BACKGROUND])
+    ax = Figure().subplots()
+    extent = draw_anchor_verdicts(ax, anchors, matches, kinds=("ignored", "positive"))
+    assert len(ax.patches) == 2  # the positive's and the ignored anchor's boxes; no negatives
+    assert extent == (0.0, 0.0, 30.0, 20.0)
+    assert sorted(t.get_text() for t in ax.legend().get_texts()) == ["ignored (1)", "positive (1)"]
+    with pytest.raises(ValueError, match="kinds"):
+        draw_anchor_verdicts(ax, anchors, matches, kinds=("neutral",))

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+from matplotlib.ticker import FuncFormatter, NullFormatter
 from torch import Tensor
 
 from ..anchors import AnchorGenerator
@@ -31,6 +32,8 @@ __all__ = [
     "LABEL_COLOURS",
     "shapes_scene",
     "shapes_anchors",
+    "draw_scene",
+    "draw_anchor_verdicts",
     "AnchorView",
     "anchor_labels_view",
     "anchor_explorer",
@@ -103,8 +106,9 @@ def _count(matches: Tensor) -> dict:
     }
 
 
-def _draw_scene(ax, image: Tensor, boxes: Tensor) -> None:
-    """The image, washed out so that coloured anchors stand out, and its objects in black."""
+def draw_scene(ax, image: Tensor, boxes: Tensor) -> None:
+    """``image [3, H, W]`` (0..1), washed out so that coloured anchors stand out, and its objects'
+    ``boxes [K, 4]`` in black, in the package's pixel frame (pixel ``(i, j)`` is ``[j, j+1] x [i, i+1]``)."""
     pixels = (0.45 * image + 0.55).permute(1, 2, 0).numpy()
     height, width = pixels.shape[:2]
     ax.imshow(pixels, extent=(0, width, height, 0))
@@ -118,21 +122,30 @@ def _rectangle(box, colour, linestyle, linewidth, label=None) -> Rectangle:
                      linewidth=linewidth, label=label)
 
 
-def _draw_labels(ax, anchors: Tensor, matches: Tensor) -> tuple[float, float, float, float]:
-    """Centre dots for every anchor, boxes for positives (solid) and ignored ones (dashed).
+def draw_anchor_verdicts(
+    ax, anchors: Tensor, matches: Tensor, kinds=("negative", "ignored", "positive")
+) -> tuple[float, float, float, float]:
+    """Draw ``anchors [A, 4]`` by their ``matches [A]`` (a Matcher's result), the ``kinds`` asked for.
 
+    Every anchor gets a centre dot in its verdict's colour (``LABEL_COLOURS``); positives also
+    their box (solid), ignored anchors theirs (dashed); negatives, thousands of them, only the dot.
     Returns the extent ``(x0, y0, x1, y1)`` of the boxes drawn, so the caller can fit its limits.
     """
     centres = ((anchors[:, :2] + anchors[:, 2:]) / 2).numpy()
-    kinds = {"negative": matches == BACKGROUND, "ignored": matches == IGNORE, "positive": matches >= 0}
+    selections = {"negative": matches == BACKGROUND, "ignored": matches == IGNORE, "positive": matches >= 0}
+    unknown = set(kinds) - set(selections)
+    if unknown:
+        raise ValueError(f"kinds must be among {tuple(selections)}, got {sorted(unknown)}")
     extent = [np.inf, np.inf, -np.inf, -np.inf]
-    for name, selected in kinds.items():
-        count = int(selected.sum())
+    for name in ("negative", "ignored", "positive"):  # positives last: on top
+        if name not in kinds:
+            continue
+        selected = selections[name]
         colour = LABEL_COLOURS[name]
         ax.scatter(centres[selected.numpy(), 0], centres[selected.numpy(), 1], s=6 if name == "negative" else 14,
-                   color=colour, label=f"{name} ({count})", zorder=3)
+                   color=colour, label=f"{name} ({int(selected.sum())})", zorder=3)
         if name == "negative":
-            continue  # thousands of boxes would hide everything; their centres say enough
+            continue  # their boxes would hide everything; the centres say enough
         for box in anchors[selected].tolist():
             ax.add_patch(_rectangle(box, colour, "-" if name == "positive" else "--", 2.0 if name == "positive" else 1.2))
             extent = [min(extent[0], box[0]), min(extent[1], box[1]), max(extent[2], box[2]), max(extent[3], box[3])]
@@ -167,7 +180,7 @@ def anchor_labels_view(
 
     figure = Figure(figsize=(10, 4.6), layout="constrained")
     ax_image, ax_hist = figure.subplots(1, 2, gridspec_kw={"width_ratios": [1.15, 1]})
-    _draw_scene(ax_image, picture, boxes)
+    draw_scene(ax_image, picture, boxes)
 
     if low > high:
         ax_image.set_title(f"{LEVEL_NAMES[level]}, ratio {ratio:g}: no matching")
@@ -184,7 +197,7 @@ def anchor_labels_view(
     unmatched = [k for k in range(len(boxes)) if k not in matched_objects]
 
     # Left: the scene with the shown anchors' verdicts.
-    x0, y0, x1, y1 = _draw_labels(ax_image, anchors[shown], matches[shown])
+    x0, y0, x1, y1 = draw_anchor_verdicts(ax_image, anchors[shown], matches[shown])
     h, w = picture.shape[-2:]
     margin = 4
     ax_image.set_xlim(min(0, x0) - margin, max(w, x1) + margin)
@@ -201,10 +214,16 @@ def anchor_labels_view(
     ax_hist.axvspan(0, low, color=LABEL_COLOURS["negative"], alpha=0.08)
     ax_hist.axvspan(low, high, color=LABEL_COLOURS["ignored"], alpha=0.12)
     ax_hist.axvspan(high, 1, color=LABEL_COLOURS["positive"], alpha=0.08)
-    ax_hist.hist(values, bins=bins, color="0.35")
+    shown_matches = matches[shown]
+    verdicts = {"negative": shown_matches == BACKGROUND, "ignored": shown_matches == IGNORE, "positive": shown_matches >= 0}
+    # Stacked by verdict: a positive left of the high line is one the low-quality rule made.
+    ax_hist.hist([values[v.numpy()] for v in verdicts.values()], bins=bins, stacked=True,
+                 color=[LABEL_COLOURS[name] for name in verdicts])
     ax_hist.axvline(low, color=LABEL_COLOURS["negative"], linestyle="--", label=f"low = {low:.2f}")
     ax_hist.axvline(high, color=LABEL_COLOURS["positive"], linestyle="--", label=f"high = {high:.2f}")
     ax_hist.set_yscale("log")
+    ax_hist.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))  # 1, 10, 100
+    ax_hist.yaxis.set_minor_formatter(NullFormatter())
     ax_hist.set_ylim(bottom=0.7)  # a single anchor still shows as a bar
     ax_hist.set_xlim(0, 1)
     ax_hist.set(title="each shown anchor's best IoU with an object", xlabel="IoU",

@@ -632,9 +632,10 @@ def draw_anchor_labels(trace, i: int = 0, sampled_only: bool = False, max_negati
         objects = to_numpy(trace.targets[i]["boxes"]).reshape(-1, 4)
         _rectangles(ax, objects, ["tab:blue"] * len(objects), "--", 1.5, gid="ground truth")
     ax.set_title(title, fontsize=10)
-    _legend(ax, [_style_handle("positive", "solid", "tab:green"), _style_handle("negative", "faint", "tab:red"),
-                 _style_handle("ignored", "dotted", "tab:orange"),
-                 _style_handle("ground truth", colour="tab:blue", linestyle="--")])
+    handles = [_style_handle("positive", "solid", "tab:green"), _style_handle("negative", "faint", "tab:red")]
+    if not sampled_only:  # ignored anchors are never sampled
+        handles.append(_style_handle("ignored", "dotted", "tab:orange"))
+    _legend(ax, handles + [_style_handle("ground truth", colour="tab:blue", linestyle="--")])
     return fig
 
 
@@ -871,6 +872,15 @@ def _mask_panel(ax: Axes, values: np.ndarray, kind: str, title: str | None):
     ax.figure.colorbar(image, ax=ax, shrink=0.85).ax.tick_params(labelsize=8)
 
 
+def _nothing_to_show(fig: Figure, panels, trace, i: int, message: str) -> Figure:
+    """An empty mask figure: the image alone, titled with why there is nothing else."""
+    show_image(panels[0], trace.image(i))
+    for ax in panels[1:]:
+        ax.set_visible(False)
+    fig.suptitle(message, fontsize=11)
+    return fig
+
+
 def _choose(count: int, chosen, max_rows: int, what: str) -> list[int]:
     if chosen is None:
         return list(range(min(count, max_rows)))
@@ -899,10 +909,7 @@ def draw_mask_logits(trace, i: int = 0, detections=None, class_names: Sequence[s
     fig = _new_figure(9.0, 2.3 * max(len(rows), 1) + 0.4)
     axes = fig.subplots(max(len(rows), 1), 3, squeeze=False)
     if not rows:
-        for ax in axes[0]:
-            ax.set_visible(False)
-        fig.suptitle("No detections in this image", fontsize=11)
-        return fig
+        return _nothing_to_show(fig, axes[0], trace, i, "No detections in this image")
     height, width = trace.original_sizes[i]
     palette = class_colors(trace.heads.mask_logits.shape[1])
     for row, d in zip(axes, rows):
@@ -938,10 +945,7 @@ def draw_mask_targets(trace, i: int = 0, rois=None, class_names: Sequence[str] |
     fig = _new_figure(10.0, 2.3 * max(len(rows), 1) + 0.4)
     axes = fig.subplots(max(len(rows), 1), 4, squeeze=False)
     if not rows:
-        for ax in axes[0]:
-            ax.set_visible(False)
-        fig.suptitle("No positive RoIs in this image: no mask targets", fontsize=11)
-        return fig
+        return _nothing_to_show(fig, axes[0], trace, i, "No positive RoIs in this image: no mask targets")
     palette = class_colors(heads.mask_logits.shape[1])
     for row, k in zip(axes, rows):
         roi = int(positives[k])

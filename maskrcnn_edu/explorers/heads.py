@@ -28,7 +28,7 @@ from torch import Tensor
 from ..boxes import box_iou
 from ..roi_heads import FIRST_LEVEL, LAST_LEVEL, paste_masks
 from ..roi_ops import fpn_level
-from ..visualize import draw_box, draw_feature_map, roi_align_box, to_numpy
+from ..visualize import draw_box, draw_feature_map, roi_align_box, show_image, to_numpy
 from . import Explorer, View
 
 __all__ = ["DetectionPath", "HeadsView", "detection_path", "draw_detection_path", "heads_view", "heads_explorer"]
@@ -125,14 +125,6 @@ def detection_path(trace, detection: int, image: int = 0, class_names: Sequence[
     )
 
 
-def _show_image(ax, image: Tensor) -> None:
-    """``image [3, h, w]`` with pixel ``(i, j)`` on the square ``[j, j+1] x [i, i+1]`` (boxes' frame)."""
-    height, width = image.shape[-2:]
-    ax.imshow(to_numpy(image).transpose(1, 2, 0), extent=(0, width, height, 0))
-    ax.set_xticks([])
-    ax.set_yticks([])
-
-
 def draw_detection_path(path: DetectionPath, image: Tensor, aligned: bool = False) -> Figure:
     """Four panels: proposal -> refined box; the level's map; the 28 x 28 logits; the pasted mask.
 
@@ -141,11 +133,17 @@ def draw_detection_path(path: DetectionPath, image: Tensor, aligned: bool = Fals
     figure = Figure(figsize=(11.6, 3.5), layout="constrained")
     ax_boxes, ax_level, ax_logits, ax_pasted = figure.subplots(1, 4)
 
-    _show_image(ax_boxes, image)
+    show_image(ax_boxes, image)
     draw_box(ax_boxes, to_numpy(path.proposal), color="tab:orange", linestyle="--", label="proposal")
     draw_box(ax_boxes, to_numpy(path.refined), color="tab:cyan", label=f"refined ({path.class_name})")
+    # Zoomed to both boxes (with a margin): a few pixels of refinement must be visible.
+    both = torch.stack([path.proposal, path.refined])
+    (x0, y0), (x1, y1) = both[:, :2].min(dim=0).values.tolist(), both[:, 2:].max(dim=0).values.tolist()
+    margin = 0.25 * max(x1 - x0, y1 - y0) + 2
+    ax_boxes.set_xlim(x0 - margin, x1 + margin)
+    ax_boxes.set_ylim(y1 + margin, y0 - margin)  # y down
     ax_boxes.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), fontsize=8, ncol=1, frameon=False)
-    ax_boxes.set_title(f"proposal -> refined box, IoU {path.iou:.2f}", fontsize=10)
+    ax_boxes.set_title(f"proposal -> refined box (zoomed)\nIoU {path.iou:.2f}", fontsize=10)
 
     draw_feature_map(ax_level, path.feature, cmap="viridis", grid=False)
     # Where RoIAlign reads the proposal on this level's map, split into the box head's bins.
@@ -164,7 +162,7 @@ def draw_detection_path(path: DetectionPath, image: Tensor, aligned: bool = Fals
     ax_logits.set_xlabel("x (mask cells)")
     ax_logits.set_ylabel("y (mask cells)")
 
-    _show_image(ax_pasted, image)
+    show_image(ax_pasted, image)
     pasted = to_numpy(path.pasted)
     overlay = np.zeros((*pasted.shape, 4))
     overlay[..., :3] = (0.0, 0.9, 1.0)
@@ -205,7 +203,7 @@ def heads_view(trace, detection: int = 0, image_index: int = 0, class_names: Seq
         figure = None
         if draw:
             figure = Figure(figsize=(3.5, 3.5), layout="constrained")
-            _show_image(figure.subplots(), trace.image(0))
+            show_image(figure.subplots(), trace.image(0))
         return HeadsView(figure, f"Image {image_index}: no detections.")
     path = dataclasses.replace(detection_path(trace, detection, 0, class_names), image_index=image_index)
     figure = draw_detection_path(path, trace.image(0), aligned) if draw else None

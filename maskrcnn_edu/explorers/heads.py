@@ -158,7 +158,8 @@ def draw_detection_path(path: DetectionPath, image: Tensor, aligned: bool = Fals
     shown = ax_logits.imshow(logits, cmap="RdBu_r", vmin=-limit, vmax=limit)
     ax_logits.contour(logits, levels=[0.0], colors="black", linewidths=1.0)
     figure.colorbar(shown, ax=ax_logits, fraction=0.046, pad=0.04, label="logit")
-    ax_logits.set_title(f"28 x 28 logits, class {path.class_name}\n(black: logit 0, p = 0.5)", fontsize=10)
+    side = logits.shape[-1]
+    ax_logits.set_title(f"{side} x {side} logits, class {path.class_name}\n(black: logit 0, p = 0.5)", fontsize=10)
     ax_logits.set_xlabel("x (mask cells)")
     ax_logits.set_ylabel("y (mask cells)")
 

@@ -170,9 +170,10 @@ def draw_losses(scene: LossScene, result: BoxLosses, figure: Figure | None = Non
     overlay[..., 3] = to_numpy(result.pasted_mask) * 0.5
     ax_image.imshow(overlay, extent=extent)
     draw_box(ax_image, scene.gt_box, color="lime", linewidth=1.5, label="ground truth")
-    draw_box(ax_image, scene.proposal, color="white", linestyle=":", linewidth=1.2, label="proposal")
+    draw_box(ax_image, scene.proposal, color="white", linestyle="--", linewidth=1.2, label="proposal")
     draw_box(ax_image, result.box, color="orange", linewidth=1.5, label="prediction")
-    ax_image.set(xlim=(0, width), ylim=(height, 0), title=f"IoU {result.iou:.2f}, mask IoU {result.mask_iou:.2f}")
+    ax_image.set(xlim=(0, width), ylim=(height, 0))
+    ax_image.set_title(f"box IoU {result.iou:.2f}, mask IoU {result.mask_iou:.2f}", fontsize=9)
     ax_image.legend(loc="lower right", fontsize=7, framealpha=0.6)
     ax_image.set_axis_off()
 
@@ -193,7 +194,8 @@ def draw_losses(scene: LossScene, result: BoxLosses, figure: Figure | None = Non
     ax_bars.bar_label(bars, labels=[f"{v:.3f}" for v in values], padding=2, fontsize=8)
     ax_bars.set_xlim(0, max(2.0, 1.3 * max(values)))
     ax_bars.invert_yaxis()
-    ax_bars.set(title=f"losses, total {result.total:.3f}", xlabel="loss")
+    ax_bars.set_xlabel("loss")
+    ax_bars.set_title(f"losses, total {result.total:.3f}", fontsize=9)
     return figure
 
 

@@ -182,3 +182,403 @@ def test_draw_roi_view_draws_four_panels():
     # RoIAlign's panel: one scatter of 3 * 2 * 3 * 2 sampling points.
     points = [c for c in axes[1].collections if c.get_offsets().shape[0] == 36]
     assert len(points) == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Layout: every widget fits a 1000-pixel notebook column
+# ---------------------------------------------------------------------------------------------
+
+MARGIN_PX = 4  # ipywidgets puts a 2-pixel margin on each side of a control
+
+
+def px(length: str | None) -> int | None:
+    return int(length.removesuffix("px")) if length and length.endswith("px") else None
+
+
+def laid_out_width(widget) -> int:
+    """The width a widget takes: its explicit width, else its children side by side (HBox) or stacked (VBox)."""
+    import ipywidgets
+
+    explicit = px(widget.layout.width)
+    children = getattr(widget, "children", ())
+    if isinstance(widget, ipywidgets.HBox):
+        natural = sum(laid_out_width(child) + MARGIN_PX for child in children)
+    elif isinstance(widget, ipywidgets.Box):
+        natural = max((laid_out_width(child) for child in children), default=0)
+    else:
+        assert explicit is not None, f"{type(widget).__name__} {getattr(widget, 'description', '')!r} has no width"
+        return explicit
+    return explicit if explicit is not None and natural <= explicit else natural
+
+
+def controls_of(widget):
+    import ipywidgets
+
+    for child in getattr(widget, "children", ()):
+        if isinstance(child, ipywidgets.Box):
+            yield from controls_of(child)
+        else:
+            yield child
+
+
+def check_fits_a_1000px_column(widget, image):
+    from maskrcnn_edu.widgets import COLUMN_WIDTH_PX
+
+    assert laid_out_width(widget) <= COLUMN_WIDTH_PX <= 980
+    assert px(image.layout.width) <= COLUMN_WIDTH_PX
+    for control in controls_of(widget):
+        assert px(control.layout.width) is not None, f"{type(control).__name__} needs an explicit width"
+        if getattr(control, "description", "") and hasattr(control.style, "description_width"):
+            description = px(control.style.description_width)
+            # A fixed description width that leaves the slider and its readout at least 250 px.
+            assert description is not None and description <= px(control.layout.width) - 250
+
+
+def test_roi_explorer_fits_a_1000px_column():
+    explorer = RoIExplorer(draw=False)
+    check_fits_a_1000px_column(explorer.widget, explorer.image)
+
+
+def test_roi_explorer_picture_is_as_wide_as_its_image_widget():
+    import struct
+
+    explorer = RoIExplorer()
+    png = bytes(explorer.image.value)
+    width = struct.unpack(">I", png[16:20])[0]  # the PNG header's IHDR width
+    assert width == px(explorer.image.layout.width) <= 960
+
+
+# ---------------------------------------------------------------------------------------------
+# Static pictures: the live widget plus a picture for where no widget renders
+# ---------------------------------------------------------------------------------------------
+
+
+def displayed_outputs(widget_shell, monkeypatch):
+    import IPython.display
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda obj, raw=False: shown.append(obj))
+    widget_shell._ipython_display_()
+    return shown
+
+
+def test_display_gives_the_live_widget_and_a_static_picture(monkeypatch):
+    import base64
+
+    from maskrcnn_edu.widgets import STATIC_CLASS
+
+    explorer = RoIExplorer()
+    live, static = displayed_outputs(explorer, monkeypatch)
+    png = base64.b64encode(bytes(explorer.image.value)).decode("ascii")
+    assert live["application/vnd.jupyter.widget-view+json"]["model_id"] == explorer.widget.model_id
+    assert live["image/png"] == png  # what a front end without widgets shows instead
+    assert f"data:image/png;base64,{png}" in static["text/html"]
+    assert f'class="{STATIC_CLASS}"' in static["text/html"]
+    # The rule that hides the static picture wherever the widget before it shows a picture.
+    assert f".jp-OutputArea-child:has(img) + .jp-OutputArea-child .{STATIC_CLASS}" in static["text/html"]
+    assert "display: none" in static["text/html"]
+
+
+def test_no_static_picture_without_drawing(monkeypatch):
+    outputs = displayed_outputs(RoIExplorer(draw=False), monkeypatch)
+    assert len(outputs) == 1 and "image/png" not in outputs[0]
+
+
+def test_static_picture_escapes_its_caption():
+    from maskrcnn_edu.widgets import static_picture_html
+
+    assert "&lt;b&gt;" in static_picture_html(b"\x89PNG", "<b>") and "<b>" not in static_picture_html(b"", "<b>")
+
+
+# ---------------------------------------------------------------------------------------------
+# The detection stepper
+# ---------------------------------------------------------------------------------------------
+
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
+
+from maskrcnn_edu.widgets import (  # noqa: E402
+    STAGES,
+    DetectionStepper,
+    default_images,
+    detection_lineage,
+    stepper_view,
+)
+
+MODEL_PATH = Path(__file__).resolve().parent.parent / "data" / "shapes_model" / "model.pt"
+
+
+@pytest.fixture(scope="module")
+def model():
+    from maskrcnn_edu import MaskRCNN
+
+    return MaskRCNN.from_checkpoint(MODEL_PATH).eval()
+
+
+@pytest.fixture(scope="module")
+def shapes_images():
+    from maskrcnn_edu.data import ShapesDataset
+
+    shapes = ShapesDataset(2, seed=3)
+    return {"shapes 0": shapes[0][0], "shapes 1": shapes[1][0]}
+
+
+@pytest.fixture(scope="module")
+def trace(model, shapes_images):
+    return model.trace(shapes_images["shapes 0"])
+
+
+@pytest.fixture
+def stepper(model, shapes_images):
+    # draw=False: every change recomputes the view (and its figure), not the PNG.
+    return DetectionStepper(model, shapes_images, draw=False)
+
+
+def selected_patches(figure):
+    """gid -> [x0, y0, x1, y1] of the magenta patches the stepper draws for the followed detection."""
+    found = {}
+    for patch in figure.get_axes()[0].patches:
+        if isinstance(patch, Rectangle) and (patch.get_gid() or "").startswith("selected "):
+            assert patch.get_gid() not in found, f"{patch.get_gid()} drawn twice"
+            (x, y), w, h = patch.get_xy(), patch.get_width(), patch.get_height()
+            found[patch.get_gid()] = torch.tensor([x, y, x + w, y + h])
+    return found
+
+
+def solid_boxes(figure) -> int:
+    """How many boxes ``draw_boxes`` drew solid on the main panel (one PatchCollection per call)."""
+    return sum(len(c.get_paths()) for c in figure.get_axes()[0].collections if c.get_gid() == "solid")
+
+
+def test_the_stages_in_order():
+    assert STAGES[0] == "input" and STAGES[-1] == "final detections"
+    assert STAGES.index("anchors") < STAGES.index("NMS") < STAGES.index("proposals") < STAGES.index("RoIs")
+    assert STAGES.index("class scores and refinement") < STAGES.index("per-class NMS") < STAGES.index("masks")
+    assert len(STAGES) == 11
+
+
+def test_the_stepper_has_its_controls_and_a_first_view(stepper):
+    assert set(stepper.controls) == {"image", "stage", "score_threshold", "detection"}
+    assert stepper.controls["stage"].options == STAGES
+    assert stepper.state.stage == "input" and stepper.state.caption.startswith("Input:")
+    assert stepper.controls["detection"].value is None
+
+
+def test_nms_caption_counts_are_the_traces(stepper, trace):
+    stepper.controls["stage"].value = "NMS"
+    kept, candidates = len(trace.rpn.nms_keep[0]), len(trace.rpn.pre_nms_boxes[0])
+    assert kept < candidates
+    assert f"NMS kept {kept} of {candidates} boxes" in stepper.state.caption
+    assert stepper.state.counts == {"candidates": candidates, "kept": kept}
+
+
+def test_anchor_and_proposal_counts_are_the_traces(trace):
+    anchors = sum(len(level) for level in trace.rpn.anchors)
+    assert f"{anchors} anchors in all" in stepper_view(trace, "anchors").caption
+    assert f"the {len(trace.rpn.proposals[0])} boxes that survived NMS" in stepper_view(trace, "proposals").caption
+
+
+def test_class_nms_counts_are_the_traces(trace):
+    view = stepper_view(trace, "per-class NMS", score_threshold=0.0)
+    candidates, detections = len(trace.heads.pre_nms[0]["scores"]), len(trace.detections[0]["scores"])
+    assert detections < candidates
+    assert f"NMS kept {detections} of {candidates}" in view.caption
+    assert solid_boxes(view.figure) == detections
+
+
+def test_following_a_detection_highlights_its_anchor(stepper, trace):
+    anchors = torch.cat(trace.rpn.anchors)
+    for d in range(min(3, len(trace.detections[0]["scores"]))):
+        stepper.controls["score_threshold"].value = 0.0
+        stepper.controls["detection"].value = d
+        stepper.controls["stage"].value = "anchors"
+        # The path the Trace API documents: detection -> its RoI (a proposal) -> that proposal's anchor.
+        roi = int(trace.heads.detection_rois[0][d])
+        anchor = anchors[trace.rpn.proposal_anchor_index[0][roi]]
+        shown = selected_patches(stepper.state.figure)
+        assert list(shown) == ["selected anchor"]
+        torch.testing.assert_close(shown["selected anchor"], anchor)
+
+
+def test_the_followed_anchor_is_where_the_proposal_came_from(trace):
+    # Independent of the indices: the anchor, moved by its predicted deltas and clipped to the
+    # image, is the proposal; and the proposal refined for the detection's class is the detection.
+    height, width = trace.batch.image_sizes[0]
+    for d in range(len(trace.detections[0]["scores"])):
+        lineage = detection_lineage(trace, d)
+        anchors = torch.cat(trace.rpn.anchors)
+        assert torch.equal(lineage.anchor, anchors[lineage.anchor_index])
+        clipped = lineage.rpn_box.clone()
+        clipped[0::2] = clipped[0::2].clamp(0, width)
+        clipped[1::2] = clipped[1::2].clamp(0, height)
+        torch.testing.assert_close(clipped, lineage.proposal)
+        torch.testing.assert_close(lineage.refined, trace.heads.detections[0]["boxes"][d])
+
+
+def test_following_a_detection_highlights_its_proposal_and_refinement(stepper, trace):
+    d = 1
+    roi = int(trace.heads.detection_rois[0][d])
+    proposal = trace.rpn.proposals[0][roi]
+    stepper.controls["score_threshold"].value = 0.0
+    stepper.controls["detection"].value = d
+    for stage in ("NMS", "proposals", "RoIs"):
+        stepper.controls["stage"].value = stage
+        shown = selected_patches(stepper.state.figure)
+        assert list(shown) == ["selected proposal"], stage
+        torch.testing.assert_close(shown["selected proposal"], proposal)
+    stepper.controls["stage"].value = "class scores and refinement"
+    shown = selected_patches(stepper.state.figure)
+    assert set(shown) == {"selected proposal", "selected refined"}
+    torch.testing.assert_close(shown["selected proposal"], proposal)
+    torch.testing.assert_close(shown["selected refined"], trace.heads.detections[0]["boxes"][d])
+    stepper.controls["stage"].value = "final detections"  # back in the original image's pixels
+    torch.testing.assert_close(selected_patches(stepper.state.figure)["selected detection"],
+                               trace.detections[0]["boxes"][d])
+
+
+def test_following_a_detection_shows_its_own_mask(trace):
+    d = 2
+    view = stepper_view(trace, "masks", score_threshold=0.0, detection=d)
+    side = view.figure.get_axes()[1]
+    shown = side.get_images()[0].get_array()
+    np.testing.assert_allclose(shown, trace.heads.detections[0]["masks"][d, 0].numpy())
+    assert f"detection {d}" in side.get_title()
+
+
+def test_nothing_is_highlighted_without_a_detection(trace):
+    for stage in STAGES:
+        view = stepper_view(trace, stage)
+        assert selected_patches(view.figure) == {} and view.highlighted == {}
+
+
+def test_raising_the_threshold_removes_detections_below_it(stepper, trace):
+    scores = trace.detections[0]["scores"]
+    stepper.controls["stage"].value = "final detections"
+    for threshold in (0.0, 0.1, 0.5, 0.95):
+        stepper.controls["score_threshold"].value = threshold
+        expected = [d for d, score in enumerate(scores.tolist()) if score >= threshold]
+        assert stepper.state.shown_detections == expected
+        assert solid_boxes(stepper.state.figure) == len(expected)
+        assert [value for _, value in stepper.controls["detection"].options] == [None, *expected]
+    assert len(stepper.state.shown_detections) < len(scores)  # the shipped image has low-scoring detections
+
+
+def test_a_followed_detection_below_the_threshold_is_dropped(stepper, trace):
+    scores = trace.detections[0]["scores"]
+    weakest = int(scores.argmin())
+    stepper.controls["score_threshold"].value = 0.0
+    stepper.controls["detection"].value = weakest
+    stepper.controls["score_threshold"].value = float(scores[weakest]) + 0.05
+    assert stepper.controls["detection"].value is None
+    assert stepper.state.highlighted == {}
+    strongest = int(scores.argmax())
+    stepper.controls["detection"].value = strongest
+    stepper.controls["score_threshold"].value = 0.1  # still above: it stays followed
+    assert stepper.controls["detection"].value == strongest
+
+
+def test_previous_and_next_step_through_the_stages(stepper):
+    assert stepper.previous.disabled and not stepper.next.disabled
+    stepper.next.click()
+    assert stepper.state.stage == "anchors"
+    for _ in range(20):
+        stepper.next.click()
+    assert stepper.state.stage == "final detections" and stepper.next.disabled
+    stepper.previous.click()
+    assert stepper.state.stage == "masks"
+
+
+def test_each_image_is_traced_once(model, shapes_images):
+    calls = []
+
+    class Counting:
+        def __init__(self, model):
+            self.model, self.config = model, model.config
+
+        def parameters(self):
+            return self.model.parameters()
+
+        def trace(self, image):
+            calls.append(image)
+            return self.model.trace(image)
+
+    stepper = DetectionStepper(Counting(model), shapes_images, draw=False)
+    stepper.controls["image"].value = "shapes 1"
+    stepper.controls["stage"].value = "NMS"
+    stepper.controls["image"].value = "shapes 0"
+    stepper.controls["score_threshold"].value = 0.3
+    assert len(calls) == 2
+    assert torch.equal(calls[1], shapes_images["shapes 1"])
+    # The view is the chosen image's: its NMS counts.
+    other = stepper.traces["shapes 1"]
+    stepper.controls["image"].value = "shapes 1"
+    assert f"NMS kept {len(other.rpn.nms_keep[0])} of {len(other.rpn.pre_nms_boxes[0])}" in stepper.state.caption
+
+
+def test_the_stepper_draws_a_picture_that_fits(model, shapes_images):
+    import struct
+
+    stepper = DetectionStepper(model, {"shapes 0": shapes_images["shapes 0"]})
+    check_fits_a_1000px_column(stepper.widget, stepper.image)
+    first = bytes(stepper.image.value)
+    assert first.startswith(b"\x89PNG")
+    assert struct.unpack(">I", first[16:20])[0] == px(stepper.image.layout.width) <= 960
+    stepper.controls["stage"].value = "NMS"
+    assert bytes(stepper.image.value) != first
+    assert "NMS kept" in stepper.caption.value
+
+
+@pytest.mark.parametrize(
+    "kwargs, argument",
+    [({"stage": "nms"}, "stage"), ({"score_threshold": 1.5}, "score_threshold"), ({"detection": 99}, "detection"),
+     ({"detection": -1}, "detection")],
+)
+def test_stepper_view_rejects_bad_values_naming_the_argument(trace, kwargs, argument):
+    arguments = {"stage": "input", **kwargs}
+    with pytest.raises(ValueError, match=argument):
+        stepper_view(trace, **arguments)
+
+
+def test_stepper_view_needs_an_inference_trace(model, shapes_images):
+    from maskrcnn_edu.data import ShapesDataset
+
+    image, target = ShapesDataset(1, seed=3)[0]
+    with pytest.raises(ValueError, match="without targets"):
+        stepper_view(model.trace(image, target), "input")
+
+
+@pytest.mark.parametrize("images, name", [({}, "empty"), ({"flat": torch.zeros(128, 128)}, "flat"),
+                                          ([torch.zeros(1, 8, 8)], "image 0"), ("photo.png", "dict")])
+def test_stepper_rejects_bad_images_naming_them(model, images, name):
+    with pytest.raises(ValueError, match=name):
+        DetectionStepper(model, images, draw=False)
+
+
+def test_default_images():
+    from maskrcnn_edu.data import ShapesDataset
+
+    images = default_images()
+    shapes = ShapesDataset(3, seed=3)
+    for i in range(3):
+        assert torch.equal(images[f"shapes {i}"], shapes[i][0])
+    assert len([name for name in images if name.startswith("sample ")]) == 20
+    for name in ("astronaut", "coffee", "chelsea"):
+        assert max(images[name].shape[1:]) == 256 and images[name].shape[0] == 3
+        assert 0.0 <= float(images[name].min()) and float(images[name].max()) <= 1.0
+
+
+def test_default_images_name_a_missing_sample_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match=str(tmp_path / "nowhere")):
+        default_images(sample_dir=tmp_path / "nowhere")
+
+
+def test_stepper_display_has_a_static_picture_of_its_first_view(model, shapes_images, monkeypatch):
+    import base64
+
+    stepper = DetectionStepper(model, {"shapes 0": shapes_images["shapes 0"]})
+    live, static = displayed_outputs(stepper, monkeypatch)
+    png = base64.b64encode(bytes(stepper.image.value)).decode("ascii")
+    assert live["image/png"] == png and png in static["text/html"]
+    assert live["text/plain"] == stepper.state.caption

@@ -109,9 +109,14 @@ def test_sweep_takes_multi_image_traces(traced):
 
 
 @pytest.fixture(scope="module")
-def explorer(traced):
+def sweep(traced):
     _, traces, objects = traced
-    return rpn_explorer(traces, objects, draw=False)
+    return NMSSweep(traces, objects)
+
+
+@pytest.fixture(scope="module")
+def explorer(sweep):
+    return rpn_explorer(sweep, draw=False)
 
 
 def test_first_view_is_the_models_setting(explorer, traced):
@@ -153,18 +158,19 @@ def test_top_k_caps_the_count_and_never_lowers_recall(explorer):
     assert state.sweep["proposals"][SWEEP_THRESHOLDS.index(0.7)] == pytest.approx(state.mean_proposals)
 
 
-def test_image_control_picks_the_image_shown(explorer):
+def test_image_control_picks_the_image_shown(explorer, sweep):
     explorer.controls["image"].value = 2
     state = explorer.state
     assert state.image == 2 and state.caption.count("image 2 keeps") == 1
-    assert len(state.best_iou) == len(explorer.view.args[0].candidates[2].objects)
+    keep = sweep.proposals(2, state.nms_threshold, state.post_nms_top_n)
+    assert torch.equal(state.best_iou, sweep.candidates[2].iou[:, keep].max(dim=1).values)
     with pytest.raises(ValueError, match="image must be in"):
-        proposals_view(explorer.view.args[0], image=NUM_IMAGES)
+        proposals_view(sweep, image=NUM_IMAGES)
 
 
 def test_explorer_draws(traced):
     _, traces, objects = traced
-    drawn = rpn_explorer(traces[:2], objects[:2], draw=True, nms_threshold=0.5, post_nms_top_n=50, image=1)
+    drawn = rpn_explorer(NMSSweep(traces[:2], objects[:2]), draw=True, nms_threshold=0.5, post_nms_top_n=50, image=1)
     assert drawn.image.value[:8] == b"\x89PNG\r\n\x1a\n"
     assert drawn.state.figure.get_size_inches()[0] <= 12  # fits a 960 px column at 80 dpi
     assert "NMS threshold 0.50, post-NMS top 50" in drawn.state.caption

@@ -51,7 +51,7 @@ FOUND_COLOURS = ("tab:green", "tab:orange", "tab:red")
 
 
 def objects_found(boxes: Tensor, objects: Tensor, iou_threshold: float) -> Tensor:
-    """Which ``objects [K, 4]`` have at least one of ``boxes [B, 4]`` at IoU >= ``iou_threshold`` -> ``[K]`` bool."""
+    """Which ``objects [K, 4]`` have a box of ``boxes [B, 4]`` at IoU >= the threshold -> ``[K]`` bool."""
     check_boxes(boxes, "boxes")
     check_boxes(objects, "objects")
     if len(boxes) == 0 or len(objects) == 0:
@@ -72,7 +72,8 @@ def rpn_recall(boxes, objects, iou_thresholds: Sequence[float] = RECALL_THRESHOL
     if isinstance(objects, Tensor):
         objects = [objects]
     if len(boxes) != len(objects):
-        raise ValueError(f"boxes and objects must hold one entry per image, got {len(boxes)} and {len(objects)}")
+        raise ValueError(f"boxes and objects must hold one entry per image, "
+                         f"got {len(boxes)} and {len(objects)}")
     total = sum(len(o) for o in objects)
     recall = {}
     for threshold in iou_thresholds:
@@ -175,7 +176,8 @@ class ProposalsView(View):
     those NMS keeps, and the proposals after the top-k. ``recall``: ``{IoU: recall}`` over all the
     images; ``image_found``: ``{IoU: [K] bool}`` for the image shown, whose objects' best IoU with a
     proposal is ``best_iou [K]``. ``sweep``: the curves drawn, ``{"thresholds", "kept" and
-    "proposals" (means per image, before and after the top-k), IoU: recall}`` at every threshold of ``SWEEP_THRESHOLDS`` for the chosen top-k.
+    "proposals" (means per image, before and after the top-k), IoU: recall}`` at every threshold
+    of ``SWEEP_THRESHOLDS``, for the chosen top-k.
     """
 
     nms_threshold: float = 0.7
@@ -207,7 +209,8 @@ def _draw_image_panel(ax, sweep: NMSSweep, image: int, keep: Tensor, best_iou: T
         if len(keep) == 0:
             continue
         best = keep[c.iou[k, keep].argmax()]
-        colour = FOUND_COLOURS[0] if image_found[strict][k] else FOUND_COLOURS[1] if image_found[loose][k] else FOUND_COLOURS[2]
+        quality = 0 if image_found[strict][k] else 1 if image_found[loose][k] else 2
+        colour = FOUND_COLOURS[quality]
         draw_box(ax, c.boxes[best], color=colour, linewidth=2.0)
         x0, y0 = float(c.boxes[best][0]), float(c.boxes[best][1])
         ax.text(x0 + 1, y0 + 1, f"{float(best_iou[k]):.2f}", color="white", fontsize=8, va="top", ha="left",
@@ -241,7 +244,8 @@ def _draw_sweep_panel(ax, view: ProposalsView, num_images: int) -> None:
     ax.legend(handles=handles, loc="lower right", fontsize=8, framealpha=0.9)
 
 
-def proposals_view(sweep: NMSSweep, nms_threshold: float = 0.7, post_nms_top_n: int = 250, image: int = 0) -> ProposalsView:
+def proposals_view(sweep: NMSSweep, nms_threshold: float = 0.7, post_nms_top_n: int = 250,
+                   image: int = 0) -> ProposalsView:
     """Redo the RPN's NMS and top-k on ``sweep``'s images and report proposals and recall.
 
     Left: image ``image`` with its proposals; for each object its best proposal with the IoU
@@ -284,14 +288,13 @@ def proposals_view(sweep: NMSSweep, nms_threshold: float = 0.7, post_nms_top_n: 
     return view
 
 
-def rpn_explorer(traces: Sequence, objects: Sequence[Tensor], draw: bool = True, **initial) -> Explorer:
-    """The widget: NMS threshold, post-NMS top-k and the image shown, over the traces' images.
+def rpn_explorer(sweep: NMSSweep, draw: bool = True, **initial) -> Explorer:
+    """The widget: NMS threshold, post-NMS top-k and the image shown, over ``sweep``'s images.
 
-    ``traces`` / ``objects``: as ``NMSSweep`` (inference traces already computed: the widget never
-    runs the network). ``initial`` overrides the starting values (keyword arguments of
-    ``proposals_view``); the defaults are the Shapes model's test settings, 0.7 and 250.
+    ``sweep``: an ``NMSSweep`` of traces already computed (the widget never runs the network).
+    ``initial`` overrides the starting values (keyword arguments of ``proposals_view``); the
+    defaults are the Shapes model's test settings, 0.7 and 250.
     """
-    sweep = NMSSweep(traces, objects)
     start = dict(nms_threshold=0.7, post_nms_top_n=250, image=0) | initial
     controls = {
         "nms_threshold": widgets.FloatSlider(value=start["nms_threshold"], min=SWEEP_THRESHOLDS[0],

@@ -12,7 +12,6 @@ RoI explorer (01) live in ``maskrcnn_edu.widgets``.
 """
 from __future__ import annotations
 
-import base64
 import io
 from dataclasses import dataclass
 from typing import Callable
@@ -20,10 +19,12 @@ from typing import Callable
 import ipywidgets as widgets
 from matplotlib.figure import Figure
 
+from ..widgets import COLUMN_WIDTH_PX, ShowsStaticPicture
+
 __all__ = ["View", "Explorer", "figure_png"]
 
 # The widest picture that fits a 1000-pixel notebook column with JupyterLab's margins.
-MAX_WIDTH_PX = 960
+MAX_WIDTH_PX = COLUMN_WIDTH_PX
 
 
 @dataclass
@@ -41,7 +42,7 @@ def figure_png(figure: Figure, dpi: int = 80) -> bytes:
     return buffer.getvalue()
 
 
-class Explorer:
+class Explorer(ShowsStaticPicture):
     """Controls above a picture and a caption, redrawn by ``view(**values)`` on every change.
 
     Args:
@@ -50,8 +51,9 @@ class Explorer:
         draw: ``False`` computes ``state`` without rendering (tests that only read numbers).
 
     ``state`` is the latest ``View``; ``values()`` the controls' values. Display an explorer as the
-    last expression of a cell. Where no widget front end runs (nbconvert HTML, GitHub), the output
-    falls back to a static picture of the current view.
+    last expression of a cell. Where no widget front end runs (nbconvert HTML offline, GitHub, a
+    stored notebook not yet run), a static picture of the current view shows instead: the same
+    mechanism as ``maskrcnn_edu.widgets`` (see its module docstring).
     """
 
     def __init__(self, controls: dict[str, widgets.Widget], view: Callable[..., View], draw: bool = True):
@@ -84,12 +86,6 @@ class Explorer:
             self.image.value = figure_png(self.state.figure)
         return self.state
 
-    def _repr_mimebundle_(self, **kwargs):
-        # The live widget where a front end runs widgets; the current picture and caption as a
-        # static fallback elsewhere.
-        bundle = self.widget._repr_mimebundle_(**kwargs)
-        if self.draw and self.image.value:
-            png = base64.b64encode(self.image.value).decode("ascii")
-            bundle["image/png"] = png
-            bundle["text/plain"] = self.state.caption
-        return bundle
+    def _picture(self) -> tuple[bytes | None, str]:
+        png = self.image.value if self.draw and self.image.value else None
+        return png, self.state.caption if self.state else ""

@@ -330,7 +330,7 @@ class RoIExplorer(ShowsStaticPicture):
             "aligned": sized(widgets.Checkbox(value=False, description="aligned (shift -0.5 cell)")),
         }
         picture_px = int(ROI_FIGURE_SIZE[0] * DPI)
-        self.image = widgets.Image(format="png", layout=widgets.Layout(width=f"{picture_px}px", max_width="100%"))
+        self.image = widgets.Image(format="png", layout=widgets.Layout(width=f"{picture_px}px", max_width="100%", margin="0"))
         box_column = widgets.VBox([self.controls[name] for name in ("x", "y", "w", "h")])
         op_column = widgets.VBox([self.controls[name] for name in ("output_size", "sampling_ratio", "aligned")])
         self.widget = widgets.VBox([_row([box_column, op_column]), self.image],
@@ -1029,7 +1029,7 @@ class DetectionStepper(ShowsStaticPicture):
                 widgets.FloatSlider(value=score_threshold, min=0.0, max=1.0, step=0.05, description="min score",
                                     continuous_update=False, readout_format=".2f"), 440, 80),
             "stage": _described(widgets.Dropdown(options=list(STAGES), value=stage, description="stage"), 330, 50),
-            "detection": _described(widgets.Dropdown(options=[("none", None)], value=None, description="follow"),
+            "detection": _described(widgets.Dropdown(options=[("none", None)], index=0, description="follow"),
                                     360, 60),
         }
         button = widgets.Layout(width="100px")
@@ -1037,9 +1037,10 @@ class DetectionStepper(ShowsStaticPicture):
         self.next = widgets.Button(description="next ▶", layout=button, tooltip="the stage after")
         self.previous.on_click(lambda _button: self.step(-1))
         self.next.on_click(lambda _button: self.step(+1))
-        self.caption = widgets.HTML(layout=widgets.Layout(width=f"{COLUMN_WIDTH_PX - 20}px", max_width="100%"))
+        self.caption = widgets.HTML(layout=widgets.Layout(width=f"{COLUMN_WIDTH_PX - 20}px", max_width="100%",
+                                                          margin="0"))
         picture_px = int(STEPPER_FIGURE_SIZE[0] * DPI)
-        self.image = widgets.Image(format="png", layout=widgets.Layout(width=f"{picture_px}px", max_width="100%"))
+        self.image = widgets.Image(format="png", layout=widgets.Layout(width=f"{picture_px}px", max_width="100%", margin="0"))
         self.widget = widgets.VBox(
             [
                 _row([self.controls["image"], self.controls["score_threshold"]]),
@@ -1081,7 +1082,7 @@ class DetectionStepper(ShowsStaticPicture):
         config = getattr(self.model, "config", None)
         self.state = stepper_view(self.trace(values["image"]), values["stage"], values["score_threshold"],
                                   values["detection"], config=config)
-        self.caption.value = f"<p style='font-size:13px; margin:4px 0'>{html.escape(self.state.caption)}</p>"
+        self.caption.value = f"<p style='font-size:13px; margin:4px 0; line-height:1.4'>{html.escape(self.state.caption)}</p>"
         if self.draw:
             self.image.value = _figure_png(self.state.figure)
         index = STAGES.index(values["stage"])
@@ -1100,11 +1101,12 @@ class DetectionStepper(ShowsStaticPicture):
             name = names[label] if label < len(names) else f"class {label}"
             options.append((f"{d}: {name} {float(found['scores'][d]):.2f}", d))
         menu = self.controls["detection"]
-        chosen = menu.value if menu.value in [value for _, value in options] else None
+        values = [value for _, value in options]
         self._refreshing = True
         try:
+            chosen = values.index(menu.value) if menu.value in values else 0
             menu.options = options
-            menu.value = chosen
+            menu.index = chosen  # by index: a value of None would show an empty menu, not "none"
         finally:
             self._refreshing = False
 

@@ -364,6 +364,7 @@ def test_the_stepper_has_its_controls_and_a_first_view(stepper):
     assert stepper.controls["stage"].options == STAGES
     assert stepper.state.stage == "input" and stepper.state.caption.startswith("Input:")
     assert stepper.controls["detection"].value is None
+    assert stepper.controls["detection"].label == "none"  # shown as "none", not as an empty menu
 
 
 def test_nms_caption_counts_are_the_traces(stepper, trace):
@@ -471,7 +472,7 @@ def test_a_followed_detection_below_the_threshold_is_dropped(stepper, trace):
     stepper.controls["score_threshold"].value = 0.0
     stepper.controls["detection"].value = weakest
     stepper.controls["score_threshold"].value = float(scores[weakest]) + 0.05
-    assert stepper.controls["detection"].value is None
+    assert stepper.controls["detection"].value is None and stepper.controls["detection"].label == "none"
     assert stepper.state.highlighted == {}
     strongest = int(scores.argmax())
     stepper.controls["detection"].value = strongest

@@ -12,6 +12,7 @@ from maskrcnn_edu.explorers.evaluation import (
     ALL_CLASSES,
     curve,
     evaluation_explorer,
+    false_positive_kinds,
     image_errors,
     image_outcome,
     match_results,
@@ -101,6 +102,20 @@ def test_hand_case_operating_points_and_image_outcome():
     assert outcome.counts() == "2 right, 3 false positives, 1 missed"  # the crowd detection: neither
 
 
+def test_false_positives_are_sorted_by_kind():
+    ground_truth, results = hand_case()
+    circle_on_object_0 = {"image_id": 7, "category_id": 2, "bbox": box(1, 0, 10, 10), "score": 0.3}  # IoU 0.9
+    matched = match_results(ground_truth, [*results, circle_on_object_0])
+    by_score = lambda indices: sorted(indices, key=lambda d: -matched.detection_score[d])
+    at_50 = image_outcome(matched, 7, iou_threshold=0.5, score_threshold=0.0)
+    kinds = false_positive_kinds(matched, by_score(at_50.false_positives), 0.5)
+    assert kinds == ["duplicate", "background", "duplicate", "wrong class"]  # d2, d3, d4, the circle
+    at_75 = image_outcome(matched, 7, iou_threshold=0.75, score_threshold=0.0)
+    kinds = false_positive_kinds(matched, by_score(at_75.false_positives), 0.75)
+    assert kinds == ["poorly placed", "duplicate", "background", "wrong class"]  # d1 (IoU 0.64), d2, d3, circle
+    assert matched.detection_best_iou[by_score(at_75.false_positives)[0]] == pytest.approx(0.64)
+
+
 def test_curves_are_evaluate_detections_curves(shapes_eval, matched):
     evaluation = evaluate_detections(*shapes_eval, iou_type="bbox")
     for name in ("square", "circle", "triangle"):
@@ -147,6 +162,10 @@ def test_each_image_accounts_for_its_detections_and_objects(shapes_eval, matched
         assert len(outcome.found) + len(outcome.missed) == objects
         assert len(set(outcome.found.tolist())) == len(outcome.found)  # an object is found once
         assert (matched.object_category[outcome.found] == matched.detection_category[outcome.true_positives]).all()
+        for d in outcome.true_positives:  # the indices lead back to the inputs
+            assert results[matched.detection_result[d]]["score"] == matched.detection_score[d]
+        for g in outcome.found:
+            assert ground_truth["annotations"][matched.object_annotation[g]]["image_id"] == image_id
     errors = image_errors(matched)
     mistakes = [len(o.false_positives) + len(o.missed) for o in errors]
     assert mistakes == sorted(mistakes, reverse=True) and len(errors) == len(matched.image_ids)

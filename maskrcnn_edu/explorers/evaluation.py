@@ -49,8 +49,11 @@ __all__ = [
     "operating_point",
     "image_outcome",
     "image_errors",
+    "FALSE_POSITIVE_KINDS",
+    "false_positive_kinds",
     "draw_operating_point",
     "draw_image_outcome",
+    "legend_handles",
     "EvaluationView",
     "evaluation_view",
     "evaluation_explorer",
@@ -74,22 +77,27 @@ class MatchedDetections:
     iou_type: str  # "bbox" or "segm": what the IoUs were computed on
     class_names: dict  # category id -> name
     image_ids: list  # [I] the evaluated images
+    detection_result: np.ndarray  # [D] index into the results list
     detection_image: np.ndarray  # [D] image id
     detection_category: np.ndarray  # [D] category id
     detection_score: np.ndarray  # [D]
     detection_box: np.ndarray  # [D, 4]
     detection_match: np.ndarray  # [T, D] the object each detection took at each threshold (index into objects), -1 none
     detection_ignored: np.ndarray  # [T, D] bool: matched a crowd region, neither right nor wrong
+    object_annotation: np.ndarray  # [G] index into ground_truth["annotations"]
     object_image: np.ndarray  # [G] image id
     object_category: np.ndarray  # [G] category id
     object_box: np.ndarray  # [G, 4]
     object_crowd: np.ndarray  # [G] bool: crowd regions are not objects to find
+    detection_best_iou: np.ndarray  # [D] the largest IoU with an object of its own class
+    detection_best_other_iou: np.ndarray  # [D] the largest IoU with an object of another class
 
     def threshold_index(self, iou_threshold: float) -> int:
         """The index ``t`` of ``iou_threshold`` in ``IOU_THRESHOLDS`` (0.50, 0.55, ..., 0.95)."""
         t = np.flatnonzero(np.isclose(IOU_THRESHOLDS, iou_threshold))
         if t.size == 0:
-            raise ValueError(f"iou_threshold must be one of {np.round(IOU_THRESHOLDS, 2).tolist()}, got {iou_threshold}")
+            raise ValueError(
+                f"iou_threshold must be one of {np.round(IOU_THRESHOLDS, 2).tolist()}, got {iou_threshold}")
         return int(t[0])
 
     def category_id(self, category) -> int | None:
@@ -122,16 +130,19 @@ def _shape(entry: dict, iou_type: str, size: tuple):
 def match_results(ground_truth: dict, results: list[dict], iou_type: str = "bbox") -> MatchedDetections:
     """Match COCO ``results`` to a COCO ``ground_truth`` dict at every IoU threshold, as COCOeval does.
 
-    Inputs as ``maskrcnn_edu.evaluate.evaluate_detections`` takes them (results need ``bbox`` for
-    the drawings, and ``segmentation`` too for ``iou_type="segm"``). Every image of the ground
-    truth is evaluated; results and annotations of unknown categories are left out.
+    Inputs as ``maskrcnn_edu.evaluate.evaluate_detections`` takes them; here results and
+    annotations both need ``bbox`` (for the drawings), and ``segmentation`` too for
+    ``iou_type="segm"``. Every image of the ground truth is evaluated; results and annotations of
+    unknown categories or images are left out.
     """
     if iou_type not in ("bbox", "segm"):
         raise ValueError(f"iou_type must be 'bbox' or 'segm', got {iou_type!r}")
     class_names = {c["id"]: c["name"] for c in ground_truth["categories"]}
     sizes = {image["id"]: (image.get("height"), image.get("width")) for image in ground_truth["images"]}
     objects, detections = defaultdict(list), defaultdict(list)  # (image id, category id) -> indices
-    annotations = [a for a in ground_truth["annotations"] if a["category_id"] in class_names and a["image_id"] in sizes]
+    known = [g for g, a in enumerate(ground_truth["annotations"])
+             if a["category_id"] in class_names and a["image_id"] in sizes]
+    annotations = [ground_truth["annotations"][g] for g in known]
     for g, annotation in enumerate(annotations):
         objects[annotation["image_id"], annotation["category_id"]].append(g)
     for d, result in enumerate(results):
@@ -140,40 +151,78 @@ def match_results(ground_truth: dict, results: list[dict], iou_type: str = "bbox
 
     crowd = np.array([bool(a.get("iscrowd", 0)) for a in annotations], dtype=bool)  # [G]
     order, matches, ignored = [], [], []
-    for key in sorted(detections):
-        image_id, _ = key
-        chosen = np.array(detections[key])
-        scores = np.array([results[d]["score"] for d in chosen])
-        chosen = chosen[np.argsort(-scores, kind="mergesort")][: MAX_DETECTIONS[-1]]  # best first, ties in order
-        object_ids = np.array(objects.get(key, []), dtype=int)  # [G_k]
-        ious = np.zeros((len(chosen), len(object_ids)))
-        if len(object_ids):
-            ious = np.asarray(mask_utils.iou(
-                [_shape(results[d], iou_type, sizes[image_id]) for d in chosen],
-                [_shape(annotations[g], iou_type, sizes[image_id]) for g in object_ids],
-                crowd[object_ids].astype(np.uint8).tolist(),
-            ))
-        local = match_detections(ious, crowd[object_ids], crowd[object_ids])  # [T, D_k], -1 none
-        taken = np.where(local >= 0, np.append(object_ids, -1)[local], -1)  # -1 reads the appended -1
+    for key in sorted(detections):  # one image and class at a time, as COCO matches
+        chosen, taken = _match_group(results, detections[key], annotations, objects.get(key, []), crowd,
+                                     iou_type, sizes[key[0]])
         order.extend(chosen.tolist())
         matches.append(taken)
-        ignored.append((taken >= 0) & np.append(crowd, False)[taken])
+        ignored.append((taken >= 0) & np.append(crowd, False)[taken])  # took a crowd region; -1 reads False
+    best_own, best_other = _best_overlaps(results, order, annotations, crowd, iou_type, sizes)
     num_thresholds = len(IOU_THRESHOLDS)
     return MatchedDetections(
         iou_type=iou_type,
         class_names=class_names,
         image_ids=[image["id"] for image in ground_truth["images"]],
+        detection_result=np.array(order, dtype=int),
         detection_image=np.array([results[d]["image_id"] for d in order], dtype=int),
         detection_category=np.array([results[d]["category_id"] for d in order], dtype=int),
         detection_score=np.array([results[d]["score"] for d in order], dtype=float),
         detection_box=np.array([_xyxy(results[d]["bbox"]) for d in order], dtype=float).reshape(-1, 4),
         detection_match=np.concatenate(matches, axis=1) if matches else np.zeros((num_thresholds, 0), dtype=int),
         detection_ignored=np.concatenate(ignored, axis=1) if ignored else np.zeros((num_thresholds, 0), dtype=bool),
+        object_annotation=np.array(known, dtype=int),
         object_image=np.array([a["image_id"] for a in annotations], dtype=int),
         object_category=np.array([a["category_id"] for a in annotations], dtype=int),
         object_box=np.array([_xyxy(a["bbox"]) for a in annotations], dtype=float).reshape(-1, 4),
         object_crowd=crowd,
+        detection_best_iou=best_own,
+        detection_best_other_iou=best_other,
     )
+
+
+def _match_group(results, detection_ids, annotations, object_ids, crowd, iou_type, size):
+    """One image's detections and objects of one class -> ``chosen [D_k]`` (result indices, best
+    score first, at most ``MAX_DETECTIONS[-1]``) and ``taken [T, D_k]`` (annotation index taken at
+    each threshold, -1 none)."""
+    chosen = np.array(detection_ids)
+    scores = np.array([results[d]["score"] for d in chosen])
+    chosen = chosen[np.argsort(-scores, kind="mergesort")][: MAX_DETECTIONS[-1]]  # best first, ties in order
+    object_ids = np.array(object_ids, dtype=int)  # [G_k]
+    ious = np.zeros((len(chosen), len(object_ids)))
+    if len(object_ids):
+        ious = np.asarray(mask_utils.iou(
+            [_shape(results[d], iou_type, size) for d in chosen],
+            [_shape(annotations[g], iou_type, size) for g in object_ids],
+            crowd[object_ids].astype(np.uint8).tolist(),  # a crowd's IoU is intersection / detection area
+        ))
+    local = match_detections(ious, crowd[object_ids], crowd[object_ids])  # [T, D_k] into object_ids, -1 none
+    return chosen, np.where(local >= 0, np.append(object_ids, -1)[local], -1)
+
+
+def _best_overlaps(results, order, annotations, crowd, iou_type, sizes) -> tuple[np.ndarray, np.ndarray]:
+    """For each detection ``results[order[d]]``: its largest IoU with an object (not a crowd) of its
+    own class, and with one of another class, in its image -> two ``[D]`` arrays."""
+    best_own, best_other = np.zeros(len(order)), np.zeros(len(order))
+    by_image = defaultdict(list)
+    for g, annotation in enumerate(annotations):
+        if not crowd[g]:
+            by_image[annotation["image_id"]].append(g)
+    positions = defaultdict(list)
+    for d, r in enumerate(order):
+        positions[results[r]["image_id"]].append(d)
+    for image_id, ds in positions.items():
+        objects = by_image.get(image_id, [])
+        if not objects:
+            continue
+        ious = np.asarray(mask_utils.iou(
+            [_shape(results[order[d]], iou_type, sizes[image_id]) for d in ds],
+            [_shape(annotations[g], iou_type, sizes[image_id]) for g in objects], [0] * len(objects),
+        ))  # [D_i, G_i]
+        same = np.array([results[order[d]]["category_id"] for d in ds])[:, None] == np.array(
+            [annotations[g]["category_id"] for g in objects])[None, :]
+        best_own[ds] = np.where(same, ious, 0.0).max(axis=1)
+        best_other[ds] = np.where(same, 0.0, ious).max(axis=1)
+    return best_own, best_other
 
 
 # ---------------------------------------------------------------------------------------------
@@ -187,10 +236,11 @@ def curve(matched: MatchedDetections, category=ALL_CLASSES, iou_threshold: float
     regions are left out, as COCO leaves them out."""
     t = matched.threshold_index(iou_threshold)
     category_id = matched.category_id(category)
-    in_class = np.ones(len(matched.detection_score), dtype=bool) if category_id is None else (
-        matched.detection_category == category_id)
-    chosen = in_class & ~matched.detection_ignored[t]
-    objects = ~matched.object_crowd if category_id is None else (~matched.object_crowd & (matched.object_category == category_id))
+    chosen = ~matched.detection_ignored[t]  # [D]
+    objects = ~matched.object_crowd  # [G]
+    if category_id is not None:
+        chosen &= matched.detection_category == category_id
+        objects &= matched.object_category == category_id
     num_objects = int(objects.sum())
     if num_objects == 0:
         raise ValueError(f"category {category!r} has no ground-truth object: it has no curve")
@@ -263,7 +313,8 @@ def image_outcome(matched: MatchedDetections, image_id: int, iou_threshold: floa
         raise ValueError(f"image_id {image_id} is not among the {len(matched.image_ids)} evaluated images")
     t = matched.threshold_index(iou_threshold)
     category_id = matched.category_id(category)
-    detections = (matched.detection_image == image_id) & (matched.detection_score >= score_threshold) & ~matched.detection_ignored[t]
+    detections = ((matched.detection_image == image_id) & (matched.detection_score >= score_threshold)
+                  & ~matched.detection_ignored[t])
     objects = (matched.object_image == image_id) & ~matched.object_crowd
     if category_id is not None:
         detections &= matched.detection_category == category_id
@@ -275,10 +326,39 @@ def image_outcome(matched: MatchedDetections, image_id: int, iou_threshold: floa
                         np.setdiff1d(np.flatnonzero(objects), found))
 
 
-def image_errors(matched: MatchedDetections, iou_threshold: float = 0.5, score_threshold: float = 0.5) -> list[ImageOutcome]:
+def image_errors(matched: MatchedDetections, iou_threshold: float = 0.5,
+                 score_threshold: float = 0.5) -> list[ImageOutcome]:
     """Every image's outcome (all classes), most mistakes (false positives + missed) first; ties by image id."""
     outcomes = [image_outcome(matched, i, iou_threshold, score_threshold) for i in matched.image_ids]
     return sorted(outcomes, key=lambda o: (-(len(o.false_positives) + len(o.missed)), o.image_id))
+
+
+FALSE_POSITIVE_KINDS = ("duplicate", "wrong class", "poorly placed", "background")
+
+
+def false_positive_kinds(matched: MatchedDetections, detections, iou_threshold: float = 0.5,
+                         near: float = 0.1) -> list[str]:
+    """Why each of ``detections`` (indices of false positives at ``iou_threshold``) is wrong, the
+    first that applies of ``FALSE_POSITIVE_KINDS``:
+
+    * ``"duplicate"``: it overlaps an object of its class by the threshold, but a better-scored
+      detection took that object;
+    * ``"wrong class"``: it overlaps an object of another class by the threshold;
+    * ``"poorly placed"``: it overlaps an object of its class, by ``near`` or more but less than the
+      threshold (a loose box, or a fragment of an occluded object);
+    * ``"background"``: none of these.
+    """
+    kinds = []
+    for d in np.asarray(detections, dtype=int):
+        if matched.detection_best_iou[d] >= iou_threshold:
+            kinds.append("duplicate")
+        elif matched.detection_best_other_iou[d] >= iou_threshold:
+            kinds.append("wrong class")
+        elif matched.detection_best_iou[d] >= near:
+            kinds.append("poorly placed")
+        else:
+            kinds.append("background")
+    return kinds
 
 
 # ---------------------------------------------------------------------------------------------
@@ -290,7 +370,8 @@ def draw_operating_point(ax: Axes, ranked: Curve, point: OperatingPoint, title: 
     """The raw curve, COCO's interpolated envelope, and the operating point with its precision and recall."""
     ax.plot(np.r_[0.0, ranked.recall], np.r_[1.0, ranked.precision], color="tab:blue", lw=1.2,
             drawstyle="steps-post", label="raw (each detection)")
-    ax.plot(RECALL_LEVELS, ranked.interpolated, color="tab:purple", lw=1.5, ls="--", label=f"interpolated: AP {ranked.ap:.3f}")
+    ax.plot(RECALL_LEVELS, ranked.interpolated, color="tab:purple", lw=1.5, ls="--",
+            label=f"interpolated: AP {ranked.ap:.3f}")
     ax.plot([point.recall], [point.precision], "o", color="black", ms=8, zorder=3,
             label=f"score >= {point.score_threshold:.2f}: P {point.precision:.2f}, R {point.recall:.2f}")
     ax.axvline(point.recall, color="black", lw=0.6, ls=":")
@@ -299,6 +380,14 @@ def draw_operating_point(ax: Axes, ranked: Curve, point: OperatingPoint, title: 
     ax.grid(alpha=0.3)
     ax.legend(loc="lower left", fontsize=8)
     return ax
+
+
+def legend_handles() -> list[Line2D]:
+    """The legend entries of ``draw_image_outcome`` (for a figure of several images: one legend)."""
+    kinds = (("true positive", "right"), ("false positive", "false positive"), ("found", "object found"),
+             ("missed", "object missed"))
+    return [Line2D([], [], color=COLOURS[kind], ls="--" if kind in ("missed", "found") else "-", lw=2, label=text)
+            for kind, text in kinds]
 
 
 def draw_image_outcome(ax: Axes, image, matched: MatchedDetections, outcome: ImageOutcome,
@@ -315,10 +404,8 @@ def draw_image_outcome(ax: Axes, image, matched: MatchedDetections, outcome: Ima
         draw_boxes(ax, matched.detection_box[indices], labels=matched.detection_category[indices],
                    scores=matched.detection_score[indices], class_names=names, colors=COLOURS[kind], linewidth=1.5)
     if legend:
-        handles = [Line2D([], [], color=COLOURS[kind], ls="--" if kind in ("missed", "found") else "-", lw=2,
-                          label=text) for kind, text in (("true positive", "right"), ("false positive", "false positive"),
-                                                         ("found", "object found"), ("missed", "object missed"))]
-        ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.01), ncol=2, fontsize=8, frameon=False)
+        ax.legend(handles=legend_handles(), loc="upper center", bbox_to_anchor=(0.5, -0.01), ncol=2, fontsize=8,
+                  frameon=False)
     return ax
 
 
@@ -350,7 +437,8 @@ def evaluation_view(matched: MatchedDetections, image_of: Callable, category=ALL
     if draw:
         ax_curve, ax_image = figure.subplots(1, 2, width_ratios=[1.25, 1])
         draw_operating_point(ax_curve, ranked, point, title=f"{category}, IoU >= {iou_threshold:.2f}")
-        draw_image_outcome(ax_image, image_of(image_id), matched, outcome, title=f"image {image_id}: {outcome.counts()}")
+        draw_image_outcome(ax_image, image_of(image_id), matched, outcome,
+                           title=f"image {image_id}: {outcome.counts()}")
         ax_image.title.set_fontsize(10)
     return EvaluationView(figure, caption, ranked, point, outcome)
 

@@ -20,27 +20,31 @@ is a PNG in an ``ipywidgets.Image`` no wider than ``COLUMN_WIDTH_PX``.
 Static pictures (where no kernel runs). Displaying a widget puts **two outputs** in the cell
 (``_ipython_display_``):
 
-1. the live widget, a bundle of ``application/vnd.jupyter.widget-view+json`` with an
-   ``image/png`` of the current view (and ``text/plain``);
-2. a *static picture*: ``text/html`` with the same PNG inline in a ``<div class="maskrcnn-edu-static">``
-   and a ``<style>`` rule that hides that div whenever the output just before it shows a picture
+1. the live widget: ``application/vnd.jupyter.widget-view+json``, and as ``text/plain`` a line
+   saying that the picture below is the widget's first view;
+2. a *static picture*: ``text/html`` with the current view's PNG inline (and the caption) in a
+   ``<div class="maskrcnn-edu-static">``, and a ``<style>`` rule that hides that div whenever the
+   output just before it shows a picture
    (``.jp-OutputArea-child:has(img) + .jp-OutputArea-child .maskrcnn-edu-static {display: none}``).
 
-Why both, and what each front end shows (checked with nbconvert 7.17, JupyterLab 4.6, Chromium):
+What each front end shows (checked in headless Chromium with nbconvert 7.17 and JupyterLab 4.6;
+``tests/test_browser.py`` checks the first and the third):
 
-* **Live JupyterLab**: output 1 renders the widget (its ``<img>`` is the picture), so the CSS rule
-  hides output 2: one picture, no duplicate.
+* **Live JupyterLab**: output 1 renders the widget, whose ``<img>`` is the picture, so the CSS rule
+  hides output 2: one picture, no duplicate. Likewise for a trusted notebook whose stored widget
+  state JupyterLab restores.
 * **A stored notebook opened in JupyterLab without running it** (untrusted): JupyterLab renders
-  only "safe" mime types for untrusted outputs, and the widget renderer is not one, so output 1
-  shows its ``image/png``; output 2 is sanitized (no ``<style>``, no ``data:`` image): empty.
+  only "safe" mime types of untrusted outputs, and the widget view is not one, so output 1 shows
+  its one line of text; output 2 is sanitized (its ``<style>`` goes, its image stays): the picture.
 * **nbconvert ``--to html``**: nbconvert picks the widget view only if the notebook holds the
   widget state (``jupyter nbconvert --execute`` stores it by default). Then the view is an empty
-  ``<div>`` that a script from a CDN fills in, blank offline: output 2's picture shows instead
-  (and is hidden again when the CDN script does render the widget). Without stored state nbconvert
-  falls back to output 1's ``image/png`` and the CSS rule hides output 2.
+  ``<div>`` that a script from a CDN fills in, blank offline: output 2's picture shows (and hides
+  itself when the CDN script does render the widget). Without stored state, output 1 is its line of
+  text and output 2 the picture.
 
 A single bundle (widget view + ``image/png``) is not enough: nbconvert's HTML exporter never looks
 past the widget view when the state is stored, so the chapter would be blank in offline HTML.
+(``_repr_mimebundle_`` still returns that single bundle, for code that asks for one.)
 """
 from __future__ import annotations
 
@@ -112,6 +116,7 @@ def _figure_png(figure: Figure, dpi: int = DPI) -> bytes:
 # ---------------------------------------------------------------------------------------------
 
 STATIC_CLASS = "maskrcnn-edu-static"
+STATIC_NOTE = "[An interactive widget: run the notebook to use it. Below, its first view.]"
 # Hide the static picture when the output right before it (the widget) shows a picture itself.
 # JupyterLab and nbconvert's "lab" template use .jp-OutputArea-child; the classic notebook .output_area.
 _HIDE_WHEN_WIDGET_SHOWS = (
@@ -135,7 +140,8 @@ def static_picture_html(png: bytes, caption: str = "") -> str:
 class ShowsStaticPicture:
     """Mixin for a widget shell with ``widget`` (the ipywidget) and ``_picture()`` ->
     ``(png bytes or None, caption)``: displays the live widget plus a static picture of its current
-    view that shows only where the widget cannot (see the module docstring)."""
+    view that shows only where the widget cannot (see the module docstring). Other widget shells
+    (e.g. ``explorers.Explorer``) can use it as is."""
 
     widget: widgets.Widget
 
@@ -154,10 +160,14 @@ class ShowsStaticPicture:
     def _ipython_display_(self) -> None:
         from IPython.display import display
 
-        display(self._repr_mimebundle_(), raw=True)
         png, caption = self._picture()
-        if png:
-            display({"text/html": static_picture_html(png, caption), "text/plain": caption or "(picture)"}, raw=True)
+        if not png:
+            display(self._repr_mimebundle_(), raw=True)
+            return
+        live = self.widget._repr_mimebundle_()
+        live["text/plain"] = STATIC_NOTE  # shown only where the widget cannot be, above its picture
+        display(live, raw=True)
+        display({"text/html": static_picture_html(png, caption), "text/plain": caption or "(picture)"}, raw=True)
 
 
 def _described(control, width_px: int, description_px: int):

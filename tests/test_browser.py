@@ -252,6 +252,18 @@ FIT = """Array.from(document.querySelectorAll('.jp-OutputArea-output > .widget-v
 })"""
 
 
+STORED_PICTURES = """(() => {
+  if (!window.jupyterapp) return null;
+  const panel = Array.from(jupyterapp.shell.widgets('main'))
+    .find(widget => widget.context && widget.context.path === 'stored.ipynb');
+  if (!panel || !panel.context.isReady) return null;
+  const shown = Array.from(panel.node.querySelectorAll('.jp-OutputArea-output img'))
+    .filter(img => img.naturalWidth > 0 && img.getBoundingClientRect().height > 0)
+    .map(img => [img.naturalWidth, img.naturalHeight, !!img.closest('.maskrcnn-edu-static')]);
+  return shown.length ? shown : null;
+})()"""
+
+
 def picture(browser: Browser) -> bytes | None:
     encoded = browser.evaluate(PICTURE)
     return base64.b64decode(encoded) if encoded else None
@@ -262,9 +274,12 @@ def check_no_errors(browser: Browser) -> None:
     assert not errors, f"error output in the notebook: {errors}"
 
 
-def test_stepper_in_jupyterlab(tmp_path, browser):
+def test_stepper_in_jupyterlab(tmp_path, browser, stored_explorer):
+    import nbformat
+
     root = tmp_path / "notebooks"
     root.mkdir()
+    nbformat.write(stored_explorer, root / "stored.ipynb")
     write_notebook(
         root / "stepper.ipynb",
         "from maskrcnn_edu import MaskRCNN\n"
@@ -318,6 +333,13 @@ def test_stepper_in_jupyterlab(tmp_path, browser):
         assert third.startswith(b"\x89PNG")
         check_no_errors(browser)
         browser.screenshot(tmp_path / "stepper.png")  # for a look: pytest --basetemp=DIR keeps it
+
+        # A stored notebook opened without running it (untrusted: JupyterLab renders no widget
+        # view): the explorer's static picture shows, once.
+        browser.open(lab.url("lab/tree/stored.ipynb"))
+        pictures = wait_for(lambda: browser.evaluate(STORED_PICTURES), 30, "the stored notebook's picture")
+        assert pictures == [[720, 672, True]]
+        check_no_errors(browser)
     except Exception:
         browser.screenshot(tmp_path / "failure.png")  # kept in tmp_path for a look
         raise
@@ -325,25 +347,42 @@ def test_stepper_in_jupyterlab(tmp_path, browser):
         lab.close()
 
 
-def test_offline_html_shows_the_static_picture(tmp_path, browser):
+@pytest.fixture(scope="module")
+def stored_explorer(tmp_path_factory):
+    """A notebook showing chapter 01's explorer, executed as ``jupyter nbconvert --execute`` does:
+    its outputs and the widget state are stored in it."""
     import nbformat
     from nbclient import NotebookClient
-    from nbconvert import HTMLExporter
 
-    path = tmp_path / "explorer.ipynb"
+    folder = tmp_path_factory.mktemp("stored")
+    path = folder / "explorer.ipynb"
     write_notebook(path, "from maskrcnn_edu.widgets import RoIExplorer\nRoIExplorer()")
     notebook = nbformat.read(path, as_version=4)
-    NotebookClient(notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
-    # As `jupyter nbconvert --execute` leaves it: the widget state is stored, so nbconvert's HTML
-    # shows the widget view (an empty <div> filled by a script from a CDN, unreachable offline).
+    NotebookClient(notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(folder)}}).execute()
     assert "application/vnd.jupyter.widget-state+json" in notebook.metadata["widgets"]
+    return notebook
+
+
+# Every picture the page shows in an output area: [width, height, inside the static picture?].
+VISIBLE_PICTURES = """Array.from(document.querySelectorAll('ROOT .jp-OutputArea-output img'))
+  .filter(img => img.getBoundingClientRect().width > 0 && img.getBoundingClientRect().height > 0)
+  .map(img => [img.naturalWidth, img.naturalHeight, !!img.closest('.maskrcnn-edu-static')])"""
+
+
+@pytest.mark.parametrize("widget_state", ["stored", "left out"])
+def test_offline_html_shows_the_static_picture(tmp_path, browser, stored_explorer, widget_state):
+    import copy
+
+    from nbconvert import HTMLExporter
+
+    notebook = copy.deepcopy(stored_explorer)
+    if widget_state == "left out":  # as `--ExecutePreprocessor.store_widget_state=False` leaves it
+        del notebook.metadata["widgets"]
+    # With the state stored, nbconvert's HTML shows the widget view: an empty <div> filled in by a
+    # script from a CDN, unreachable offline. Either way the page must show the picture, once.
     body, _ = HTMLExporter().from_notebook_node(notebook)
     page = tmp_path / "explorer.html"
     page.write_text(body)
-
     browser.open(page.as_uri())
     wait_for(lambda: browser.evaluate("document.readyState") == "complete", 30, "the HTML page")
-    shown = browser.evaluate("""Array.from(document.querySelectorAll('.maskrcnn-edu-static img')).map(img => ({
-        display: getComputedStyle(img.parentElement).display, width: img.naturalWidth, height: img.naturalHeight}))""")
-    assert len(shown) == 1
-    assert shown[0]["display"] != "none" and shown[0]["width"] == 720 and shown[0]["height"] > 0
+    assert browser.evaluate(VISIBLE_PICTURES.replace("ROOT", "body")) == [[720, 672, True]]

@@ -177,6 +177,12 @@ def _described(control, width_px: int, description_px: int):
     return control
 
 
+def _picture_widget(width_px: int) -> widgets.Image:
+    """The widget's picture: ``width_px`` wide, narrower in a narrower column (no margin, so that
+    it never sticks out of the column by a few pixels and makes it scroll)."""
+    return widgets.Image(format="png", layout=widgets.Layout(width=f"{width_px}px", max_width="100%", margin="0"))
+
+
 def _row(children: Sequence[widgets.Widget]) -> widgets.HBox:
     """Controls side by side; they wrap onto a new line in a column narrower than they are."""
     return widgets.HBox(list(children), layout=widgets.Layout(width=f"{COLUMN_WIDTH_PX}px", max_width="100%",
@@ -340,7 +346,7 @@ class RoIExplorer(ShowsStaticPicture):
             "aligned": sized(widgets.Checkbox(value=False, description="aligned (shift -0.5 cell)")),
         }
         picture_px = int(ROI_FIGURE_SIZE[0] * DPI)
-        self.image = widgets.Image(format="png", layout=widgets.Layout(width=f"{picture_px}px", max_width="100%", margin="0"))
+        self.image = _picture_widget(picture_px)
         box_column = widgets.VBox([self.controls[name] for name in ("x", "y", "w", "h")])
         op_column = widgets.VBox([self.controls[name] for name in ("output_size", "sampling_ratio", "aligned")])
         self.widget = widgets.VBox([_row([box_column, op_column]), self.image],
@@ -993,7 +999,8 @@ def _checked_images(images) -> dict[str, Tensor]:
     elif isinstance(images, (list, tuple)):
         named = {f"image {i}": image for i, image in enumerate(images)}
     else:
-        raise ValueError(f"images must be a dict name -> [3, H, W] tensor or a list of them, got {type(images).__name__}")
+        raise ValueError("images must be a dict name -> [3, H, W] tensor or a list of them, "
+                         f"got {type(images).__name__}")
     if not named:
         raise ValueError("images is empty: give the stepper at least one [3, H, W] image")
     for name, image in named.items():
@@ -1050,7 +1057,7 @@ class DetectionStepper(ShowsStaticPicture):
         self.caption = widgets.HTML(layout=widgets.Layout(width=f"{COLUMN_WIDTH_PX - 20}px", max_width="100%",
                                                           margin="0"))
         picture_px = int(STEPPER_FIGURE_SIZE[0] * DPI)
-        self.image = widgets.Image(format="png", layout=widgets.Layout(width=f"{picture_px}px", max_width="100%", margin="0"))
+        self.image = _picture_widget(picture_px)
         self.widget = widgets.VBox(
             [
                 _row([self.controls["image"], self.controls["score_threshold"]]),
@@ -1092,7 +1099,8 @@ class DetectionStepper(ShowsStaticPicture):
         config = getattr(self.model, "config", None)
         self.state = stepper_view(self.trace(values["image"]), values["stage"], values["score_threshold"],
                                   values["detection"], config=config)
-        self.caption.value = f"<p style='font-size:13px; margin:4px 0; line-height:1.4'>{html.escape(self.state.caption)}</p>"
+        style = "font-size:13px; margin:4px 0; line-height:1.4"
+        self.caption.value = f"<p style='{style}'>{html.escape(self.state.caption)}</p>"
         if self.draw:
             self.image.value = _figure_png(self.state.figure)
         index = STAGES.index(values["stage"])

@@ -358,7 +358,8 @@ def stored_explorer(tmp_path_factory):
     path = folder / "explorer.ipynb"
     write_notebook(path, "from maskrcnn_edu.widgets import RoIExplorer\nRoIExplorer()")
     notebook = nbformat.read(path, as_version=4)
-    NotebookClient(notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(folder)}}).execute()
+    client = NotebookClient(notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(folder)}})
+    client.execute()
     assert "application/vnd.jupyter.widget-state+json" in notebook.metadata["widgets"]
     return notebook
 

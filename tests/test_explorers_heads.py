@@ -5,24 +5,15 @@ library's own functions (IoU, level rule, paste), and the widget is driven by se
 sliders' ``.value``.
 """
 import math
-from pathlib import Path
 
 import pytest
 import torch
 
-from maskrcnn_edu import MaskRCNN
 from maskrcnn_edu.boxes import box_iou
 from maskrcnn_edu.data import ShapesDataset
 from maskrcnn_edu.explorers import View
 from maskrcnn_edu.explorers.heads import detection_path, heads_explorer, heads_view
 from maskrcnn_edu.reference import paste_masks_loop
-
-CHECKPOINT = Path(__file__).resolve().parents[1] / "data" / "shapes_model" / "model.pt"
-
-
-@pytest.fixture(scope="module")
-def model():
-    return MaskRCNN.from_checkpoint(CHECKPOINT).eval()
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,5 @@
 """Chapter 05's loss explorer: driven by setting its controls' ``.value``, as a reader's mouse would."""
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -9,14 +8,6 @@ import torch.nn.functional as F
 from maskrcnn_edu.boxes import box_iou
 from maskrcnn_edu.data import ShapesDataset
 from maskrcnn_edu.explorers.losses import box_from_sliders, loss_explorer, loss_scene, losses_for_box
-from maskrcnn_edu.model import MaskRCNN
-
-SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "data" / "shapes_model" / "model.pt"
-
-
-@pytest.fixture(scope="module")
-def model():
-    return MaskRCNN.from_checkpoint(SHIPPED_MODEL).eval()
 
 
 @pytest.fixture(scope="module")

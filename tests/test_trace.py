@@ -3,7 +3,6 @@
 The shipped Shapes model (trainable BatchNorm, so a training pass *would* move running statistics)
 on a real Shapes image; every cross-check here would fail if the trace recorded the wrong indices.
 """
-from pathlib import Path
 
 import pytest
 import torch
@@ -12,13 +11,6 @@ import torchvision
 from maskrcnn_edu import MaskRCNN, shapes
 from maskrcnn_edu.data import ShapesDataset
 from maskrcnn_edu.matching import BACKGROUND_LABEL, IGNORE
-
-MODEL = Path(__file__).resolve().parents[1] / "data" / "shapes_model" / "model.pt"
-
-
-@pytest.fixture(scope="module")
-def model():
-    return MaskRCNN.from_checkpoint(MODEL).eval()
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ the wrong anchors, the wrong counts or the wrong class's logits would fail.
 """
 import copy
 import warnings
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -20,14 +19,6 @@ from maskrcnn_edu import visualize as V
 from maskrcnn_edu.boxes import box_iou
 from maskrcnn_edu.data import ShapesDataset
 from maskrcnn_edu.matching import BACKGROUND_LABEL, IGNORE
-from maskrcnn_edu.model import MaskRCNN
-
-MODEL = Path(__file__).resolve().parents[1] / "data" / "shapes_model" / "model.pt"
-
-
-@pytest.fixture(scope="module")
-def model():
-    return MaskRCNN.from_checkpoint(MODEL).eval()
 
 
 @pytest.fixture(scope="module")

@@ -313,13 +313,6 @@ MODEL_PATH = Path(__file__).resolve().parent.parent / "data" / "shapes_model" / 
 
 
 @pytest.fixture(scope="module")
-def model():
-    from maskrcnn_edu import MaskRCNN
-
-    return MaskRCNN.from_checkpoint(MODEL_PATH).eval()
-
-
-@pytest.fixture(scope="module")
 def shapes_images():
     from maskrcnn_edu.data import ShapesDataset
 

@@ -23,6 +23,7 @@ import ipywidgets as widgets
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import FormatStrFormatter, FuncFormatter, NullFormatter
 from torch import Tensor
 
 from ..data import tight_boxes, train_transforms
@@ -218,6 +219,22 @@ def _loss_tags(curves: dict) -> list[str]:
     return sorted(tags, key=lambda tag: (tag != "loss/total", tags.index(tag)))
 
 
+def _log_y(ax) -> None:
+    """A log-scale y axis labelled in plain numbers (0.01, 0.1, 1), not powers of ten; when it spans
+    less than two decades, the in-between ticks 2 and 5 (0.2, 0.5, 2, 5) are labelled too."""
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    low, high = ax.get_ylim()
+    if high / low < 100:
+        def label(value, _position):
+            mantissa = round(value / 10 ** np.floor(np.log10(value)))
+            return f"{value:g}" if mantissa in (2, 5) else ""
+
+        ax.yaxis.set_minor_formatter(FuncFormatter(label))
+    else:
+        ax.yaxis.set_minor_formatter(NullFormatter())
+
+
 def draw_loss_curves(curves: dict, smoothing: float = 0.0, title: str = "Losses", log_scale: bool = True) -> Figure:
     """Every loss of a run (``read_scalars``'s dict) on one axis; raw values faint when smoothed."""
     figure = Figure(figsize=(8.0, 4.2), layout="constrained")
@@ -231,7 +248,7 @@ def draw_loss_curves(curves: dict, smoothing: float = 0.0, title: str = "Losses"
                 label=tag.removeprefix("loss/"))
     ax.set(title=title, xlabel="step", ylabel="loss" + (" (log scale)" if log_scale else ""))
     if log_scale:
-        ax.set_yscale("log")
+        _log_y(ax)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, ncols=2)
     return figure
@@ -263,7 +280,7 @@ def loss_curve_view(curves: dict, loss: str, smoothing: float, log_scale: bool =
         ax.plot(steps, smoothed, color="tab:blue", linewidth=2, label=f"smoothed (weight {smoothing:.2f})")
         ax.set(title=loss, xlabel="step", ylabel="loss" + (" (log scale)" if log_scale else ""))
         if log_scale:
-            ax.set_yscale("log")
+            _log_y(ax)
         ax.grid(alpha=0.3)
         ax.legend()
     return LossCurveView(figure, caption, steps, values, smoothed)

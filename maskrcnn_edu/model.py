@@ -100,7 +100,8 @@ def _unchanged(model: nn.Module):
     finally:
         model.train(was_training)
         for buffer, saved in buffers:
-            buffer.copy_(saved)
+            if not torch.equal(buffer, saved):  # only what changed: an untouched buffer keeps its autograd version
+                buffer.copy_(saved)
         for generator, state in generator_states:
             generator.set_state(state)
 

@@ -263,8 +263,9 @@ def fit(model, train_dataset, out_dir, settings: TrainSettings = TrainSettings()
     try:
         while run.step < settings.steps:
             images, targets = _batch_to(*next(batches), run.device)
+            lr = run.optimizer.param_groups[0]["lr"]  # the rate this step uses (the scheduler then moves on)
             losses = _train_step(network, run, images, targets, settings, world_size, last_path)
-            log.step(run.step, losses, run.scheduler.get_last_lr()[0])
+            log.step(run.step, losses, lr)
             if rank == 0 and (run.step % settings.checkpoint_every == 0 or run.step == settings.steps):
                 _save(last_path, run, settings)
             _maybe_validate(run, val_dataset, evaluate_fn, settings, log, out_dir, rank)

@@ -171,3 +171,13 @@ def test_torchvision_ops_are_used_for_mask_targets_too(sample):
     theirs = compiled.trace(image, target)
     for a, b in zip(ours.heads.mask_targets, theirs.heads.mask_targets):
         assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_an_inference_trace_does_not_break_a_pending_backward(model, sample):
+    """A reader may trace between a forward and its backward: an inference trace writes nothing back."""
+    image, _ = sample
+    x = image.clone().requires_grad_(True)
+    loss = model([x])[0]["scores"].sum()
+    model.trace(image)
+    loss.backward()
+    assert x.grad is not None

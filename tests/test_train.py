@@ -339,3 +339,18 @@ def test_ddp_two_processes_take_the_same_step_as_one(tmp_path):
         torch.testing.assert_close(ddp_weights[name], value, atol=1e-5, rtol=0, msg=name)
     assert (tmp_path / "rank0" / "last.pt").exists()
     assert not os.path.exists(out_dirs[1]) or not os.listdir(out_dirs[1])  # rank 1 wrote nothing
+
+
+def test_tensorboard_logs_the_lr_each_step_used(tmp_path):
+    """The lr logged with a step's losses is the one that step used (warm-up starts at lr * warmup_factor)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from maskrcnn_edu.train import lr_factor
+
+    settings = quick(steps=3)
+    fit(tiny_model(), ShapesDataset(8, seed=5), tmp_path, settings, progress=False)
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    logged = {e.step: e.value for e in events.Scalars("lr")}
+    # Logged at step s + 1 (steps done), the rate of update s.
+    assert logged == pytest.approx({s + 1: settings.lr * lr_factor(s, settings) for s in range(settings.steps)})

@@ -106,6 +106,12 @@ def _unchanged(model: nn.Module):
             generator.set_state(state)
 
 
+def _coco_names() -> tuple:
+    from .data.coco_names import COCO_CLASS_NAMES  # here: the data package is not needed for the model
+
+    return tuple(COCO_CLASS_NAMES)
+
+
 def load_checkpoint(path, map_location="cpu") -> tuple["MaskRCNN", dict]:
     """Rebuild the model saved with ``weights.save_checkpoint`` -> ``(model, checkpoint dict)``."""
     checkpoint = read_checkpoint(path, map_location=map_location)
@@ -178,11 +184,15 @@ class MaskRCNN(nn.Module):
 
     @classmethod
     def from_torchvision(cls, path_or_state_dict, config: Config | None = None) -> "MaskRCNN":
-        """A model with the weights of torchvision's ``maskrcnn_resnet50_fpn`` (a file or a state dict)."""
+        """A model with the weights of torchvision's ``maskrcnn_resnet50_fpn`` (a file or a state dict).
+
+        Without a ``config``, the class count is read from the weights; torchvision's 91-entry COCO
+        layout also gets COCO's class names (``maskrcnn_edu.data.COCO_CLASS_NAMES``).
+        """
         state_dict = read_state_dict(path_or_state_dict)
         if config is None:
             num_classes = state_dict["roi_heads.box_predictor.cls_score.weight"].shape[0]
-            config = Config(num_classes=num_classes)
+            config = Config(num_classes=num_classes, class_names=_coco_names() if num_classes == 91 else ())
         model = cls(config)
         load_torchvision(model, state_dict)
         return model

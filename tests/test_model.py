@@ -230,3 +230,10 @@ def test_state_dict_of_another_architecture_is_refused(shapes_model):
     coco_model = MaskRCNN(Config(num_classes=4))  # R50 weights into the R18 shapes model
     with pytest.raises(ValueError, match=r"does not fit this model|has shape .* the model expects"):
         load_torchvision(shapes_model, coco_model.state_dict())
+
+
+def test_from_torchvision_reads_the_class_count_and_names_coco(coco_pair, small_pair):
+    coco = MaskRCNN.from_torchvision(coco_pair[0].state_dict())
+    assert coco.config.num_classes == 91 and coco.config.class_names[1] == "person"
+    five = MaskRCNN.from_torchvision(small_pair[0].state_dict())
+    assert five.config.num_classes == 5 and five.config.class_names == ()

@@ -170,6 +170,14 @@ def test_comparisons_against_the_paper():
     assert "OPPOSITE direction, within the spread" in pool_ap50.sentence()
 
 
+def test_one_seed_has_no_spread():
+    report = _report(with_softmax=True)
+    report["results"]["table"]["roipool"]["seeds"] = [0]
+    pool = [c for c in compare_with_paper(report) if c.name == "RoIAlign − RoIPool"]
+    assert all(c.beyond_spread is None for c in pool) and pool[2].ours == 18.0
+    assert pool[2].sentence().endswith("same direction, one seed only, no spread to compare with")
+
+
 def test_missing_variant_is_reported_not_guessed():
     report = _report(with_softmax=False)
     missing = [c for c in compare_with_paper(report) if c.name == "sigmoid − softmax"]

@@ -134,7 +134,7 @@ class Comparison:
 
     ``ours`` is ``None`` while either variant is missing from the report. ``same_direction``: the two
     differences have the same sign. ``beyond_spread``: the two variants' ranges over seeds do not
-    overlap (with one seed each, any difference counts).
+    overlap; ``None`` while either has a single seed (no spread to compare with).
     """
 
     name: str
@@ -149,7 +149,8 @@ class Comparison:
         if self.ours is None:
             return f"{self.name}, mask {self.metric}: not measured yet (paper: {paper})"
         verdict = "same direction" if self.same_direction else "OPPOSITE direction"
-        spread = "larger than the spread over seeds" if self.beyond_spread else "within the spread over seeds"
+        spread = {True: "larger than the spread over seeds", False: "within the spread over seeds",
+                  None: "one seed only, no spread to compare with"}[self.beyond_spread]
         return f"{self.name}, mask {self.metric}: {self.ours:+.1f} points here (paper: {paper}); {verdict}, {spread}"
 
 
@@ -169,7 +170,8 @@ def compare_with_paper(report: dict, metrics=METRICS) -> list[Comparison]:
             a, b = table[better][f"segm_{metric}"], table[worse][f"segm_{metric}"]
             ours = 100 * (a["mean"] - b["mean"])
             same = None if paper is None else bool(np.sign(ours) == np.sign(paper))
-            apart = a["min"] > b["max"] or b["min"] > a["max"]
+            seeds = min(len(table[better]["seeds"]), len(table[worse]["seeds"]))
+            apart = (a["min"] > b["max"] or b["min"] > a["max"]) if seeds > 1 else None
             comparisons.append(Comparison(spec["name"], metric, round(ours, 1), paper, same, apart))
     return comparisons
 
@@ -178,45 +180,61 @@ def format_comparisons(comparisons: list[Comparison]) -> str:
     return "\n".join(c.sentence() for c in comparisons)
 
 
+def _paired_differences(runs: list[dict], better: str, worse: str, key: str) -> list[float]:
+    """``better - worse`` in AP points for every seed both variants ran (the same batches and initial weights)."""
+    values = {(r["variant"], r["seed"]): r[key] for r in runs}
+    return [100 * (values[(better, seed)] - values[(worse, seed)])
+            for (variant, seed) in values if variant == better and (worse, seed) in values]
+
+
 def draw_ablation_bars(report: dict) -> Figure:
-    """Mask AP, AP50 and AP75 per variant: ours (bars at the mean, whiskers min to max over seeds,
-    dots for the single runs) on the left, the paper's two comparisons on the right."""
-    figure = Figure(figsize=(10, 3.8), layout="constrained")
-    ours_ax, paper_ax = figure.subplots(1, 2, gridspec_kw={"width_ratios": [1.25, 1]})
+    """Left: mask AP, AP50, AP75 of every variant here (the mean, a bar from the lowest to the highest
+    seed, a dot per run). Right: each comparison's difference in AP points, here (the mean over seeds,
+    a dot per seed) beside the paper's."""
+    figure = Figure(figsize=(10, 3.9), layout="constrained")
+    values_ax, difference_ax = figure.subplots(1, 2)
     table, runs = report["results"]["table"], report["results"]["runs"]
     variants = variant_names(report)
-    width = 0.8 / max(len(variants), 1)
     x = np.arange(len(METRICS))
+    width = 0.8 / max(len(variants), 1)
     for k, variant in enumerate(variants):
+        offset = x + (k - (len(variants) - 1) / 2) * width
         stats = [table[variant][f"segm_{m}"] for m in METRICS]
         means = np.array([100 * s["mean"] for s in stats])
-        low = means - [100 * s["min"] for s in stats]
-        high = [100 * s["max"] for s in stats] - means
-        offset = x + (k - (len(variants) - 1) / 2) * width
-        ours_ax.bar(offset, means, width, yerr=[low, high], capsize=3, color=f"C{k}", alpha=0.8,
-                    label=f"{_label(variant)} ({len(table[variant]['seeds'])} seeds)")
+        errors = [means - [100 * s["min"] for s in stats], [100 * s["max"] for s in stats] - means]
+        values_ax.errorbar(offset, means, yerr=errors, fmt="s", color=f"C{k}", capsize=4, markersize=6,
+                           label=f"{_label(variant)} ({len(table[variant]['seeds'])} seeds)")
         for run in (r for r in runs if r["variant"] == variant):
-            ours_ax.scatter(offset, [100 * run[f"segm_{m}"] for m in METRICS], color="black", s=8, zorder=3)
-    ours_ax.set(xticks=x, xticklabels=[f"mask {m}" for m in METRICS], ylabel="AP points",
-                title=f"Here: Shapes from scratch, {report.get('settings', {}).get('steps', '?')} steps")
-    ours_ax.legend(fontsize=8, loc="lower left")
-    ours_ax.grid(axis="y", alpha=0.3)
-    rows = []
-    for spec in PAPER_COMPARISONS:
-        key, better, worse = spec["paper"]
-        entry = report.get("paper", {}).get(key)
-        if entry is not None:
-            rows += [(f"{worse} ({entry.get('backbone', '').split(',')[0]})", entry[worse]),
-                     (f"{better} ({entry.get('backbone', '').split(',')[0]})", entry[better])]
-    width = 0.8 / max(len(rows), 1)
-    colours = ["tab:red", "tab:blue", "tab:orange", "tab:green"]
-    for k, (name, values) in enumerate(rows):
-        offset = x + (k - (len(rows) - 1) / 2) * width
-        paper_ax.bar(offset, [values[m] for m in METRICS], width, color=colours[k % 4], alpha=0.8, label=name)
-    paper_ax.set(xticks=x, xticklabels=[f"mask {m}" for m in METRICS], ylabel="AP points",
-                 title="Paper, Table 2: COCO minival")
-    paper_ax.legend(fontsize=8, loc="upper left")
-    paper_ax.grid(axis="y", alpha=0.3)
+            values_ax.scatter(offset, [100 * run[f"segm_{m}"] for m in METRICS], color="black", s=6, zorder=3)
+    values_ax.set(xticks=x, xticklabels=[f"mask {m}" for m in METRICS], ylabel="AP points",
+                  title=f"Here: Shapes from scratch, {report.get('settings', {}).get('steps', '?')} steps per run")
+    values_ax.legend(fontsize=8)
+    values_ax.grid(axis="y", alpha=0.3)
+
+    bars = []  # (label, colour, hatch, [value per metric], [[per-seed values] per metric] or None)
+    for k, spec in enumerate(PAPER_COMPARISONS):
+        better, worse = spec["ours"]
+        key, paper_better, paper_worse = spec["paper"]
+        if better in table and worse in table:
+            means = [100 * (table[better][f"segm_{m}"]["mean"] - table[worse][f"segm_{m}"]["mean"]) for m in METRICS]
+            seeds = [_paired_differences(runs, better, worse, f"segm_{m}") for m in METRICS]
+            bars.append((f"{spec['name']}, here", f"C{k + 1}", "", means, seeds))
+        paper = report.get("paper", {}).get(key)
+        if paper is not None:
+            bars.append((f"{spec['name']}, paper", f"C{k + 1}", "//",
+                         [paper[paper_better][m] - paper[paper_worse][m] for m in METRICS], None))
+    width = 0.8 / max(len(bars), 1)
+    for k, (label, colour, hatch, means, seeds) in enumerate(bars):
+        offset = x + (k - (len(bars) - 1) / 2) * width
+        difference_ax.bar(offset, means, width, color=colour, alpha=0.35 if hatch else 0.85, hatch=hatch,
+                          edgecolor=colour, label=label)
+        for position, values in zip(offset, seeds or []):
+            difference_ax.scatter([position] * len(values), values, color="black", s=8, zorder=3)
+    difference_ax.axhline(0, color="black", linewidth=0.8)
+    difference_ax.set(xticks=x, xticklabels=[f"mask {m}" for m in METRICS], ylabel="difference, AP points",
+                      title="The paper's choice minus the alternative")
+    difference_ax.legend(fontsize=8)
+    difference_ax.grid(axis="y", alpha=0.3)
     return figure
 
 
@@ -375,7 +393,7 @@ def _draw_result(ax, image, result: ImageResult, class_names, palette):
                colors=[colours[d] for d in good])
     bad = matches.false_positives
     draw_boxes(ax, instances.boxes[bad], instances.labels[bad], instances.scores[bad], class_names,
-               style="dotted", colors="tab:orange")
+               style="dotted", colors="tab:red")
     iou = "–" if result.mean_iou is None else f"{result.mean_iou:.2f}"
     ax.set_title(f"{_label(result.variant)}\n{result.matched}/{result.objects} matched, mask IoU {iou}, "
                  f"{len(bad)} false", fontsize=9)

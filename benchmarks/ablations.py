@@ -61,7 +61,7 @@ PAPER = {
     },
 }
 
-OUT = Path("data/ablations")
+OUT = Path(__file__).resolve().parents[1] / "data" / "ablations"  # the repository's data/, from any working directory
 
 
 def train_and_score(variant: str, seed: int, settings, train_set, test_set, scratch: Path):

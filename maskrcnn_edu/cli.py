@@ -18,9 +18,9 @@ def export_shapes(args: argparse.Namespace) -> int:
 
     if args.num_images < 1:
         raise ValueError(f"--num-images must be at least 1, got {args.num_images}")
-    dataset = ShapesDataset(args.num_images, image_size=args.image_size, seed=args.seed)
+    dataset = ShapesDataset(args.num_images, image_size=args.image_size, seed=args.seed, variant=args.variant)
     path = export_coco(dataset, args.out, progress=not args.quiet)
-    print(f"wrote {len(dataset)} Shapes images (seed {args.seed}) and {path}")
+    print(f"wrote {len(dataset)} Shapes images ({args.variant} variant, seed {args.seed}) and {path}")
     return 0
 
 
@@ -265,7 +265,8 @@ def evaluate(args: argparse.Namespace) -> int:
     dataset_name = _check_dataset(args.dataset)
     model = load_model(args.checkpoint, args.min_size, args.max_size).to(_device(args.device))
     if dataset_name == "shapes":
-        dataset = ShapesDataset(args.num_images or SHAPES_TEST_IMAGES, seed=SHAPES_TEST_SEED if args.seed is None else args.seed)
+        dataset = ShapesDataset(args.num_images or SHAPES_TEST_IMAGES, seed=SHAPES_TEST_SEED if args.seed is None else args.seed,
+                                variant=args.variant)
     else:
         dataset = _coco_split(args.data_dir, "val", args.ann_file, args.image_dir)
         if labels_are_coco_ids(model):
@@ -363,6 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     shapes.add_argument("--num-images", type=int, required=True, metavar="N", help="how many images")
     shapes.add_argument("--seed", type=int, default=0, metavar="S", help="the set's seed (default 0)")
+    shapes.add_argument("--variant", choices=("edu", "keras"), default="edu",
+                        help="edu: this book's Shapes (default); keras: the Keras Mask R-CNN notebook's train_shapes")
     shapes.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
     shapes.add_argument("--image-size", type=int, default=128, metavar="PX", help="image side in pixels (default 128)")
     shapes.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -391,6 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--image-dir", help="the images of --ann-file")
     score.add_argument("--num-images", type=int, help="Shapes images to score (default 200)")
     score.add_argument("--seed", type=int, help="Shapes seed (default: the held-out test seed)")
+    score.add_argument("--variant", choices=("edu", "keras"), default="edu", help="which Shapes (default edu; keras: the seed project's)")
     score.add_argument("--json", help="write the metrics here")
     score.add_argument("--device", help="cpu or cuda")
     _size_options(score)

@@ -93,3 +93,18 @@ def test_bad_arguments_exit_non_zero_with_one_line(argv, message, capsys):
 def test_the_console_entry_point_runs():
     done = subprocess.run([sys.executable, "-m", "maskrcnn_edu", "--help"], capture_output=True, text=True)
     assert done.returncode == 0 and "export-shapes" in done.stdout and "train" in done.stdout
+
+
+def test_the_keras_shapes_variant_from_the_shell(tmp_path, capsys):
+    """``--variant keras``: export-shapes writes the seed project's Shapes, and evaluate scores on them."""
+    from maskrcnn_edu.data import CocoDataset, ShapesDataset
+
+    assert main(["export-shapes", "--num-images", "3", "--seed", "4", "--variant", "keras", "--out", str(tmp_path), "--quiet"]) == 0
+    exported = CocoDataset(str(tmp_path / "images"), str(tmp_path / "annotations.json"))
+    expected = ShapesDataset(3, seed=4, variant="keras")
+    for i in range(3):
+        assert torch.equal(exported[i][1]["masks"], expected[i][1]["masks"])
+    metrics_path = tmp_path / "metrics.json"
+    assert main(["evaluate", "--checkpoint", SHIPPED_MODEL, "--variant", "keras", "--num-images", "3",
+                 "--json", str(metrics_path)]) == 0
+    assert json.loads(metrics_path.read_text())["segm"]["AP50"] is not None

@@ -110,12 +110,14 @@ def test_explorer_controls(shapes, detections):
     explorer.controls["variant"].value = "softmax"
     assert explorer.state.variant.detections == 0
     assert f"softmax over classes: 0 detections, 0 of {objects} objects matched (mean mask IoU –" in explorer.state.caption
+    assert explorer.state.caption.endswith("0 false positives")
     explorer.controls["score_threshold"].value = 0.25
     assert explorer.state.baseline.detections == objects + 1
-    assert "1 false positive" in explorer.state.caption
+    assert "1 false positive;" in explorer.state.caption  # singular
     explorer.controls["image_id"].value = 1
     _, target1 = shapes[1]
     assert explorer.state.baseline.detections == 1 and explorer.state.baseline.objects == len(target1["labels"])
+    assert "(baseline): 1 detection, 0 of" in explorer.state.caption
 
 
 def test_view_draws_three_panels(shapes, detections):

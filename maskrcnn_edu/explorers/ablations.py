@@ -350,9 +350,14 @@ class ImageResult:
 
     def summary(self) -> str:
         iou = "–" if self.mean_iou is None else f"{self.mean_iou:.3f}"
-        return (f"{_label(self.variant)}: {self.detections} detections, {self.matched} of {self.objects} objects "
-                f"matched (mean mask IoU {iou}, {self.matched_at(0.75)} at IoU ≥ 0.75), "
-                f"{len(self.matches.false_positives)} false positive{'s' if len(self.matches.false_positives) != 1 else ''}")
+        false = len(self.matches.false_positives)
+        return (f"{_label(self.variant)}: {_count(self.detections, 'detection')}, {self.matched} of "
+                f"{_count(self.objects, 'object')} matched (mean mask IoU {iou}, {self.matched_at(0.75)} at "
+                f"IoU ≥ 0.75), {_count(false, 'false positive')}")
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def compare_image(detections: dict, variant: str, target: dict, image_id: int, score_threshold: float = 0.5,
@@ -383,7 +388,18 @@ class AblationView(View):
     variant: ImageResult | None = None
 
 
-def _draw_result(ax, image, result: ImageResult, class_names, palette):
+def _draw_outlines(ax, masks) -> None:
+    """Each mask's outline ``[N, H, W]``, thin and white, through the pixel centres (as ``show_image`` places them)."""
+    masks = np.asarray(masks).astype(np.float32)
+    if len(masks) == 0:
+        return
+    height, width = masks.shape[1:]
+    xs, ys = np.arange(width) + 0.5, np.arange(height) + 0.5
+    for mask in masks:
+        ax.contour(xs, ys, mask, levels=[0.5], colors="white", linewidths=0.9)
+
+
+def _draw_result(ax, image, result: ImageResult, class_names, palette, object_masks):
     show_image(ax, image)
     instances, matches = result.instances, result.matches
     colours = [tuple(palette[label % len(palette)]) for label in instances.labels]
@@ -394,6 +410,7 @@ def _draw_result(ax, image, result: ImageResult, class_names, palette):
     bad = matches.false_positives
     draw_boxes(ax, instances.boxes[bad], instances.labels[bad], instances.scores[bad], class_names,
                style="dotted", colors="tab:red")
+    _draw_outlines(ax, object_masks)  # the ground truth, to judge the masks' fit
     iou = "–" if result.mean_iou is None else f"{result.mean_iou:.2f}"
     ax.set_title(f"{_label(result.variant)}\n{result.matched}/{result.objects} matched, mask IoU {iou}, "
                  f"{len(bad)} false", fontsize=9)
@@ -402,7 +419,8 @@ def _draw_result(ax, image, result: ImageResult, class_names, palette):
 def ablation_view(detections: dict, dataset, variant: str, image_id: int, score_threshold: float = 0.5,
                   baseline: str = BASELINE, class_names=None, draw: bool = True) -> AblationView:
     """Ground truth, the baseline's and ``variant``'s detections on ``dataset[image_id]`` (an empty
-    figure if not ``draw``), and a caption with the counts and matches of both."""
+    figure if not ``draw``), and a caption with the counts and matches of both. The detections' panels
+    outline the true masks in white; solid boxes are matched, dotted red ones false positives."""
     image, target = dataset[image_id]
     base, other = compare_image(detections, variant, target, image_id, score_threshold, baseline=baseline)
     caption = (f"image {image_id} ({base.objects} objects), detections scoring ≥ {score_threshold:.2f}, "
@@ -418,8 +436,8 @@ def ablation_view(detections: dict, dataset, variant: str, image_id: int, score_
         draw_masks(truth_ax, target["masks"], colors=colours)
         draw_boxes(truth_ax, target["boxes"], labels, class_names=class_names, colors=colours)
         truth_ax.set_title(f"ground truth, image {image_id}\n{len(labels)} objects", fontsize=9)
-        _draw_result(base_ax, image, base, class_names, palette)
-        _draw_result(other_ax, image, other, class_names, palette)
+        _draw_result(base_ax, image, base, class_names, palette, target["masks"])
+        _draw_result(other_ax, image, other, class_names, palette, target["masks"])
     return AblationView(figure, caption, image_id, base, other)
 
 

@@ -168,8 +168,8 @@ def test_comparisons_against_the_paper():
     soft_ap = comparisons[("sigmoid − softmax", "AP")]
     assert (soft_ap.ours, soft_ap.paper, soft_ap.same_direction, soft_ap.beyond_spread) == (-2.0, 5.5, False, False)
     assert pool_ap75.sentence() == ("RoIAlign − RoIPool, mask AP75: +18.0 points here (paper: +10.5); same direction, "
-                                    "larger than the spread over seeds")
-    assert "OPPOSITE direction, within the spread" in pool_ap50.sentence()
+                                    "beyond the seeds' spread")
+    assert "OPPOSITE direction, within the seeds' spread" in pool_ap50.sentence()
 
 
 def test_one_seed_has_no_spread():

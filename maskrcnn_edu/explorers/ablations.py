@@ -149,7 +149,7 @@ class Comparison:
         if self.ours is None:
             return f"{self.name}, mask {self.metric}: not measured yet (paper: {paper})"
         verdict = "same direction" if self.same_direction else "OPPOSITE direction"
-        spread = {True: "larger than the spread over seeds", False: "within the spread over seeds",
+        spread = {True: "beyond the seeds' spread", False: "within the seeds' spread",
                   None: "one seed only, no spread to compare with"}[self.beyond_spread]
         return f"{self.name}, mask {self.metric}: {self.ours:+.1f} points here (paper: {paper}); {verdict}, {spread}"
 
@@ -208,7 +208,7 @@ def draw_ablation_bars(report: dict) -> Figure:
             values_ax.scatter(offset, [100 * run[f"segm_{m}"] for m in METRICS], color="black", s=6, zorder=3)
     values_ax.set(xticks=x, xticklabels=[f"mask {m}" for m in METRICS], ylabel="AP points",
                   title=f"Here: Shapes from scratch, {report.get('settings', {}).get('steps', '?')} steps per run")
-    values_ax.legend(fontsize=8)
+    values_ax.legend(fontsize=8, loc="lower center")
     values_ax.grid(axis="y", alpha=0.3)
 
     bars = []  # (label, colour, hatch, [value per metric], [[per-seed values] per metric] or None)

@@ -331,9 +331,19 @@ class RoIHeads(nn.Module):
         output.detection_rois = [d.pop("rois") for d in selected]
         output.mask_logits, output.mask_features_shape = self.predict_masks(features, [d["boxes"] for d in selected], image_sizes)
         labels = torch.cat([d["labels"] for d in selected])
-        own_class = output.mask_logits[torch.arange(len(labels), device=labels.device), labels]  # [D, M, M]
-        output.detection_mask_logits = list(own_class.split([len(d["boxes"]) for d in selected]))
-        for detection, logits in zip(selected, output.detection_mask_logits):
-            detection["masks"] = torch.sigmoid(logits)[:, None]  # [D, 1, M, M]
+        rows = torch.arange(len(labels), device=labels.device)
+        counts = [len(d["boxes"]) for d in selected]
+        output.detection_mask_logits = list(output.mask_logits[rows, labels].split(counts))  # [D_i, M, M]
+        for detection, probabilities in zip(selected, self.mask_probabilities(output.mask_logits, labels).split(counts)):
+            detection["masks"] = probabilities[:, None]  # [D, 1, M, M]
         output.detections = selected
         return output
+
+    def mask_probabilities(self, mask_logits: Tensor, labels: Tensor) -> Tensor:
+        """Each detection's mask probabilities ``[D, M, M]`` from every class's logits ``[D, K, M, M]``,
+        read the way the head was trained: the sigmoid of its own class's logit, or, for a head
+        trained with a softmax over classes, that softmax's share of its own class."""
+        rows = torch.arange(len(labels), device=labels.device)
+        if self.config.mask_loss == "softmax":
+            return F.softmax(mask_logits, dim=1)[rows, labels]
+        return torch.sigmoid(mask_logits[rows, labels])

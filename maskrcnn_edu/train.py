@@ -368,7 +368,11 @@ def _evaluate(model, dataset, evaluate_fn) -> dict:
         def evaluate_fn(m, d):
             return coco_evaluate(m, d, progress=False)[0]
 
-    return evaluate_fn(model, dataset)
+    # Validation must not move the random state that training draws from (samplers, augmentation):
+    # a run with validations trains exactly the weights of a run without.
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        return evaluate_fn(model, dataset)
 
 
 class _Log:

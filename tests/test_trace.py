@@ -181,3 +181,17 @@ def test_an_inference_trace_does_not_break_a_pending_backward(model, sample):
     model.trace(image)
     loss.backward()
     assert x.grad is not None
+
+
+def test_a_softmax_trained_mask_head_is_read_with_its_softmax(sample):
+    """A head trained with a softmax over classes predicts a class's share, not a sigmoid of its logit."""
+    image, _ = sample
+    torch.manual_seed(0)
+    model = MaskRCNN(shapes(mask_loss="softmax", box_score_thresh=0.0)).eval()
+    trace = model.trace(image)
+    heads = trace.heads
+    labels = heads.detections[0]["labels"]
+    expected = torch.softmax(heads.mask_logits, dim=1)[torch.arange(len(labels)), labels]
+    assert len(labels) > 0
+    assert torch.allclose(heads.detections[0]["masks"][:, 0], expected)
+    assert not torch.allclose(expected, torch.sigmoid(heads.detection_mask_logits[0]))

@@ -354,3 +354,13 @@ def test_tensorboard_logs_the_lr_each_step_used(tmp_path):
     logged = {e.step: e.value for e in events.Scalars("lr")}
     # Logged at step s + 1 (steps done), the rate of update s.
     assert logged == pytest.approx({s + 1: settings.lr * lr_factor(s, settings) for s in range(settings.steps)})
+
+
+def test_validation_during_training_does_not_change_the_weights(tmp_path):
+    """Validation draws random numbers (a DataLoader); ``fit`` keeps them away from the training's."""
+    data, val = ShapesDataset(16, seed=5), ShapesDataset(2, seed=6)
+    plain, validated = tiny_model(), tiny_model()
+    fit(plain, data, tmp_path / "plain", quick(steps=4, eval_every=0), progress=False)
+    fit(validated, data, tmp_path / "validated", quick(steps=4, eval_every=2), val_dataset=val, progress=False)
+    for (name, a), b in zip(plain.state_dict().items(), validated.state_dict().values()):
+        assert torch.equal(a, b), name

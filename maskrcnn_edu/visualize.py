@@ -80,7 +80,7 @@ __all__ = [
     # samples and evaluation
     "draw_top_masks",
     "BoxMatches",
-    "match_boxes",
+    "match_boxes", "greedy_match",
     "draw_matches",
     "draw_iou_grid",
     "draw_pr_curve",
@@ -1194,11 +1194,22 @@ def match_boxes(gt_boxes, gt_labels, pred_boxes, pred_labels, pred_scores, iou_t
                          f"{len(pred_boxes)}, {len(pred_labels)}, {len(pred_scores)}")
     ious = box_iou(gt_boxes, pred_boxes).numpy() if len(gt_boxes) and len(pred_boxes) else np.zeros(
         (len(gt_boxes), len(pred_boxes)))
+    return greedy_match(ious, gt_labels, pred_labels, pred_scores, iou_threshold)
+
+
+def greedy_match(ious: np.ndarray, gt_labels, pred_labels, pred_scores, iou_threshold: float = 0.5) -> BoxMatches:
+    """The greedy pass of :func:`match_boxes` on any IoU matrix ``ious [G, P]`` (boxes or masks).
+
+    Predictions best score first (stable on ties); each takes the free ground truth of its own
+    class with the highest IoU if it is ``>= iou_threshold``. A loop over predictions, because each
+    match takes a ground truth away from the next one's choice.
+    """
+    gt_labels, pred_labels = np.asarray(gt_labels).reshape(-1), np.asarray(pred_labels).reshape(-1)
     candidates = np.where(gt_labels[:, None] == pred_labels[None, :], ious, -1.0)  # [G, P]; other classes never match
-    taken = np.zeros(len(gt_boxes), dtype=bool)
+    taken = np.zeros(len(gt_labels), dtype=bool)
     pairs, pair_ious = [], []
-    for p in np.argsort(-pred_scores, kind="stable"):
-        column = np.where(taken, -1.0, candidates[:, p]) if len(gt_boxes) else np.zeros(0)
+    for p in np.argsort(-np.asarray(pred_scores).reshape(-1), kind="stable"):
+        column = np.where(taken, -1.0, candidates[:, p])
         if len(column) and column.max() >= iou_threshold:
             g = int(column.argmax())
             taken[g] = True
@@ -1209,7 +1220,7 @@ def match_boxes(gt_boxes, gt_labels, pred_boxes, pred_labels, pred_scores, iou_t
         pairs=np.asarray(pairs, dtype=np.int64).reshape(-1, 2),
         ious=np.asarray(pair_ious, dtype=np.float64),
         missed=np.where(~taken)[0],
-        false_positives=np.asarray([p for p in range(len(pred_boxes)) if p not in matched_predictions], dtype=np.int64),
+        false_positives=np.asarray([p for p in range(len(pred_labels)) if p not in matched_predictions], dtype=np.int64),
     )
 
 

@@ -35,7 +35,7 @@ import torch
 from matplotlib.figure import Figure
 from pycocotools import mask as mask_utils
 
-from ..visualize import class_colors, draw_boxes, draw_masks, show_image
+from ..visualize import class_colors, draw_boxes, draw_masks, greedy_match, show_image
 from . import Explorer, View
 
 __all__ = [
@@ -304,22 +304,9 @@ def match_masks(object_masks, object_labels, masks, labels, scores, iou_threshol
     most, if that IoU is ``>= iou_threshold``, and is a false positive otherwise. The IoUs are one
     matrix product; the pass is a loop over detections because each match takes an object away.
     """
-    object_labels, labels = np.asarray(object_labels).reshape(-1), np.asarray(labels).reshape(-1)
-    scores = np.asarray(scores).reshape(-1)
-    ious = mask_iou(np.asarray(object_masks), np.asarray(masks))  # [G, D]
-    candidates = np.where(object_labels[:, None] == labels[None, :], ious, -1.0)  # other classes never match
-    taken = np.zeros(len(object_labels), dtype=bool)
-    pairs, pair_ious = [], []
-    for d in np.argsort(-scores, kind="stable"):
-        column = np.where(taken, -1.0, candidates[:, d])
-        if len(column) and column.max() >= iou_threshold:
-            g = int(column.argmax())
-            taken[g] = True
-            pairs.append((g, int(d)))
-            pair_ious.append(float(ious[g, d]))
-    matched = {d for _, d in pairs}
-    return MaskMatches(np.asarray(pairs, dtype=np.int64).reshape(-1, 2), np.asarray(pair_ious, dtype=np.float64),
-                       np.flatnonzero(~taken), np.array([d for d in range(len(labels)) if d not in matched], dtype=np.int64))
+    matches = greedy_match(mask_iou(np.asarray(object_masks), np.asarray(masks)), object_labels, labels, scores,
+                           iou_threshold)  # IoUs [G, D]
+    return MaskMatches(matches.pairs, matches.ious, matches.missed, matches.false_positives)
 
 
 @dataclass

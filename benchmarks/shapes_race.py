@@ -22,6 +22,7 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from maskrcnn_edu import cli
@@ -43,6 +44,7 @@ def torchvision_model(config) -> torch.nn.Module:
     backbone = BackboneWithFPN(resnet, {"layer1": "0", "layer2": "1", "layer3": "2", "layer4": "3"}, channels,
                                config.fpn_channels, extra_blocks=LastLevelMaxPool())
     c = config
+    levels = ["0", "1", "2", "3"]
     model = TorchvisionMaskRCNN(
         backbone, num_classes=None, min_size=c.min_size, max_size=c.max_size,
         rpn_anchor_generator=AnchorGenerator(c.anchor_sizes, c.aspect_ratios),
@@ -50,6 +52,8 @@ def torchvision_model(config) -> torch.nn.Module:
         rpn_post_nms_top_n_train=c.rpn_post_nms_top_n_train, rpn_post_nms_top_n_test=c.rpn_post_nms_top_n_test,
         rpn_nms_thresh=c.rpn_nms_thresh, rpn_fg_iou_thresh=c.rpn_fg_iou_thresh, rpn_bg_iou_thresh=c.rpn_bg_iou_thresh,
         rpn_batch_size_per_image=c.rpn_batch_size_per_image, rpn_positive_fraction=c.rpn_positive_fraction,
+        box_roi_pool=MultiScaleRoIAlign(levels, c.box_roi_size, c.sampling_ratio, canonical_scale=int(c.roi_canonical_size)),
+        mask_roi_pool=MultiScaleRoIAlign(levels, c.mask_roi_size, c.sampling_ratio, canonical_scale=int(c.roi_canonical_size)),
         box_head=TwoMLPHead(c.fpn_channels * c.box_roi_size**2, c.representation_size),
         box_predictor=FastRCNNPredictor(c.representation_size, c.num_classes),
         box_score_thresh=c.box_score_thresh, box_nms_thresh=c.box_nms_thresh, box_detections_per_img=c.detections_per_img,

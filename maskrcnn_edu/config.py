@@ -64,6 +64,9 @@ class Config:
 
     # RoI heads.
     roi_op: str = "align"  # "pool" swaps RoIAlign for Fast R-CNN's RoIPool (the ablation of chapter 08)
+    # A RoI of this side is read from P4, one half its side from P3, and so on (the FPN paper's
+    # eq. 1, made for ImageNet-sized objects: 224).
+    roi_canonical_size: float = 224.0
     box_roi_size: int = 7
     mask_roi_size: int = 14
     sampling_ratio: int = 2

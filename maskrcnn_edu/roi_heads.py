@@ -192,8 +192,8 @@ class RoIHeads(nn.Module):
         super().__init__()
         c = config
         self.config = c
-        self.box_pool = MultiScaleRoIAlign(c.box_roi_size, c.sampling_ratio, c.aligned, op=roi_op)
-        self.mask_pool = MultiScaleRoIAlign(c.mask_roi_size, c.sampling_ratio, c.aligned, op=roi_op)
+        self.box_pool = MultiScaleRoIAlign(c.box_roi_size, c.sampling_ratio, c.aligned, roi_op, c.roi_canonical_size)
+        self.mask_pool = MultiScaleRoIAlign(c.mask_roi_size, c.sampling_ratio, c.aligned, roi_op, c.roi_canonical_size)
         self.box_head = BoxHead(in_channels * c.box_roi_size**2, c.representation_size)
         self.box_predictor = BoxPredictor(c.representation_size, c.num_classes)
         self.mask_head = MaskHead(in_channels, c.mask_layers)
@@ -290,7 +290,7 @@ class RoIHeads(nn.Module):
             for d, r, size in zip(box_deltas.split(counts), rois, image_sizes)
         ]
         scores = list(F.softmax(class_logits, dim=-1).split(counts))
-        levels = [fpn_level(r, FIRST_LEVEL, LAST_LEVEL) for r in rois]
+        levels = [fpn_level(r, FIRST_LEVEL, LAST_LEVEL, self.config.roi_canonical_size) for r in rois]
         return RoIHeadsOutput(rois, levels, tuple(pooled.shape), class_logits, box_deltas, refined, scores)
 
     def predict_masks(self, features: list[Tensor], rois: list[Tensor], image_sizes) -> tuple[Tensor, tuple]:

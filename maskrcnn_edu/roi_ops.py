@@ -392,13 +392,17 @@ class MultiScaleRoIAlign:
         sampling_ratio, aligned: as ``roi_align``'s.
         op: ``roi_align``-like function ``(input, rois, output_size, spatial_scale, sampling_ratio, aligned)``
             (torchvision's kernel, or ``roi_pool`` wrapped, can stand in).
+        canonical_size: the side of a box that ``fpn_level`` reads from level 4 (224, ImageNet's size,
+            in the FPN paper); a box half that size is read one level finer.
 
     The output has the features' dtype; float16/bfloat16 features are read in float32 (see ``roi_align``)
     and the level of each box is computed in float32.
     """
 
-    def __init__(self, output_size: int, sampling_ratio: int = 2, aligned: bool = False, op=None):
+    def __init__(self, output_size: int, sampling_ratio: int = 2, aligned: bool = False, op=None,
+                 canonical_size: float = 224.0):
         self.output_size = output_size
+        self.canonical_size = canonical_size  # the box size read from level 4 (``fpn_level``)
         self.sampling_ratio = sampling_ratio
         self.aligned = aligned
         self.op = op if op is not None else roi_align
@@ -411,7 +415,7 @@ class MultiScaleRoIAlign:
         rois = boxes_to_rois(list(boxes))
         if rois.dtype in LOW_PRECISION:  # the level rule's log2 in 16 bits would misplace boxes near a boundary
             rois = rois.float()
-        levels = fpn_level(rois[:, 1:], min_level, max_level) - min_level  # [K], 0 = finest given level
+        levels = fpn_level(rois[:, 1:], min_level, max_level, self.canonical_size) - min_level  # [K], 0 = finest
         first = features[0]
         output = first.new_zeros(len(rois), first.shape[1], self.output_size, self.output_size)
         for level, (feature, scale) in enumerate(zip(features, scales)):  # a loop over the 4 levels

@@ -246,3 +246,27 @@ def test_multiscale_roi_align_under_autocast_computes_in_float32(gen):
         mixed = pooler(features, boxes, [image_size] * 2)
     assert mixed.dtype == torch.bfloat16
     torch.testing.assert_close(mixed.float(), in_float32, atol=1e-6, rtol=2**-8)
+
+
+@pytest.mark.parametrize("canonical_size", [224.0, 112.0, 56.0])
+def test_multiscale_roi_align_equals_torchvision_for_any_canonical_size(gen, canonical_size):
+    from collections import OrderedDict
+
+    from torchvision.ops import MultiScaleRoIAlign as TorchvisionPooler
+
+    image_size = (128, 160)
+    features = [torch.randn(2, 4, image_size[0] // s, image_size[1] // s, generator=gen) for s in (4, 8, 16, 32)]
+    top_left = torch.rand(2, 40, 2, generator=gen) * torch.tensor([140.0, 110.0])
+    boxes = [torch.cat([t, t + 2 + torch.rand(40, 2, generator=gen) * 120], dim=1) for t in top_left]
+    ours = roi_ops.MultiScaleRoIAlign(7, sampling_ratio=2, canonical_size=canonical_size)(features, boxes, [image_size] * 2)
+    theirs = TorchvisionPooler(["0", "1", "2", "3"], 7, 2, canonical_scale=int(canonical_size))(
+        OrderedDict((str(i), f) for i, f in enumerate(features)), boxes, [image_size] * 2)
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
+
+
+def test_fpn_level_golden_values_for_a_smaller_canonical_size():
+    sides = torch.tensor([8.0, 27.9, 28.0, 56.0, 111.9, 112.0, 500.0])
+    boxes = torch.stack([torch.zeros(7), torch.zeros(7), sides, sides], dim=1)
+    # canonical 56: 56 px -> level 4, 28 -> 3, below 28 -> 2 (clamped), 112 and up -> 5 (clamped)
+    assert roi_ops.fpn_level(boxes, 2, 5, canonical_size=56.0).tolist() == [2, 2, 3, 4, 4, 5, 5]
+    assert roi_ops.fpn_level(boxes, 2, 5).tolist() == [2, 2, 2, 2, 2, 3, 5]  # the default, 224

@@ -81,8 +81,12 @@ def _name(label: int, class_names: Sequence[str] | None) -> str:
     return class_names[label] if class_names and label < len(class_names) else f"class {label}"
 
 
-def detection_path(trace, detection: int, image: int = 0, class_names: Sequence[str] | None = None) -> DetectionPath:
+def detection_path(trace, detection: int, image: int = 0, class_names: Sequence[str] | None = None,
+                   canonical_size: float = 224.0) -> DetectionPath:
     """Gather detection ``detection`` of image ``image`` from an inference ``trace`` (``model.trace(images)``).
+
+    ``canonical_size``: the model's ``config.roi_canonical_size``, by which the refined box's mask
+    level is chosen.
 
     Raises ``ValueError`` when the trace is a training trace or either index is out of range.
     """
@@ -100,7 +104,7 @@ def detection_path(trace, detection: int, image: int = 0, class_names: Sequence[
     refined = found["boxes"][detection]
     label = int(found["labels"][detection])
     box_level = int(heads.roi_levels[image][roi])
-    mask_level = int(fpn_level(refined[None], FIRST_LEVEL, LAST_LEVEL)[0])
+    mask_level = int(fpn_level(refined[None], FIRST_LEVEL, LAST_LEVEL, canonical_size)[0])
     probabilities = found["masks"][detection : detection + 1]  # [1, 1, M, M]
     pasted = paste_masks(probabilities, refined[None], trace.batch.image_sizes[image])[0, 0]  # [h, w]
     feature = trace.features[box_level - FIRST_LEVEL][image].mean(dim=0)  # [H_l, W_l]
@@ -194,7 +198,7 @@ class HeadsView(View):
 
 
 def heads_view(trace, detection: int = 0, image_index: int = 0, class_names: Sequence[str] | None = None,
-               draw: bool = True, aligned: bool = False) -> HeadsView:
+               draw: bool = True, aligned: bool = False, canonical_size: float = 224.0) -> HeadsView:
     """The explorer's view: detection ``detection`` of a one-image inference ``trace``.
 
     ``image_index`` only names the image in the caption. The caption gives the class, score, both
@@ -206,7 +210,7 @@ def heads_view(trace, detection: int = 0, image_index: int = 0, class_names: Seq
             figure = Figure(figsize=(3.5, 3.5), layout="constrained")
             show_image(figure.subplots(), trace.image(0))
         return HeadsView(figure, f"Image {image_index}: no detections.")
-    path = dataclasses.replace(detection_path(trace, detection, 0, class_names), image_index=image_index)
+    path = dataclasses.replace(detection_path(trace, detection, 0, class_names, canonical_size), image_index=image_index)
     figure = draw_detection_path(path, trace.image(0), aligned) if draw else None
     return HeadsView(figure, _caption(path), path)
 
@@ -241,6 +245,7 @@ def heads_explorer(model, images: Sequence[Tensor], draw: bool = True) -> Explor
     image_slider.observe(follow_image, names="value")
 
     def view(image: int, detection: int) -> HeadsView:
-        return heads_view(trace_of(image), detection, image, class_names, draw=draw, aligned=model.config.aligned)
+        return heads_view(trace_of(image), detection, image, class_names, draw=draw, aligned=model.config.aligned,
+                         canonical_size=model.config.roi_canonical_size)
 
     return Explorer({"image": image_slider, "detection": detection_slider}, view, draw=draw)

@@ -70,7 +70,10 @@ class Config:
     box_roi_size: int = 7
     mask_roi_size: int = 14
     sampling_ratio: int = 2
-    aligned: bool = False  # torchvision's model keeps the paper's half-cell offset
+    # True: pixel centres at +0.5 everywhere masks meet boxes, in RoIAlign, the mask targets and the
+    # pasting (detectron2's ROIAlignV2). False: torchvision's model, which keeps the paper's
+    # half-cell offset and pastes masks into whole-pixel boxes.
+    aligned: bool = False
     representation_size: int = 1024
     mask_layers: tuple = (256, 256, 256, 256)
     box_batch_size_per_image: int = 512

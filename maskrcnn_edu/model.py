@@ -153,7 +153,7 @@ class MaskRCNN(nn.Module):
         if targets is not None:
             trace.losses = {**rpn.losses, **heads.losses}
         else:
-            trace.detections = postprocess(heads.detections, batch.image_sizes, original_sizes)
+            trace.detections = postprocess(heads.detections, batch.image_sizes, original_sizes, self.config.aligned)
         return trace
 
     def forward(self, images: list[Tensor], targets: list[dict] | None = None):

@@ -88,13 +88,14 @@ def prepare_batch(images: list[Tensor], targets: list[dict] | None, config) -> t
     return batch, (prepared_targets if targets is not None else None)
 
 
-def postprocess(detections: list[dict], image_sizes, original_sizes) -> list[dict]:
-    """Boxes back to each original image's pixels; mask probabilities ``[N, 1, M, M]`` pasted into it."""
+def postprocess(detections: list[dict], image_sizes, original_sizes, aligned: bool = False) -> list[dict]:
+    """Boxes back to each original image's pixels; mask probabilities ``[N, 1, M, M]`` pasted into it
+    (``paste_masks`` with the model's ``config.aligned`` convention)."""
     results = []
     for detection, size, original in zip(detections, image_sizes, original_sizes):
         detection = dict(detection)
         detection["boxes"] = resize_boxes(detection["boxes"], size, original)
         if "masks" in detection:
-            detection["masks"] = paste_masks(detection["masks"], detection["boxes"], original)
+            detection["masks"] = paste_masks(detection["masks"], detection["boxes"], original, aligned=aligned)
         results.append(detection)
     return results

@@ -826,7 +826,8 @@ def _stage_masks(scene: _Scene) -> str:
     boxes = found["boxes"][shown]
     palette = class_colors(trace.heads.class_scores[0].shape[1])
     colours = [tuple(palette[label]) for label in to_numpy(found["labels"][shown])]
-    pasted = paste_masks(found["masks"][shown], boxes, trace.batch.image_sizes[0])  # [D, 1, h, w]
+    aligned = getattr(scene.config, "aligned", False)
+    pasted = paste_masks(found["masks"][shown], boxes, trace.batch.image_sizes[0], aligned=aligned)  # [D, 1, h, w]
     draw_masks(scene.main, pasted, colors=colours, threshold=MASK_THRESHOLD)
     draw_boxes(scene.main, boxes, labels=found["labels"][shown], class_names=scene.class_names, colors=colours)
     scene.counts.update(masks=len(shown))

@@ -92,6 +92,40 @@ def test_paste_masks_matches_torchvision():
     assert paste_masks(masks[:0], boxes[:0], (100, 140)).shape == (0, 1, 100, 140)
 
 
+def test_aligned_paste_masks_samples_every_pixel_centre_like_grid_sample():
+    generator = torch.Generator().manual_seed(1)
+    masks = torch.rand(12, 1, 28, 28, generator=generator)
+    corners = torch.rand(12, 2, 2, generator=generator) * torch.tensor([150.0, 110.0]) - 10
+    boxes = torch.cat([corners.min(1).values, corners.max(1).values], 1)
+    boxes[0] = torch.tensor([5.0, 5.0, 5.5, 5.2])  # smaller than a pixel
+    height, width = 100, 140
+    # Each pixel centre's place in the box, as grid_sample's [-1, 1] coordinates (align_corners=False).
+    gx = ((torch.arange(width) + 0.5)[None] - boxes[:, 0:1]) / (boxes[:, 2:3] - boxes[:, 0:1]) * 2 - 1  # [N, W]
+    gy = ((torch.arange(height) + 0.5)[None] - boxes[:, 1:2]) / (boxes[:, 3:4] - boxes[:, 1:2]) * 2 - 1  # [N, H]
+    grid = torch.stack([gx[:, None, :].expand(-1, height, -1), gy[:, :, None].expand(-1, -1, width)], dim=-1)
+    expected = torch.nn.functional.grid_sample(masks, grid, align_corners=False, padding_mode="zeros")
+    torch.testing.assert_close(paste_masks(masks, boxes, (height, width), aligned=True), expected, atol=1e-5, rtol=0)
+
+
+def test_aligned_mask_targets_and_paste_give_ground_truth_back():
+    """A Shapes mask cut to 28 x 28 at its own box and pasted back: nearly itself when aligned, and
+    visibly less under torchvision's convention (a half-pixel shift, whole-pixel boxes)."""
+    from maskrcnn_edu.data import ShapesDataset
+    from maskrcnn_edu.roi_heads import mask_targets
+
+    ious = {True: [], False: []}
+    for image, target in ShapesDataset(40, seed=3):
+        gt, boxes = target["masks"].bool(), target["boxes"]
+        objects = torch.arange(len(boxes))
+        for aligned in (True, False):
+            crops = mask_targets(target["masks"], boxes, objects, 28, aligned=aligned)  # [G, 28, 28]
+            pasted = paste_masks(crops[:, None], boxes, tuple(gt.shape[-2:]), aligned=aligned)[:, 0] >= 0.5
+            ious[aligned] += ((pasted & gt).flatten(1).sum(1) / (pasted | gt).flatten(1).sum(1)).tolist()
+    aligned, unaligned = torch.tensor(ious[True]), torch.tensor(ious[False])
+    assert aligned.mean() > 0.99 and (aligned > 0.95).float().mean() > 0.98  # a few occluded slivers fit worse
+    assert unaligned.mean() < aligned.mean() - 0.03
+
+
 def test_smooth_l1_golden_and_as_torch():
     error = torch.tensor([0.0, 0.05, -0.1, 1.0, -3.0])
     beta = 1 / 9

@@ -82,11 +82,11 @@ def _name(label: int, class_names: Sequence[str] | None) -> str:
 
 
 def detection_path(trace, detection: int, image: int = 0, class_names: Sequence[str] | None = None,
-                   canonical_size: float = 224.0) -> DetectionPath:
+                   canonical_size: float = 224.0, aligned: bool = False) -> DetectionPath:
     """Gather detection ``detection`` of image ``image`` from an inference ``trace`` (``model.trace(images)``).
 
-    ``canonical_size``: the model's ``config.roi_canonical_size``, by which the refined box's mask
-    level is chosen.
+    ``canonical_size`` and ``aligned``: the model's ``config.roi_canonical_size`` (by which the refined
+    box's mask level is chosen) and ``config.aligned`` (how the mask is pasted).
 
     Raises ``ValueError`` when the trace is a training trace or either index is out of range.
     """
@@ -106,7 +106,7 @@ def detection_path(trace, detection: int, image: int = 0, class_names: Sequence[
     box_level = int(heads.roi_levels[image][roi])
     mask_level = int(fpn_level(refined[None], FIRST_LEVEL, LAST_LEVEL, canonical_size)[0])
     probabilities = found["masks"][detection : detection + 1]  # [1, 1, M, M]
-    pasted = paste_masks(probabilities, refined[None], trace.batch.image_sizes[image])[0, 0]  # [h, w]
+    pasted = paste_masks(probabilities, refined[None], trace.batch.image_sizes[image], aligned=aligned)[0, 0]  # [h, w]
     feature = trace.features[box_level - FIRST_LEVEL][image].mean(dim=0)  # [H_l, W_l]
     return DetectionPath(
         image_index=image,
@@ -210,7 +210,7 @@ def heads_view(trace, detection: int = 0, image_index: int = 0, class_names: Seq
             figure = Figure(figsize=(3.5, 3.5), layout="constrained")
             show_image(figure.subplots(), trace.image(0))
         return HeadsView(figure, f"Image {image_index}: no detections.")
-    path = dataclasses.replace(detection_path(trace, detection, 0, class_names, canonical_size), image_index=image_index)
+    path = dataclasses.replace(detection_path(trace, detection, 0, class_names, canonical_size, aligned), image_index=image_index)
     figure = draw_detection_path(path, trace.image(0), aligned) if draw else None
     return HeadsView(figure, _caption(path), path)
 

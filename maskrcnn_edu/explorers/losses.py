@@ -131,10 +131,13 @@ def losses_for_box(scene: LossScene, box: Tensor, score: float, mask_threshold: 
     height, width = scene.image.shape[-2:]
     all_logits, _ = heads.predict_masks(scene.features, [box[None]], [(height, width)])  # [1, K, M, M]
     size = all_logits.shape[-1]
-    target = mask_targets(scene.gt_mask[None], box[None], torch.zeros(1, dtype=torch.int64), size)  # [1, M, M]
+    aligned = scene.model.config.aligned
+    target = mask_targets(scene.gt_mask[None], box[None], torch.zeros(1, dtype=torch.int64), size,
+                          aligned=aligned)  # [1, M, M]
     loss = mask_loss(all_logits, torch.tensor([scene.label]), target).item()
     own_logits = all_logits[0, scene.label]
-    pasted = paste_masks(torch.sigmoid(own_logits)[None, None], box[None], (height, width))[0, 0] > mask_threshold
+    pasted = paste_masks(torch.sigmoid(own_logits)[None, None], box[None], (height, width), aligned=aligned)[0, 0]
+    pasted = pasted > mask_threshold
     gt = scene.gt_mask.bool()
     union = (pasted | gt).sum().item()
     mask_iou = (pasted & gt).sum().item() / union if union else 0.0

@@ -1,0 +1,158 @@
+"""The Shapes recipe search: train named recipes one after another and score each the same way.
+
+Each recipe changes the ``shapes()`` config, the training settings or the training data of
+``maskrcnn-edu train`` (650 AdamW steps of 8 images). Every run starts from the same seed, trains
+without validation, and is scored on
+
+* 200 held-out images of our Shapes and 200 of the seed project's (``variant="keras"``), test seed 3;
+* the 20 sample images of ``data/shapes_sample``: how many detections scoring >= 0.7 match no
+  object of their class (greedy matching, box IoU >= 0.5; a duplicate counts).
+
+Training time is wall-clock on this machine, so compare runs from one quiet session only (never
+two trainings at once). Rows are appended to ``--json`` (default
+``data/shapes_model/recipes.json``), which ``data/shapes_model/README.md`` tabulates; each run's
+final checkpoint is kept as ``runs/recipes/<name>/last.pt``.
+
+    python benchmarks/shapes_recipes.py base lr2e-3 mix ...
+    python benchmarks/shapes_recipes.py --list
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import ConcatDataset
+from torchvision.transforms import v2
+
+from maskrcnn_edu import cli
+from maskrcnn_edu.coco_eval import coco_evaluate
+from maskrcnn_edu.config import shapes
+from maskrcnn_edu.data import CocoDataset, ShapesDataset
+from maskrcnn_edu.files import write_json
+from maskrcnn_edu.model import MaskRCNN
+from maskrcnn_edu.train import fit
+from maskrcnn_edu.visualize import match_boxes
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "data" / "shapes_sample"
+CONFIDENT = 0.7
+
+
+@dataclasses.dataclass
+class Recipe:
+    """What a run changes from ``maskrcnn-edu train``: config fields, TrainSettings fields, data."""
+
+    note: str
+    config: dict = dataclasses.field(default_factory=dict)
+    settings: dict = dataclasses.field(default_factory=dict)
+    data: str = "edu"  # "edu", "keras" or "mix" (both, half and half)
+    flip: bool = False  # random horizontal flips
+
+
+TWO_SCALES = ((8, 12), (16, 24), (32, 48), (64, 96), (128, 192))
+
+RECIPES = {
+    "base": Recipe("today's recipe: 650 AdamW steps of 8, lr 1e-3"),
+    "lr2e-3": Recipe("lr 2e-3", settings={"lr": 2e-3}),
+    "lr4e-3": Recipe("lr 4e-3", settings={"lr": 4e-3}),
+    "mix": Recipe("train on both variants, half and half", data="mix"),
+    "flip": Recipe("random horizontal flips", flip=True),
+    "canon112": Recipe("RoIs of 56 px and up read from P3 (canonical size 112)", config={"roi_canonical_size": 112.0}),
+    "canon56": Recipe("RoIs of 28 px read from P3, 56 px from P4 (canonical size 56)", config={"roi_canonical_size": 56.0}),
+    "anchors2": Recipe("two anchor sizes per level (x1, x1.5)", config={"anchor_sizes": TWO_SCALES,
+                                                                      "aspect_ratios": ((0.5, 1.0, 2.0),) * 5}),
+    "rois64": Recipe("64 sampled RoIs per image, not 128", config={"box_batch_size_per_image": 64}),
+    "fewer-proposals": Recipe("training keeps 250 proposals per level and image, not 500",
+                              config={"rpn_pre_nms_top_n_train": 250, "rpn_post_nms_top_n_train": 250}),
+    "aligned": Recipe("RoIAlign with the half-pixel correction (aligned=True)", config={"aligned": True}),
+    "rpn-fg0.5": Recipe("an anchor is positive from IoU 0.5, not 0.7", config={"rpn_fg_iou_thresh": 0.5}),
+    "batch4x1300": Recipe("1300 steps of 4 images", settings={"steps": 1300, "batch_size": 4}),
+    "batch16x325": Recipe("325 steps of 16 images, lr 2e-3", settings={"steps": 325, "batch_size": 16, "lr": 2e-3}),
+}
+
+
+def training_set(recipe: Recipe):
+    transforms = v2.RandomHorizontalFlip() if recipe.flip else None
+    make = lambda variant: ShapesDataset(cli.SHAPES_TRAIN_IMAGES, seed=cli.SHAPES_TRAIN_SEED, variant=variant,
+                                         transforms=transforms)
+    if recipe.data == "mix":
+        return ConcatDataset([make("edu"), make("keras")])
+    return make(recipe.data)
+
+
+def confident_misses(model) -> int:
+    """Detections scoring >= 0.7 on the 20 sample images that match no object of their class."""
+    sample = CocoDataset(SAMPLE / "images", SAMPLE / "annotations.json")
+    model.eval()
+    count = 0
+    with torch.no_grad():
+        for i in range(len(sample)):
+            image, target = sample[i]
+            found = model([image])[0]
+            matches = match_boxes(target["boxes"], target["labels"], found["boxes"], found["labels"], found["scores"])
+            count += int((found["scores"][matches.false_positives] >= CONFIDENT).sum())
+    return count
+
+
+def run(name: str, recipe: Recipe) -> dict:
+    config = shapes(**recipe.config)
+    settings = dataclasses.replace(cli.shapes_schedule(), checkpoint_every=10**9, **recipe.settings)
+    torch.manual_seed(0)
+    model = MaskRCNN(config)
+    start = time.perf_counter()
+    fit(model, training_set(recipe), ROOT / "runs" / "recipes" / name, settings, val_dataset=None, progress=True)
+    minutes = (time.perf_counter() - start) / 60
+    row = {"recipe": name, "note": recipe.note, "train_minutes": round(minutes, 2), "steps": settings.steps,
+           "batch_size": settings.batch_size}
+    for variant in ("edu", "keras"):
+        test_set = ShapesDataset(cli.SHAPES_TEST_IMAGES, seed=cli.SHAPES_TEST_SEED, variant=variant)
+        metrics, _ = coco_evaluate(model, test_set, progress=False)
+        for metric in ("AP", "AP50", "AP75"):
+            row[f"{variant}_segm_{metric}"] = round(metrics["segm"][metric], 4)
+        row[f"{variant}_bbox_AP"] = round(metrics["bbox"]["AP"], 4)
+    row["sample_confident_misses"] = confident_misses(model)
+    print(json.dumps(row))
+    return row
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """The rows as the Markdown table of ``data/shapes_model/README.md``."""
+    lines = ["| recipe | what changes | steps x batch | train min | segm AP | segm AP50 | keras segm AP | keras segm AP50 "
+             "| sample misses |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| `{r['recipe']}` | {r['note']} | {r['steps']} x {r['batch_size']} | {r['train_minutes']:.2f} "
+                     f"| {r['edu_segm_AP']:.3f} | {r['edu_segm_AP50']:.3f} | {r['keras_segm_AP']:.3f} "
+                     f"| {r['keras_segm_AP50']:.3f} | {r['sample_confident_misses']} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("recipes", nargs="*", help="names of RECIPES, run in this order")
+    parser.add_argument("--json", default=str(ROOT / "data" / "shapes_model" / "recipes.json"))
+    parser.add_argument("--list", action="store_true", help="print the recipes and stop")
+    parser.add_argument("--table", action="store_true", help="print --json's rows as a Markdown table and stop")
+    args = parser.parse_args()
+    if args.table:
+        print(markdown_table(json.loads(Path(args.json).read_text())))
+        return
+    if args.list or not args.recipes:
+        for name, recipe in RECIPES.items():
+            print(f"{name:<14} {recipe.note}")
+        return
+    unknown = [n for n in args.recipes if n not in RECIPES]
+    if unknown:
+        raise SystemExit(f"unknown recipes {unknown}; --list shows them")
+    path = Path(args.json)
+    for name in args.recipes:
+        row = run(name, RECIPES[name])
+        rows = json.loads(path.read_text()) if path.exists() else []
+        write_json(path, rows + [row])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,8 +1,10 @@
 """The Mask R-CNN paper's Table 2 ablations, at Shapes scale, measured here.
 
-Every variant trains from scratch with the same recipe and budget (the ``maskrcnn-edu train`` Shapes
-recipe, ``--steps`` AdamW steps of ``--batch-size`` images), the same batches, and one initial
-weight draw per seed; each is scored with pycocotools on the 200 held-out Shapes images:
+Every variant trains from scratch with the same recipe and budget (the Shapes recipe *before* the
+recipe search of ``data/shapes_model/README.md``, ``shapes_recipes.BEFORE_CONFIG`` at lr 1e-3, for
+``--steps`` AdamW steps of ``--batch-size`` images: the stored results were measured with it), the
+same batches, and one initial weight draw per seed; each is scored with pycocotools on the 200
+held-out Shapes images:
 
 * ``roialign_sigmoid``: the model as shipped (RoIAlign, per-class sigmoid masks) -- the baseline;
 * ``roipool``: Fast R-CNN's quantized RoIPool in the box and mask heads (paper, Table 2c/d);
@@ -38,6 +40,8 @@ from maskrcnn_edu.files import write_json
 from maskrcnn_edu.model import MaskRCNN
 from maskrcnn_edu.train import fit
 
+from shapes_recipes import BEFORE_CONFIG, BEFORE_SETTINGS  # benchmarks/shapes_recipes.py
+
 from report import write_report  # benchmarks/report.py
 
 VARIANTS = {
@@ -67,7 +71,7 @@ OUT = Path(__file__).resolve().parents[1] / "data" / "ablations"  # the reposito
 def train_and_score(variant: str, seed: int, settings, train_set, test_set, scratch: Path):
     """One run: a fresh model (initial weights drawn from ``seed``), trained and scored -> (row, results)."""
     torch.manual_seed(seed)
-    model = MaskRCNN(shapes(**VARIANTS[variant]))
+    model = MaskRCNN(shapes(**{**BEFORE_CONFIG, **VARIANTS[variant]}))
     start = time.perf_counter()
     fit(model, train_set, scratch / f"{variant}_{seed}", dataclasses.replace(settings, seed=seed), progress=True)
     minutes = (time.perf_counter() - start) / 60
@@ -102,8 +106,8 @@ def print_table(table: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=cli.SHAPES_STEPS)
-    parser.add_argument("--batch-size", type=int, default=cli.SHAPES_BATCH)
+    parser.add_argument("--steps", type=int, default=BEFORE_SETTINGS["steps"])
+    parser.add_argument("--batch-size", type=int, default=BEFORE_SETTINGS["batch_size"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--keep-images", type=int, default=12, help="held-out images whose detections are kept")
@@ -111,7 +115,8 @@ def main() -> None:
     parser.add_argument("--resume", action="store_true", help="skip the runs already in the JSON")
     args = parser.parse_args()
 
-    settings = dataclasses.replace(cli.shapes_schedule(args.steps, args.batch_size), checkpoint_every=10**9)
+    settings = dataclasses.replace(cli.shapes_schedule(args.steps, args.batch_size, BEFORE_SETTINGS["lr"]),
+                                   checkpoint_every=10**9, channels_last=BEFORE_SETTINGS["channels_last"])
     train_set = ShapesDataset(cli.SHAPES_TRAIN_IMAGES, seed=cli.SHAPES_TRAIN_SEED)
     test_set = ShapesDataset(cli.SHAPES_TEST_IMAGES, seed=cli.SHAPES_TEST_SEED)
     results_path, detections_path = args.out / "ablations.json", args.out / "detections.json"

@@ -1,12 +1,20 @@
 """Shapes race: our Mask R-CNN against torchvision's, same config, same start, same data, same loop.
 
-Both models are the ``shapes()`` preset (ResNet-18-FPN with 64 channels, anchors 8..128, ...);
-torchvision's is assembled from its own modules to that shape and starts from the same weights as
-ours. Both train with ``maskrcnn_edu.train.fit`` (the same batches, schedule and seed) for the
-recipe of ``maskrcnn-edu train``, then are scored on the 200 held-out Shapes images (test seed).
+Three runs, one after another in one process, each trained with ``maskrcnn_edu.train.fit`` (the
+same batches and seed) and scored on the 200 held-out Shapes images (test seed), both variants:
+
+1. ours on the recipe of ``maskrcnn-edu train`` (the ``shapes()`` preset, ``cli.shapes_schedule()``);
+2. torchvision's ``MaskRCNN`` class on the same recipe: assembled from its own modules to the
+   same shape, starting from the same weights. One setting cannot follow: torchvision's model
+   has no ``aligned`` geometry (its RoIAlign, mask targets and pasting keep the half-pixel offset
+   and whole-pixel boxes), so it runs the recipe with ``aligned=False``;
+3. ours on the recipe this one replaced (``BEFORE``: 650 steps at lr 1e-3, one anchor size per
+   level, 128 RoIs, 500 proposals, ``aligned=False``, training images of up to 4 shapes), the
+   training time the new recipe must not exceed.
+
 Prints wall-clock training time and COCO AP; writes JSON.
 
-    python benchmarks/shapes_race.py [--steps 600] [--json benchmarks/results/shapes_race.json]
+    python benchmarks/shapes_race.py [--steps N] [--json benchmarks/results/shapes_race.json]
 """
 from __future__ import annotations
 
@@ -35,6 +43,7 @@ from maskrcnn_edu.train import fit
 from maskrcnn_edu.weights import torchvision_key
 
 from report import write_report  # benchmarks/report.py
+from shapes_recipes import BEFORE_CONFIG, BEFORE_SETTINGS  # benchmarks/shapes_recipes.py
 
 
 def torchvision_model(config) -> torch.nn.Module:
@@ -72,15 +81,17 @@ def same_start(ours: torch.nn.Module, theirs: torch.nn.Module) -> None:
     theirs.load_state_dict({k: own[torchvision_key(k)] for k in theirs.state_dict()})
 
 
-def race(name, model, settings, train_set, test_set, out_dir):
+def race(name, model, settings, train_set, test_sets, out_dir):
     start = time.perf_counter()
     fit(model, train_set, out_dir, settings, val_dataset=None, progress=True)
     minutes = (time.perf_counter() - start) / 60
-    metrics, _ = coco_evaluate(model, test_set, progress=False)
-    row = {"model": name, "train_minutes": round(minutes, 2), "steps": settings.steps}
-    for kind in ("bbox", "segm"):
-        for metric in ("AP", "AP50", "AP75"):
-            row[f"{kind}_{metric}"] = round(metrics[kind][metric], 4)
+    row = {"model": name, "train_minutes": round(minutes, 2), "steps": settings.steps, "lr": settings.lr}
+    for variant, test_set in test_sets.items():
+        metrics, _ = coco_evaluate(model, test_set, progress=False)
+        prefix = "" if variant == "edu" else f"{variant}_"
+        for kind in ("bbox", "segm"):
+            for metric in ("AP", "AP50", "AP75"):
+                row[f"{prefix}{kind}_{metric}"] = round(metrics[kind][metric], 4)
     print(row)
     return row
 
@@ -93,19 +104,28 @@ def main() -> None:
 
     config = shapes()
     settings = dataclasses.replace(cli.shapes_schedule(args.steps), checkpoint_every=10**9)
-    train_set = ShapesDataset(cli.SHAPES_TRAIN_IMAGES, seed=cli.SHAPES_TRAIN_SEED)
-    test_set = ShapesDataset(cli.SHAPES_TEST_IMAGES, seed=cli.SHAPES_TEST_SEED)
+    train_set = cli.shapes_training_set()
+    before_train_set = ShapesDataset(cli.SHAPES_TRAIN_IMAGES, seed=cli.SHAPES_TRAIN_SEED)  # up to 4 shapes, as the test images
+    test_sets = {v: ShapesDataset(cli.SHAPES_TEST_IMAGES, seed=cli.SHAPES_TEST_SEED, variant=v) for v in ("edu", "keras")}
     torch.manual_seed(0)
     ours = MaskRCNN(config)
-    theirs = torchvision_model(config)
+    theirs = torchvision_model(config.replace(aligned=False))
     same_start(ours, theirs)
+    torch.manual_seed(0)
+    before = MaskRCNN(shapes(**BEFORE_CONFIG))
+    before_settings = dataclasses.replace(settings, **BEFORE_SETTINGS)
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
-        rows.append(race("maskrcnn_edu (readable ops)", ours, settings, train_set, test_set, f"{scratch}/ours"))
-        rows.append(race("torchvision", theirs, settings, train_set, test_set, f"{scratch}/theirs"))
-    print(f"\n{'model':<30} {'minutes':>8} {'bbox AP50':>10} {'segm AP50':>10} {'segm AP':>8}")
+        rows.append(race("maskrcnn_edu (readable ops)", ours, settings, train_set, test_sets, f"{scratch}/ours"))
+        rows.append(race("torchvision", theirs, settings, train_set, test_sets, f"{scratch}/theirs"))
+        rows.append(race("maskrcnn_edu, recipe before", before, before_settings, before_train_set, test_sets,
+                         f"{scratch}/before"))
+    print(f"\n{'model':<30} {'minutes':>8} {'bbox AP':>8} {'segm AP':>8} {'segm AP50':>10} {'keras segm AP50':>16}")
     for r in rows:
-        print(f"{r['model']:<30} {r['train_minutes']:>8.2f} {r['bbox_AP50']:>10.3f} {r['segm_AP50']:>10.3f} {r['segm_AP']:>8.3f}")
+        print(f"{r['model']:<30} {r['train_minutes']:>8.2f} {r['bbox_AP']:>8.3f} {r['segm_AP']:>8.3f} {r['segm_AP50']:>10.3f} "
+              f"{r['keras_segm_AP50']:>16.3f}")
+    print(f"time ratios: torchvision / ours {rows[1]['train_minutes'] / rows[0]['train_minutes']:.2f}, "
+          f"before / ours {rows[2]['train_minutes'] / rows[0]['train_minutes']:.2f}")
     write_report(args.json, rows, config=config.to_dict(), settings=dataclasses.asdict(settings))
 
 

@@ -1,8 +1,10 @@
 """The Shapes recipe search: train named recipes one after another and score each the same way.
 
-Each recipe changes the ``shapes()`` config, the training settings or the training data of
-``maskrcnn-edu train`` (650 AdamW steps of 8 images). Every run starts from the same seed, trains
-without validation, and is scored on
+Each recipe changes the config, the training settings or the training data of the Shapes recipe
+as it was before this search (``BEFORE_CONFIG``, ``BEFORE_SETTINGS``: 650 AdamW steps of 8 images),
+so that a row means the same whatever the ``shapes()`` preset becomes; ``shipped`` is the preset
+and schedule of ``maskrcnn-edu train`` as they are now. Every run starts from the same seed,
+trains without validation, and is scored on
 
 * 200 held-out images of our Shapes and 200 of the seed project's (``variant="keras"``), test seed 3;
 * the 20 sample images of ``data/shapes_sample``: how many detections scoring >= 0.7 match no
@@ -50,13 +52,25 @@ class Recipe:
     config: dict = dataclasses.field(default_factory=dict)
     settings: dict = dataclasses.field(default_factory=dict)
     data: str = "edu"  # "edu", "keras" or "mix" (both, half and half)
+    shipped: bool = False  # True: the shapes() preset and cli.shapes_schedule() as they are, nothing else
     flip: bool = False  # random horizontal flips
+    max_shapes: int = 4  # shapes per training image, at most (the test images keep 4)
 
+
+# The Shapes recipe before this search (the model shipped until then; the ablations of chapter 08
+# were measured with it): one anchor size per level, 128 RoIs and 500 proposals per image in
+# training, torchvision's unaligned geometry, 650 AdamW steps of 8 at lr 1e-3.
+BEFORE_CONFIG = dict(aligned=False, anchor_sizes=((8,), (16,), (32,), (64,), (128,)), box_batch_size_per_image=128,
+                     rpn_pre_nms_top_n_train=500, rpn_post_nms_top_n_train=500)
+BEFORE_SETTINGS = dict(steps=650, batch_size=8, lr=1e-3, channels_last=False)
 
 TWO_SCALES = ((8, 12), (16, 24), (32, 48), (64, 96), (128, 192))
+COMBO = {"aligned": True, "anchor_sizes": TWO_SCALES, "box_batch_size_per_image": 64,
+         "rpn_pre_nms_top_n_train": 250, "rpn_post_nms_top_n_train": 250}
 
 RECIPES = {
-    "base": Recipe("today's recipe: 650 AdamW steps of 8, lr 1e-3"),
+    "shipped": Recipe("the recipe of `maskrcnn-edu train` now", shipped=True),
+    "base": Recipe("the recipe before this search: 650 AdamW steps of 8, lr 1e-3"),
     "lr2e-3": Recipe("lr 2e-3", settings={"lr": 2e-3}),
     "lr4e-3": Recipe("lr 4e-3", settings={"lr": 4e-3}),
     "mix": Recipe("train on both variants, half and half", data="mix"),
@@ -70,15 +84,40 @@ RECIPES = {
                               config={"rpn_pre_nms_top_n_train": 250, "rpn_post_nms_top_n_train": 250}),
     "aligned": Recipe("RoIAlign with the half-pixel correction (aligned=True)", config={"aligned": True}),
     "rpn-fg0.5": Recipe("an anchor is positive from IoU 0.5, not 0.7", config={"rpn_fg_iou_thresh": 0.5}),
+    "combo": Recipe("aligned + lr 2e-3 + two anchor sizes + 64 RoIs + 250 proposals",
+                    config={"aligned": True, "anchor_sizes": TWO_SCALES, "box_batch_size_per_image": 64,
+                            "rpn_pre_nms_top_n_train": 250, "rpn_post_nms_top_n_train": 250},
+                    settings={"lr": 2e-3}),
+    "combo-lr4e-3": Recipe("combo at lr 4e-3", config=COMBO, settings={"lr": 4e-3}),
+    "combo-b4": Recipe("combo with 1300 steps of 4 images", config=COMBO, settings={"lr": 2e-3, "steps": 1300, "batch_size": 4}),
+    "combo-mix": Recipe("combo trained on both variants", config=COMBO, settings={"lr": 2e-3}, data="mix"),
+    "combo-dense": Recipe("combo on training images of up to 6 shapes", config=COMBO, settings={"lr": 2e-3}, max_shapes=6),
+    "combo-dense8": Recipe("combo on training images of up to 8 shapes", config=COMBO, settings={"lr": 2e-3}, max_shapes=8),
+    "combo-dense-750": Recipe("combo-dense for 750 steps (its steps are cheaper than before's)", config=COMBO,
+                              settings={"lr": 2e-3, "steps": 750}, max_shapes=6),
+    "combo-dense8-750": Recipe("combo-dense8 for 750 steps (its steps are cheaper than before's)", config=COMBO,
+                               settings={"lr": 2e-3, "steps": 750}, max_shapes=8),
+    "combo-dense12": Recipe("combo on training images of up to 12 shapes", config=COMBO, settings={"lr": 2e-3}, max_shapes=12),
+    "d8-pos50": Recipe("combo-dense8-750, channels_last, half of the sampled RoIs positive (not a quarter)",
+                       config={**COMBO, "box_positive_fraction": 0.5},
+                       settings={"lr": 2e-3, "steps": 750, "channels_last": True}, max_shapes=8),
+    "d8-lr3e-3": Recipe("combo-dense8-750, channels_last, lr 3e-3", config=COMBO,
+                        settings={"lr": 3e-3, "steps": 750, "channels_last": True}, max_shapes=8),
+    "d8-pos50-32": Recipe("d8-pos50 with 32 sampled RoIs per image (16 positive at most, as before)",
+                          config={**COMBO, "box_positive_fraction": 0.5, "box_batch_size_per_image": 32},
+                          settings={"lr": 2e-3, "steps": 750, "channels_last": True}, max_shapes=8),
+    "combo-770": Recipe("combo for 770 steps (its time per step is lower)", config=COMBO, settings={"lr": 2e-3, "steps": 770}),
     "batch4x1300": Recipe("1300 steps of 4 images", settings={"steps": 1300, "batch_size": 4}),
     "batch16x325": Recipe("325 steps of 16 images, lr 2e-3", settings={"steps": 325, "batch_size": 16, "lr": 2e-3}),
 }
 
 
 def training_set(recipe: Recipe):
+    if recipe.shipped:
+        return cli.shapes_training_set()
     transforms = v2.RandomHorizontalFlip() if recipe.flip else None
     make = lambda variant: ShapesDataset(cli.SHAPES_TRAIN_IMAGES, seed=cli.SHAPES_TRAIN_SEED, variant=variant,
-                                         transforms=transforms)
+                                         transforms=transforms, max_shapes=recipe.max_shapes)
     if recipe.data == "mix":
         return ConcatDataset([make("edu"), make("keras")])
     return make(recipe.data)
@@ -99,8 +138,11 @@ def confident_misses(model) -> int:
 
 
 def run(name: str, recipe: Recipe) -> dict:
-    config = shapes(**recipe.config)
-    settings = dataclasses.replace(cli.shapes_schedule(), checkpoint_every=10**9, **recipe.settings)
+    if recipe.shipped:
+        config, changes = shapes(), {}
+    else:
+        config, changes = shapes(**{**BEFORE_CONFIG, **recipe.config}), {**BEFORE_SETTINGS, **recipe.settings}
+    settings = dataclasses.replace(cli.shapes_schedule(), checkpoint_every=10**9, **changes)
     torch.manual_seed(0)
     model = MaskRCNN(config)
     start = time.perf_counter()

@@ -25,9 +25,20 @@ def export_shapes(args: argparse.Namespace) -> int:
 
 
 # The recipe behind the shipped Shapes model (data/shapes_model/): `maskrcnn-edu train` with no arguments.
+# data/shapes_model/README.md tabulates the search that chose it.
 SHAPES_TRAIN_SEED, SHAPES_VAL_SEED, SHAPES_TEST_SEED = 1, 2, 3
 SHAPES_TRAIN_IMAGES, SHAPES_VAL_IMAGES, SHAPES_TEST_IMAGES = 20000, 50, 200
-SHAPES_STEPS, SHAPES_BATCH, SHAPES_LR = 650, 8, 0.001  # AdamW: from scratch it beats SGD in the CPU budget
+SHAPES_STEPS, SHAPES_BATCH, SHAPES_LR = 800, 8, 0.003  # AdamW: from scratch it beats SGD in the CPU budget
+# Training images hold up to 8 shapes (the test images up to 4): more objects, and more occlusions,
+# per image cost little more per step and teach more.
+SHAPES_TRAIN_MAX_SHAPES = 8
+
+
+def shapes_training_set(variant: str = "edu"):
+    """The Shapes training images of the recipe: ``ShapesDataset(20000, seed=1, max_shapes=8)``."""
+    from .data import ShapesDataset
+
+    return ShapesDataset(SHAPES_TRAIN_IMAGES, seed=SHAPES_TRAIN_SEED, max_shapes=SHAPES_TRAIN_MAX_SHAPES, variant=variant)
 
 
 def _device(name: str | None) -> str:
@@ -85,7 +96,7 @@ def train(args: argparse.Namespace) -> int:
         raise ValueError(f"--config must be shapes or coco_r50_fpn, got {config_name!r}")
     group_ids = None
     if dataset_name == "shapes":
-        train_set = ShapesDataset(SHAPES_TRAIN_IMAGES, seed=SHAPES_TRAIN_SEED)
+        train_set = shapes_training_set()
         val_set = ShapesDataset(SHAPES_VAL_IMAGES, seed=SHAPES_VAL_SEED)
         class_names = tuple(train_set.class_names)
         settings = shapes_schedule(args.steps, args.batch_size, args.lr, args.seed)
@@ -116,13 +127,15 @@ def train(args: argparse.Namespace) -> int:
 
 
 def shapes_schedule(steps=None, batch_size=None, lr=None, seed: int = 0):
-    """The Shapes recipe: AdamW (from scratch it learns several times faster than SGD in a 10-minute
-    CPU budget: segm AP50 0.72 after 250 steps, where SGD at lr 0.02 reached 0.60 after 600),
-    50 warm-up steps, cosine decay."""
+    """The Shapes recipe: AdamW at lr 3e-3 (from scratch it learns several times faster than SGD in a
+    CPU budget: segm AP50 0.72 after 250 steps, where SGD at lr 0.02 reached 0.60 after 600), 50
+    warm-up steps, cosine decay, convolutions in channels-last order (about 10 % faster on a CPU).
+    ``data/shapes_model/README.md`` has the search that chose it."""
     from .train import TrainSettings
 
     return TrainSettings(steps=steps or SHAPES_STEPS, batch_size=batch_size or SHAPES_BATCH, optimizer="adamw",
-                         lr=lr or SHAPES_LR, weight_decay=1e-4, warmup_steps=50, checkpoint_every=100, seed=seed)
+                         lr=lr or SHAPES_LR, weight_decay=1e-4, warmup_steps=50, checkpoint_every=100, seed=seed,
+                         channels_last=True)
 
 
 def coco_schedule(num_images: int, batch_size: int, steps=None, lr=None, seed: int = 0):

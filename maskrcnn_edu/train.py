@@ -66,6 +66,7 @@ class TrainSettings:
     gamma: float = 0.1
     clip_grad_norm: float | None = 10.0
     amp: bool = True  # used on CUDA only
+    channels_last: bool = False  # convolution weights (and so activations) in NHWC order: faster with oneDNN on CPU
     layers: str | None = None  # None: the model's Config.trainable_layers; or a stage of LAYER_STAGES
     checkpoint_every: int = 200
     eval_every: int = 0  # 0: only at the end (when there is a validation set)
@@ -251,6 +252,8 @@ def fit(model, train_dataset, out_dir, settings: TrainSettings = TrainSettings()
     rank, world_size = rank_and_world_size(start=True)
     out_dir, last_path = Path(out_dir), Path(out_dir) / "last.pt"
     model.to(device)
+    if settings.channels_last:
+        model.to(memory_format=torch.channels_last)  # 4-d weights only; the results are the same up to rounding
     set_trainable_layers(model, settings.layers)
     run = _build_optimizer(model, settings, torch.device(device))
     torch.manual_seed(settings.seed + rank)  # the anchor and RoI samplers (and augmentations) draw from it

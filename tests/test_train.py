@@ -364,3 +364,17 @@ def test_validation_during_training_does_not_change_the_weights(tmp_path):
     fit(validated, data, tmp_path / "validated", quick(steps=4, eval_every=2), val_dataset=val, progress=False)
     for (name, a), b in zip(plain.state_dict().items(), validated.state_dict().values()):
         assert torch.equal(a, b), name
+
+
+def test_channels_last_trains_the_same_model_up_to_rounding(tmp_path):
+    data = ShapesDataset(16, seed=5)
+    plain, nhwc = tiny_model(), tiny_model()
+    fit(plain, data, tmp_path / "plain", quick(steps=1), progress=False)
+    fit(nhwc, data, tmp_path / "nhwc", quick(steps=1, channels_last=True), progress=False)
+    stem = nhwc.backbone.body.conv1.weight
+    assert stem.is_contiguous(memory_format=torch.channels_last) and not plain.backbone.body.conv1.weight.is_contiguous(
+        memory_format=torch.channels_last)
+    for (name, a), b in zip(plain.state_dict().items(), nhwc.state_dict().values()):
+        torch.testing.assert_close(a, b, atol=2e-4, rtol=1e-3, msg=name)
+    reloaded, _ = load_checkpoint(tmp_path / "nhwc" / "last.pt")  # a channels_last checkpoint loads as any other
+    torch.testing.assert_close(reloaded.state_dict()["backbone.body.conv1.weight"], stem.detach())

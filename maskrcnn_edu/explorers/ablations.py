@@ -46,7 +46,7 @@ __all__ = [
     "TrainingMonitor", "draw_training_progress",
 ]
 
-BASELINE = "roialign_sigmoid"  # the model as shipped: RoIAlign in the heads, per-class sigmoid masks
+BASELINE = "roialign_sigmoid"  # the sweep's baseline: RoIAlign in the heads, per-class sigmoid masks
 VARIANT_LABELS = {
     "roialign_sigmoid": "RoIAlign + sigmoid (baseline)",
     "roipool": "RoIPool",

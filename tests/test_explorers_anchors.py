@@ -42,7 +42,9 @@ def test_ratios_follow_the_cell_order():
     widths, heights = anchors[:, 2] - anchors[:, 0], anchors[:, 3] - anchors[:, 1]
     assert torch.all((heights > widths) == (ratios == 2.0))  # ratio = h / w
     assert torch.all((heights < widths) == (ratios == 0.5))
-    assert levels[:3].tolist() == [0, 0, 0] and ratios[:3].tolist() == [0.5, 1.0, 2.0]
+    # One cell of P2: ratio-major, every size of a ratio before the next ratio (two sizes per level).
+    assert levels[:6].tolist() == [0] * 6 and ratios[:6].tolist() == [0.5, 0.5, 1.0, 1.0, 2.0, 2.0]
+    assert (widths[2:4] - torch.tensor([8.0, 12.0])).abs().max() < 1e-4  # ratio 1: 8 and 12 px
 
 
 def test_default_view_counts():
@@ -51,8 +53,8 @@ def test_default_view_counts():
     anchors, levels, ratios = shapes_anchors()
     expected = Matcher(0.7, 0.3, allow_low_quality_matches=True)(box_iou(boxes, anchors))
     assert torch.equal(view.matches, expected)
-    assert int(view.shown.sum()) == 8 * 8  # P4 of a 128 px image: 8 x 8 cells, one ratio-1 anchor each
-    assert sum(view.counts.values()) == 64 and sum(view.total_counts.values()) == len(anchors)
+    assert int(view.shown.sum()) == 8 * 8 * 2  # P4 of a 128 px image: 8 x 8 cells, two ratio-1 anchors each
+    assert sum(view.counts.values()) == 128 and sum(view.total_counts.values()) == len(anchors)
     assert view.counts["positive"] == int((expected[view.shown] >= 0).sum())
     assert view.unmatched_objects == []
     assert f"{view.counts['positive']} positive" in view.caption
@@ -71,8 +73,8 @@ def test_without_the_low_quality_rule_objects_go_unmatched():
 def test_setting_controls_recomputes(explorer):
     explorer.controls["level"].value = 0  # P2
     explorer.controls["ratio"].value = 2.0
-    assert int(explorer.state.shown.sum()) == 32 * 32
-    assert "P2, ratio 2" in explorer.state.caption
+    assert int(explorer.state.shown.sum()) == 32 * 32 * 2  # two sizes per level
+    assert "P2, ratio 2 (6 x 12 and 8 x 16 px anchors" in explorer.state.caption
     before = explorer.state.total_counts["positive"]
     explorer.controls["high"].value = 0.5  # a lower bar: more positives
     _, boxes = shapes_scene(7)

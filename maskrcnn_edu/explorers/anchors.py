@@ -174,9 +174,10 @@ def anchor_labels_view(
     shown = (levels == level) & torch.isclose(ratios, torch.tensor(float(ratio)))
     iou = box_iou(boxes, anchors)  # [K, A]
     best_iou = iou.max(dim=0).values
-    size = int(round(float((anchors[shown][0, 2] - anchors[shown][0, 0]))))  # width of the shown anchors
-    height = int(round(float((anchors[shown][0, 3] - anchors[shown][0, 1]))))
-    what = f"{LEVEL_NAMES[level]}, ratio {ratio:g} ({size} x {height} px anchors, {int(shown.sum())} of them)"
+    widths = (anchors[shown][:, 2] - anchors[shown][:, 0]).round().int().tolist()  # the shown anchors' sizes
+    heights = (anchors[shown][:, 3] - anchors[shown][:, 1]).round().int().tolist()
+    shapes_shown = " and ".join(f"{w} x {h}" for w, h in sorted(set(zip(widths, heights))))
+    what = f"{LEVEL_NAMES[level]}, ratio {ratio:g} ({shapes_shown} px anchors, {int(shown.sum())} of them)"
 
     figure = Figure(figsize=(10, 4.6), layout="constrained")
     ax_image, ax_hist = figure.subplots(1, 2, gridspec_kw={"width_ratios": [1.15, 1]})
@@ -248,7 +249,7 @@ def anchor_explorer(draw: bool = True, **initial) -> Explorer:
     """
     start = dict(image=7, level=2, ratio=1.0, high=0.7, low=0.3, low_quality=True) | initial
     config = shapes()
-    level_options = [(f"{name} ({sizes[0]} px)", level)
+    level_options = [(f"{name} ({', '.join(map(str, sizes))} px)", level)
                      for level, (name, sizes) in enumerate(zip(LEVEL_NAMES, config.anchor_sizes))]
     ratio_options = [(f"{r:g}" + {0.5: " (wide)", 2.0: " (tall)"}.get(r, ""), float(r)) for r in config.aspect_ratios[0]]
     threshold = dict(min=0.05, max=0.95, step=0.05, continuous_update=False, readout_format=".2f")

@@ -575,8 +575,12 @@ def draw_cell_anchors(trace, cell_yx=None, i: int = 0) -> Figure:
         colour = level_colours[level % 10]
         draw_boxes(ax, anchors, style="dotted", colors=colour, linewidth=2.0)
         w, h = anchors[:, 2] - anchors[:, 0], anchors[:, 3] - anchors[:, 1]
-        sizes = "/".join(sorted({f"{v:.0f}" for v in np.sqrt(w * h)}, key=float))  # sqrt(area)
-        ratios = "/".join(f"{r:.1g}" for r in h / w)  # corners are rounded to pixels: ratios are approximate
+        # A level's sizes are the sides of its square anchors (sqrt(area) of the rest would read 8.5
+        # for a rounded 12 x 6 anchor of size 8); corners are rounded to pixels, so ratios are approximate.
+        square = np.isclose(w, h)
+        sides = w[square] if square.any() else np.sqrt(w * h)
+        sizes = "/".join(sorted({f"{v:.0f}" for v in sides}, key=float))
+        ratios = "/".join(sorted({f"{r:.1g}" for r in h / w}, key=float))
         shapes = ", ".join(f"{a:g}×{b:g}" for a, b in zip(w, h))
         name = _level_name(level)
         handles.append(_style_handle(f"{name} (stride {strides[level][1]}): size {sizes} px, h/w ≈ {ratios} "

@@ -13,6 +13,7 @@ from maskrcnn_edu.boxes import box_iou
 from maskrcnn_edu.data import ShapesDataset
 from maskrcnn_edu.explorers import View
 from maskrcnn_edu.explorers.heads import detection_path, heads_explorer, heads_view
+from maskrcnn_edu.config import shapes
 from maskrcnn_edu.reference import paste_masks_loop
 
 
@@ -66,10 +67,13 @@ def test_pasted_mask_is_the_models_own(traces):
     boxes = trace.heads.detections[0]["boxes"]
     # Shapes images are not resized (128 px in, 128 px seen), so trace.detections pastes in the same frame.
     assert trace.batch.image_sizes[0] == trace.original_sizes[0]
+    assert shapes().aligned  # the shipped model pastes pixel-exact
     for d in range(len(boxes)):
-        path = detection_path(trace, d)
+        path = detection_path(trace, d, aligned=True)
         torch.testing.assert_close(path.pasted, trace.detections[0]["masks"][d, 0])
-        torch.testing.assert_close(path.pasted, paste_masks_loop(masks[d : d + 1], boxes[d : d + 1], (128, 128))[0, 0])
+        # torchvision's convention, for a model with aligned=False, is the loop of reference.py
+        unaligned = detection_path(trace, d, aligned=False).pasted
+        torch.testing.assert_close(unaligned, paste_masks_loop(masks[d : d + 1], boxes[d : d + 1], (128, 128))[0, 0])
 
 
 def test_pasted_mask_covers_the_shape(traces, images):

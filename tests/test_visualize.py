@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
 
 from maskrcnn_edu import visualize as V
+from maskrcnn_edu.config import shapes
 from maskrcnn_edu.boxes import box_iou
 from maskrcnn_edu.data import ShapesDataset
 from maskrcnn_edu.matching import BACKGROUND_LABEL, IGNORE
@@ -146,19 +147,21 @@ def test_draw_masks_overlays_exactly_the_mask_pixels():
 # Anchors ---------------------------------------------------------------------------------------------
 
 
-def test_draw_cell_anchors_15_anchors_with_one_centre(trace):
+def test_draw_cell_anchors_every_anchor_of_one_centre(trace):
     fig = V.draw_cell_anchors(trace)
     (ax,) = visible_axes(fig)
     drawn = boxes_of(ax, "dotted")
-    assert len(drawn) == 15  # 5 levels x 3 ratios
+    config = shapes()  # the shipped model's (tests/test_shipped_model.py)
+    per_cell = sum(len(sizes) * len(ratios) for sizes, ratios in zip(config.anchor_sizes, config.aspect_ratios))
+    assert len(drawn) == per_cell == 30  # 5 levels x 2 sizes x 3 ratios
     centres = (drawn[:, :2] + drawn[:, 2:]) / 2
-    np.testing.assert_allclose(centres, np.tile([64.0, 64.0], (15, 1)))  # the cell under the image centre
+    np.testing.assert_allclose(centres, np.tile([64.0, 64.0], (per_cell, 1)))  # the cell under the image centre
     assert same_rows(drawn, torch.cat([a[i] for a, i in zip(trace.anchors, V.cell_anchor_indices(trace))]).numpy())
     # ... and they are the trace's own anchors: every drawn box is one of them
     all_anchors = torch.cat(trace.anchors).numpy()
     assert all((np.abs(all_anchors - box).max(axis=1) < 1e-4).any() for box in drawn)
     assert len(fig.legends[0].get_texts()) == 5
-    assert "size 8 px" in fig.legends[0].get_texts()[0].get_text()
+    assert "size 8/12 px, h/w ≈ 0.5/1/2 " in fig.legends[0].get_texts()[0].get_text()
 
 
 def test_draw_anchor_labels_counts(training_trace, trace):

@@ -42,7 +42,7 @@ from .files import write_json
 from .weights import save_checkpoint
 
 __all__ = ["TrainSettings", "fit", "NonFiniteLossError", "set_trainable_layers", "trainable_parameter_counts",
-           "parameter_trains", "lr_factor", "step_batches", "LAYER_STAGES"]
+           "parameter_trains", "lr_factor", "step_batches", "LAYER_STAGES", "cpu_has_native_bf16"]
 
 # The seed project's stage names (its ResNet stage k, "resk", is torchvision's layer k-1), each as the
 # number of ResNet stages that train, counted from the top: the scale of ``Config.trainable_layers``.
@@ -65,7 +65,11 @@ class TrainSettings:
     lr_milestones: tuple = ()  # steps at which "step" multiplies the lr by gamma
     gamma: float = 0.1
     clip_grad_norm: float | None = 10.0
-    amp: bool = True  # used on CUDA only
+    amp: bool = True  # float16 autocast with loss scaling; used on CUDA only
+    # bfloat16 autocast on a CPU: convolutions and matrix products in bf16, weights, optimizer and
+    # losses in float32. About 1.3x faster where the CPU has native bf16 (``cpu_has_native_bf16``),
+    # much slower where it has not; no loss scaling needed (bf16 has float32's range).
+    cpu_bf16: bool = False
     channels_last: bool = False  # convolution weights (and so activations) in NHWC order: faster with oneDNN on CPU
     layers: str | None = None  # None: the model's Config.trainable_layers; or a stage of LAYER_STAGES
     checkpoint_every: int = 200
@@ -307,9 +311,27 @@ def _restore(run: _Run, path: Path) -> None:
     _set_rng_state(checkpoint["rng"])
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes in bfloat16 natively (x86's AVX512-BF16 or AMX), so that
+    ``TrainSettings.cpu_bf16`` makes training faster, not slower. Read from Linux's /proc/cpuinfo;
+    False where that cannot be read."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def _autocast(run: _Run, settings: TrainSettings):
+    """float16 autocast on CUDA with AMP, bfloat16 on a CPU with ``cpu_bf16``, otherwise none."""
+    if run.device.type == "cpu":
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=settings.cpu_bf16)
+    return torch.autocast(run.device.type, enabled=run.scaler.is_enabled())
+
+
 def _train_step(network, run: _Run, images, targets, settings: TrainSettings, world_size: int, last_path: Path) -> dict:
     """One optimizer update: the losses (under autocast with AMP), backward, clipping, the step -> the losses."""
-    with torch.autocast(run.device.type, enabled=run.scaler.is_enabled()):
+    with _autocast(run, settings):
         losses = network(images, targets)
     loss = sum(losses.values())
     if not _finite_everywhere(loss, world_size):

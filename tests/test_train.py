@@ -378,3 +378,38 @@ def test_channels_last_trains_the_same_model_up_to_rounding(tmp_path):
         torch.testing.assert_close(a, b, atol=2e-4, rtol=1e-3, msg=name)
     reloaded, _ = load_checkpoint(tmp_path / "nhwc" / "last.pt")  # a channels_last checkpoint loads as any other
     torch.testing.assert_close(reloaded.state_dict()["backbone.body.conv1.weight"], stem.detach())
+
+
+def test_cpu_bf16_runs_the_convolutions_in_bf16_and_keeps_float32_weights(tmp_path):
+    data = ShapesDataset(16, seed=5)
+    plain, mixed = tiny_model(), tiny_model()
+    seen = []
+    mixed.backbone.body.conv1.register_forward_hook(lambda module, inputs, output: seen.append(output.dtype))
+    fit(plain, data, tmp_path / "plain", quick(steps=1, warmup_steps=0), progress=False)
+    fit(mixed, data, tmp_path / "bf16", quick(steps=1, warmup_steps=0, cpu_bf16=True), progress=False)
+    assert seen == [torch.bfloat16]  # the one training forward ran its convolutions in bf16
+    assert all(p.dtype == torch.float32 for p in mixed.parameters())
+    # The same step, from the same start, in float32 and in bf16: the same update up to bf16's rounding
+    # (bf16 keeps ~3 significant digits of every product, so the step's direction survives).
+    moved = [(b - a).abs().max().item() for a, b in zip(tiny_model().parameters(), plain.parameters())]
+    differ = [(b - a).abs().max().item() for a, b in zip(plain.parameters(), mixed.parameters())]
+    assert max(moved) > 1e-3 and max(differ) < 0.5 * max(moved)
+    with torch.no_grad():  # outside training nothing is autocast: evaluation stays float32
+        mixed.eval()
+        assert mixed([data[0][0]])[0]["boxes"].dtype == torch.float32
+
+
+def test_cpu_has_native_bf16_reads_the_cpu_flags(monkeypatch, tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    real_path = train.Path
+
+    def fake_path(name):
+        return cpuinfo if name == "/proc/cpuinfo" else real_path(name)
+
+    monkeypatch.setattr(train, "Path", fake_path)
+    cpuinfo.write_text("flags\t\t: fpu sse avx2 avx512f avx512_bf16\n")
+    assert train.cpu_has_native_bf16()
+    cpuinfo.write_text("flags\t\t: fpu sse avx2 avx512f\n")
+    assert not train.cpu_has_native_bf16()
+    cpuinfo.unlink()
+    assert not train.cpu_has_native_bf16()

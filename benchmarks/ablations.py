@@ -116,7 +116,8 @@ def main() -> None:
     args = parser.parse_args()
 
     settings = dataclasses.replace(cli.shapes_schedule(args.steps, args.batch_size, BEFORE_SETTINGS["lr"]),
-                                   checkpoint_every=10**9, channels_last=BEFORE_SETTINGS["channels_last"])
+                                   checkpoint_every=10**9, channels_last=BEFORE_SETTINGS["channels_last"],
+                                   cpu_bf16=BEFORE_SETTINGS["cpu_bf16"])
     train_set = ShapesDataset(cli.SHAPES_TRAIN_IMAGES, seed=cli.SHAPES_TRAIN_SEED)
     test_set = ShapesDataset(cli.SHAPES_TEST_IMAGES, seed=cli.SHAPES_TEST_SEED)
     results_path, detections_path = args.out / "ablations.json", args.out / "detections.json"

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import tempfile
 import time
 
 import torch
@@ -43,7 +42,8 @@ from maskrcnn_edu.train import fit
 from maskrcnn_edu.weights import torchvision_key
 
 from report import write_report  # benchmarks/report.py
-from shapes_recipes import BEFORE_CONFIG, BEFORE_SETTINGS  # benchmarks/shapes_recipes.py
+from shapes_recipes import (BEFORE_CONFIG, BEFORE_SETTINGS, confident_misses,  # benchmarks/shapes_recipes.py
+                            held_out_confident_misses)
 
 
 def torchvision_model(config) -> torch.nn.Module:
@@ -87,11 +87,14 @@ def race(name, model, settings, train_set, test_sets, out_dir):
     minutes = (time.perf_counter() - start) / 60
     row = {"model": name, "train_minutes": round(minutes, 2), "steps": settings.steps, "lr": settings.lr}
     for variant, test_set in test_sets.items():
-        metrics, _ = coco_evaluate(model, test_set, progress=False)
+        metrics, results = coco_evaluate(model, test_set, progress=False)
         prefix = "" if variant == "edu" else f"{variant}_"
         for kind in ("bbox", "segm"):
             for metric in ("AP", "AP50", "AP75"):
                 row[f"{prefix}{kind}_{metric}"] = round(metrics[kind][metric], 4)
+        if variant == "edu":
+            row["held_out_confident_misses"] = held_out_confident_misses(results, test_set)
+    row["sample_confident_misses"] = confident_misses(model)
     print(row)
     return row
 
@@ -100,6 +103,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=cli.SHAPES_STEPS)
     parser.add_argument("--json", default="benchmarks/results/shapes_race.json")
+    parser.add_argument("--out", default="runs/race", help="each run's last.pt goes to OUT/<ours|theirs|before>")
     args = parser.parse_args()
 
     config = shapes()
@@ -115,15 +119,16 @@ def main() -> None:
     before = MaskRCNN(shapes(**BEFORE_CONFIG))
     before_settings = dataclasses.replace(settings, **BEFORE_SETTINGS)
     rows = []
-    with tempfile.TemporaryDirectory() as scratch:
-        rows.append(race("maskrcnn_edu (readable ops)", ours, settings, train_set, test_sets, f"{scratch}/ours"))
-        rows.append(race("torchvision", theirs, settings, train_set, test_sets, f"{scratch}/theirs"))
-        rows.append(race("maskrcnn_edu, recipe before", before, before_settings, before_train_set, test_sets,
-                         f"{scratch}/before"))
-    print(f"\n{'model':<30} {'minutes':>8} {'bbox AP':>8} {'segm AP':>8} {'segm AP50':>10} {'keras segm AP50':>16}")
+    scratch = args.out
+    rows.append(race("maskrcnn_edu (readable ops)", ours, settings, train_set, test_sets, f"{scratch}/ours"))
+    rows.append(race("torchvision", theirs, settings, train_set, test_sets, f"{scratch}/theirs"))
+    rows.append(race("maskrcnn_edu, recipe before", before, before_settings, before_train_set, test_sets,
+                     f"{scratch}/before"))
+    print(f"\n{'model':<30} {'minutes':>8} {'bbox AP':>8} {'segm AP':>8} {'segm AP50':>10} {'keras segm AP50':>16} "
+          f"{'confident misses (200 / sample)':>32}")
     for r in rows:
         print(f"{r['model']:<30} {r['train_minutes']:>8.2f} {r['bbox_AP']:>8.3f} {r['segm_AP']:>8.3f} {r['segm_AP50']:>10.3f} "
-              f"{r['keras_segm_AP50']:>16.3f}")
+              f"{r['keras_segm_AP50']:>16.3f} {r['held_out_confident_misses']:>25} / {r['sample_confident_misses']}")
     print(f"time ratios: torchvision / ours {rows[1]['train_minutes'] / rows[0]['train_minutes']:.2f}, "
           f"before / ours {rows[2]['train_minutes'] / rows[0]['train_minutes']:.2f}")
     write_report(args.json, rows, config=config.to_dict(), settings=dataclasses.asdict(settings))

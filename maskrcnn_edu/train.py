@@ -67,7 +67,7 @@ class TrainSettings:
     clip_grad_norm: float | None = 10.0
     amp: bool = True  # float16 autocast with loss scaling; used on CUDA only
     # bfloat16 autocast on a CPU: convolutions and matrix products in bf16, weights, optimizer and
-    # losses in float32. About 1.3x faster where the CPU has native bf16 (``cpu_has_native_bf16``),
+    # losses in float32. About 1.4x the steps a second where the CPU has native bf16 (``cpu_has_native_bf16``),
     # much slower where it has not; no loss scaling needed (bf16 has float32's range).
     cpu_bf16: bool = False
     channels_last: bool = False  # convolution weights (and so activations) in NHWC order: faster with oneDNN on CPU

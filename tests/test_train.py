@@ -397,6 +397,10 @@ def test_cpu_bf16_runs_the_convolutions_in_bf16_and_keeps_float32_weights(tmp_pa
     with torch.no_grad():  # outside training nothing is autocast: evaluation stays float32
         mixed.eval()
         assert mixed([data[0][0]])[0]["boxes"].dtype == torch.float32
+    again = tiny_model()  # and bf16 training is as reproducible as float32's: the same call, the same weights
+    fit(again, data, tmp_path / "bf16-again", quick(steps=1, warmup_steps=0, cpu_bf16=True), progress=False)
+    for (name, a), b in zip(mixed.state_dict().items(), again.state_dict().values()):
+        assert torch.equal(a, b), name
 
 
 def test_cpu_has_native_bf16_reads_the_cpu_flags(monkeypatch, tmp_path):

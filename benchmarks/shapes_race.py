@@ -119,11 +119,10 @@ def main() -> None:
     before = MaskRCNN(shapes(**BEFORE_CONFIG))
     before_settings = dataclasses.replace(settings, **BEFORE_SETTINGS)
     rows = []
-    scratch = args.out
-    rows.append(race("maskrcnn_edu (readable ops)", ours, settings, train_set, test_sets, f"{scratch}/ours"))
-    rows.append(race("torchvision", theirs, settings, train_set, test_sets, f"{scratch}/theirs"))
+    rows.append(race("maskrcnn_edu (readable ops)", ours, settings, train_set, test_sets, f"{args.out}/ours"))
+    rows.append(race("torchvision", theirs, settings, train_set, test_sets, f"{args.out}/theirs"))
     rows.append(race("maskrcnn_edu, recipe before", before, before_settings, before_train_set, test_sets,
-                     f"{scratch}/before"))
+                     f"{args.out}/before"))
     print(f"\n{'model':<30} {'minutes':>8} {'bbox AP':>8} {'segm AP':>8} {'segm AP50':>10} {'keras segm AP50':>16} "
           f"{'confident misses (200 / sample)':>32}")
     for r in rows:

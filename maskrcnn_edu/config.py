@@ -78,6 +78,10 @@ class Config:
     mask_layers: tuple = (256, 256, 256, 256)
     box_batch_size_per_image: int = 512
     box_positive_fraction: float = 0.25
+    # 0: every positive RoI of the box head's sample also trains the mask head (torchvision's, the
+    # paper's). n > 0: at most n per image, drawn at random from them, so the box head can see more
+    # positives than the mask head pays for.
+    mask_positives_per_image: int = 0
     box_fg_iou_thresh: float = 0.5
     box_bg_iou_thresh: float = 0.5
     box_weights: tuple = (10.0, 10.0, 5.0, 5.0)
@@ -106,6 +110,8 @@ class Config:
             raise ValueError(f"Config.class_names has {len(self.class_names)} names for num_classes={self.num_classes}")
         if len(self.anchor_sizes) != len(self.aspect_ratios):
             raise ValueError("Config.anchor_sizes and Config.aspect_ratios need one entry per FPN level each")
+        if self.mask_positives_per_image < 0:
+            raise ValueError(f"Config.mask_positives_per_image must be 0 (all positives) or more, got {self.mask_positives_per_image}")
         if not 0 <= self.trainable_layers <= 5:
             raise ValueError(f"Config.trainable_layers must be in 0..5, got {self.trainable_layers}")
 

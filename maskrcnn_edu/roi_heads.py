@@ -4,8 +4,9 @@
   class a score and 4 deltas (class-specific refinement).
 * **Mask head**: RoIAlign 14x14, four 3x3 convs, a 2x transposed conv, one 28x28 mask logit per class.
 * **Training**: proposals (plus the ground-truth boxes) are matched to objects at IoU 0.5, 512
-  per image are sampled with at most 25 % positives; the positives also train the mask head,
-  against the object's mask cut out by RoIAlign at the proposal.
+  per image are sampled with at most 25 % positives; the positives (all, or a random
+  ``mask_positives_per_image`` of them) also train the mask head, against the object's mask cut
+  out by RoIAlign at the proposal.
 * **Inference**: softmax scores, per-class decoded boxes, score threshold, per-class NMS, the top
   100; the mask of each detection's class, later pasted into the image (``paste_masks``).
 """
@@ -199,7 +200,7 @@ class RoIHeadsOutput:
     sampled_labels: list[Tensor] | None = None  # [R_i] class targets: 1..K-1, 0 background, -1 never (sampled RoIs are not ignored)
     sampled_targets: list[Tensor] | None = None  # [R_i, 4] box-regression targets (deltas towards the matched object)
     matched_objects: list[Tensor] | None = None  # [R_i] index of the matched ground-truth object (any for background)
-    mask_rois: list[Tensor] | None = None  # [P_i]: indices of the positive RoIs, the ones the mask head trains on
+    mask_rois: list[Tensor] | None = None  # [P_i]: indices of the sampled RoIs the mask head trains on (positives)
     mask_targets: list[Tensor] | None = None  # [P_i, M, M]: each positive RoI's object mask cut out at the RoI
     losses: dict | None = None
 
@@ -277,14 +278,24 @@ class RoIHeads(nn.Module):
             sample.deltas.append(self.box_coder.encode(gt_boxes[matched[keep]], image_proposals[keep]))
         return sample
 
-    def mask_targets(self, targets: list[dict], sample: _Sample, size: int) -> tuple[list[Tensor], list[Tensor]]:
-        """Per image: the positive RoIs' indices ``[P_i]`` and their mask targets ``[P_i, size, size]``."""
+    def mask_training_rois(self, sample: _Sample) -> list[Tensor]:
+        """Per image: the indices ``[P_i]`` (ascending) of the sampled RoIs that train the mask head.
+
+        Every positive, or with ``mask_positives_per_image = n`` at most n of them, drawn at random.
+        """
         positive = [torch.where(labels > 0)[0] for labels in sample.labels]
-        crops = [
+        cap = self.config.mask_positives_per_image
+        if cap == 0:
+            return positive
+        drawn = [torch.randperm(len(p), device=p.device, generator=self.sampler.generator)[:cap] for p in positive]
+        return [p[torch.sort(d).values] for p, d in zip(positive, drawn)]
+
+    def mask_targets(self, targets: list[dict], sample: _Sample, size: int, positive: list[Tensor]) -> list[Tensor]:
+        """Per image: the mask targets ``[P_i, size, size]`` of the RoIs ``positive[i]`` (``mask_training_rois``)."""
+        return [
             mask_targets(t["masks"], rois[i], objects[i], size, op=self.align_op, aligned=self.config.aligned)
             for t, rois, objects, i in zip(targets, sample.rois, sample.objects, positive)
         ]
-        return positive, crops
 
     # --- inference -------------------------------------------------------------------------------
 
@@ -346,9 +357,10 @@ class RoIHeads(nn.Module):
         loss_classifier, loss_box = box_head_loss(
             output.class_logits, output.box_deltas, torch.cat(sample.labels), torch.cat(sample.deltas)
         )
-        positive_rois = [rois[i] for rois, i in zip(sample.rois, [torch.where(l > 0)[0] for l in sample.labels])]
+        output.mask_rois = self.mask_training_rois(sample)
+        positive_rois = [rois[i] for rois, i in zip(sample.rois, output.mask_rois)]
         output.mask_logits, output.mask_features_shape = self.predict_masks(features, positive_rois, image_sizes)
-        output.mask_rois, output.mask_targets = self.mask_targets(targets, sample, output.mask_logits.shape[-1])
+        output.mask_targets = self.mask_targets(targets, sample, output.mask_logits.shape[-1], output.mask_rois)
         mask_labels = torch.cat([labels[i] for labels, i in zip(sample.labels, output.mask_rois)])
         loss_fn = mask_loss if self.config.mask_loss == "sigmoid" else mask_loss_softmax
         output.losses = {

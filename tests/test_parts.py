@@ -13,7 +13,7 @@ from maskrcnn_edu.anchors import AnchorGenerator, cell_anchors
 from maskrcnn_edu.backbone import ResNetBody, build_backbone
 from maskrcnn_edu.config import Config, coco_r50_fpn, shapes
 from maskrcnn_edu.matching import BACKGROUND, IGNORE, BalancedSampler, Matcher
-from maskrcnn_edu.roi_heads import paste_masks
+from maskrcnn_edu.roi_heads import RoIHeads, paste_masks
 
 
 def test_config_json_round_trip_and_validation():
@@ -23,6 +23,8 @@ def test_config_json_round_trip_and_validation():
         Config(ops="fast")
     with pytest.raises(ValueError, match=r"unknown Config fields \['colour'\]"):
         Config.from_dict({"colour": 1})
+    with pytest.raises(ValueError, match=r"Config.mask_positives_per_image must be 0 .*got -1"):
+        Config(mask_positives_per_image=-1)
     assert coco_r50_fpn().rpn_post_nms_top_n_test == 1000 and coco_r50_fpn().box_weights == (10.0, 10.0, 5.0, 5.0)
 
 
@@ -78,6 +80,39 @@ def test_sampler_balances_and_is_seeded():
     assert (labels[pos[0].bool()] == 1).all() and (labels[neg[0].bool()] == 0).all()
     again = BalancedSampler(128, 0.25, torch.Generator().manual_seed(3))([labels])
     assert torch.equal(neg[0], again[1][0])
+
+
+def _crowded_heads_step(cap: int, seed: int):
+    """One training step of the Shapes RoI heads on 2 objects and 60 proposals jittered around them,
+    so that far more RoIs are positive than a mask cap of a few."""
+    gen = torch.Generator().manual_seed(0)
+    boxes = torch.tensor([[10.0, 12.0, 50.0, 60.0], [70.0, 20.0, 110.0, 90.0]])
+    masks = torch.zeros(2, 128, 128)
+    masks[0, 12:60, 10:50] = 1
+    masks[1, 20:90, 70:110] = 1
+    target = {"boxes": boxes, "labels": torch.tensor([1, 2]), "masks": masks}
+    proposals = boxes.repeat(30, 1) + torch.randn(60, 4, generator=gen)  # IoU far above 0.5: all positive
+    config = shapes(box_positive_fraction=0.5, mask_positives_per_image=cap)
+    torch.manual_seed(0)
+    heads = RoIHeads(config, config.fpn_channels, generator=torch.Generator().manual_seed(seed))
+    features = [torch.randn(1, config.fpn_channels, 128 // s, 128 // s, generator=gen) for s in (4, 8, 16, 32)]
+    return heads.train_step(features, [proposals], [(128, 128)], [target])
+
+
+def test_mask_positives_per_image_caps_the_mask_head_not_the_box_head():
+    capped, every = _crowded_heads_step(cap=5, seed=1), _crowded_heads_step(cap=0, seed=1)
+    for output in (capped, every):  # the box head takes every positive, 60 proposals and 2 objects, either way
+        assert int((output.sampled_labels[0] > 0).sum()) == 62
+    positives = torch.where(capped.sampled_labels[0] > 0)[0]
+    chosen = capped.mask_rois[0]
+    assert len(chosen) == 5 and chosen.tolist() == sorted(chosen.tolist())
+    assert set(chosen.tolist()) <= set(positives.tolist())
+    assert capped.mask_logits.shape[0] == 5 and capped.mask_targets[0].shape == (5, 28, 28)
+    assert torch.isfinite(capped.losses["loss_mask"])
+    assert torch.equal(every.mask_rois[0], torch.where(every.sampled_labels[0] > 0)[0])  # 0: all 62
+    # The five are drawn at random from the sampler's generator: repeatable, and another seed differs.
+    assert torch.equal(_crowded_heads_step(cap=5, seed=1).mask_rois[0], chosen)
+    assert not torch.equal(_crowded_heads_step(cap=5, seed=2).mask_rois[0], chosen)
 
 
 def test_paste_masks_matches_torchvision():

@@ -141,7 +141,10 @@ def test_training_trace_records_targets(model, sample):
     roi_labels, objects = heads.sampled_labels[0], heads.matched_objects[0]
     positives = roi_labels > 0
     assert torch.equal(roi_labels[positives], trace.targets[0]["labels"][objects[positives]])
-    assert torch.equal(heads.mask_rois[0], torch.where(positives)[0])
+    # The mask head trains on the positives, or on a random mask_positives_per_image of them.
+    cap = model.config.mask_positives_per_image or len(roi_labels)
+    assert set(heads.mask_rois[0].tolist()) <= set(torch.where(positives)[0].tolist())
+    assert len(heads.mask_rois[0]) == min(int(positives.sum()), cap)
     assert heads.mask_targets[0].shape == (int(positives.sum()), 28, 28)
     assert heads.mask_targets[0].min() >= 0 and heads.mask_targets[0].max() <= 1 + 1e-6  # bilinear crops of a 0/1 mask
 

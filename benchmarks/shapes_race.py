@@ -15,6 +15,12 @@ same batches and seed) and scored on the 200 held-out Shapes images (test seed),
 Prints wall-clock training time and COCO AP; writes JSON.
 
     python benchmarks/shapes_race.py [--steps N] [--json benchmarks/results/shapes_race.json]
+
+``--recipe NAME`` races a recipe of ``benchmarks/shapes_recipes.py`` in place of the shipped one
+(ours and torchvision's model both train it; the recipe before stays), to measure a candidate's
+time against the budget before it becomes the preset. A recipe that caps the mask head's positives
+(``mask_positives_per_image``) is one more setting torchvision's model cannot follow: its mask head
+trains on every positive RoI.
 """
 from __future__ import annotations
 
@@ -42,8 +48,8 @@ from maskrcnn_edu.train import fit
 from maskrcnn_edu.weights import torchvision_key
 
 from report import write_report  # benchmarks/report.py
-from shapes_recipes import (BEFORE_CONFIG, BEFORE_SETTINGS, confident_misses,  # benchmarks/shapes_recipes.py
-                            held_out_confident_misses)
+from shapes_recipes import (BEFORE_CONFIG, BEFORE_SETTINGS, RECIPES, confident_misses,  # benchmarks/shapes_recipes.py
+                            held_out_confident_misses, training_set)
 
 
 def torchvision_model(config) -> torch.nn.Module:
@@ -101,14 +107,22 @@ def race(name, model, settings, train_set, test_sets, out_dir):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=cli.SHAPES_STEPS)
+    parser.add_argument("--steps", type=int, default=None, help="default: the recipe's (the shipped one: cli.SHAPES_STEPS)")
+    parser.add_argument("--recipe", default="shipped", choices=sorted(RECIPES), metavar="NAME",
+                        help="a recipe of benchmarks/shapes_recipes.py to race in place of the shipped one")
     parser.add_argument("--json", default="benchmarks/results/shapes_race.json")
     parser.add_argument("--out", default="runs/race", help="each run's last.pt goes to OUT/<ours|theirs|before>")
     args = parser.parse_args()
 
-    config = shapes()
-    settings = dataclasses.replace(cli.shapes_schedule(args.steps), checkpoint_every=10**9)
-    train_set = cli.shapes_training_set()
+    recipe = RECIPES[args.recipe]
+    if recipe.shipped:
+        config, changes = shapes(), {}
+    else:  # as shapes_recipes.run builds it
+        config, changes = shapes(**{**BEFORE_CONFIG, **recipe.config}), {**BEFORE_SETTINGS, **recipe.settings}
+    if args.steps is not None:
+        changes["steps"] = args.steps
+    settings = dataclasses.replace(cli.shapes_schedule(), checkpoint_every=10**9, **changes)
+    train_set = training_set(recipe)
     before_train_set = ShapesDataset(cli.SHAPES_TRAIN_IMAGES, seed=cli.SHAPES_TRAIN_SEED)  # up to 4 shapes, as the test images
     test_sets = {v: ShapesDataset(cli.SHAPES_TEST_IMAGES, seed=cli.SHAPES_TEST_SEED, variant=v) for v in ("edu", "keras")}
     torch.manual_seed(0)
@@ -130,7 +144,7 @@ def main() -> None:
               f"{r['keras_segm_AP50']:>16.3f} {r['held_out_confident_misses']:>25} / {r['sample_confident_misses']}")
     print(f"time ratios: torchvision / ours {rows[1]['train_minutes'] / rows[0]['train_minutes']:.2f}, "
           f"before / ours {rows[2]['train_minutes'] / rows[0]['train_minutes']:.2f}")
-    write_report(args.json, rows, config=config.to_dict(), settings=dataclasses.asdict(settings))
+    write_report(args.json, rows, recipe=args.recipe, config=config.to_dict(), settings=dataclasses.asdict(settings))
 
 
 if __name__ == "__main__":

@@ -155,6 +155,9 @@ RECIPES = {
                                        "stopped after it)",
                                        config=BOX_POSITIVES["rois160-box24-mask16"],
                                        settings={**SHIPPED_920, "steps": 860}, max_shapes=8),
+    "rois160-box24-mask16-850": Recipe("rois160-box24-mask16-890 for 850 steps (what its race's budget allows)",
+                                       config=BOX_POSITIVES["rois160-box24-mask16"],
+                                       settings={**SHIPPED_920, "steps": 850}, max_shapes=8),
     "neg112-proposals120-1000": Recipe("shipped-920 with 120 candidates per level into the RPN's NMS in training "
                                        "(not 250), 1000 steps (trained as ours in a third race, stopped after it)",
                                        config={**NEG112, "rpn_pre_nms_top_n_train": 120},

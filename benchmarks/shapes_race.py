@@ -49,7 +49,7 @@ from maskrcnn_edu.weights import torchvision_key
 
 from report import write_report  # benchmarks/report.py
 from shapes_recipes import (BEFORE_CONFIG, BEFORE_SETTINGS, RECIPES, confident_misses,  # benchmarks/shapes_recipes.py
-                            held_out_confident_misses, training_set)
+                            held_out_confident_misses, recipe_setup, training_set)
 
 
 def torchvision_model(config) -> torch.nn.Module:
@@ -115,13 +115,9 @@ def main() -> None:
     args = parser.parse_args()
 
     recipe = RECIPES[args.recipe]
-    if recipe.shipped:
-        config, changes = shapes(), {}
-    else:  # as shapes_recipes.run builds it
-        config, changes = shapes(**{**BEFORE_CONFIG, **recipe.config}), {**BEFORE_SETTINGS, **recipe.settings}
+    config, settings = recipe_setup(recipe)
     if args.steps is not None:
-        changes["steps"] = args.steps
-    settings = dataclasses.replace(cli.shapes_schedule(), checkpoint_every=10**9, **changes)
+        settings = dataclasses.replace(settings, steps=args.steps)
     train_set = training_set(recipe)
     before_train_set = ShapesDataset(cli.SHAPES_TRAIN_IMAGES, seed=cli.SHAPES_TRAIN_SEED)  # up to 4 shapes, as the test images
     test_sets = {v: ShapesDataset(cli.SHAPES_TEST_IMAGES, seed=cli.SHAPES_TEST_SEED, variant=v) for v in ("edu", "keras")}

@@ -216,12 +216,17 @@ def held_out_confident_misses(results: list[dict], dataset) -> int:
     return count
 
 
-def run(name: str, recipe: Recipe, seed: int = 0) -> dict:
+def recipe_setup(recipe: Recipe, seed: int = 0):
+    """The model config and training settings of ``recipe`` (no intermediate checkpoints)."""
     if recipe.shipped:
         config, changes = shapes(), {}
     else:
         config, changes = shapes(**{**BEFORE_CONFIG, **recipe.config}), {**BEFORE_SETTINGS, **recipe.settings}
-    settings = dataclasses.replace(cli.shapes_schedule(seed=seed), checkpoint_every=10**9, **changes)
+    return config, dataclasses.replace(cli.shapes_schedule(seed=seed), checkpoint_every=10**9, **changes)
+
+
+def run(name: str, recipe: Recipe, seed: int = 0) -> dict:
+    config, settings = recipe_setup(recipe, seed)
     torch.manual_seed(seed)  # the initial weights; the settings' seed draws the batches and samples
     model = MaskRCNN(config)
     start = time.perf_counter()

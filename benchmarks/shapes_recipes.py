@@ -143,6 +143,8 @@ RECIPES = {
                                "7.32, too long)",
                                config=NEG112,
                                settings={**SHIPPED_800, "steps": 1050, "cpu_bf16": True}, max_shapes=8),
+    "shipped-920": Recipe("bf16-neg112 for 920 steps: the recipe shipped after the second search",
+                          config=NEG112, settings=SHIPPED_920, max_shapes=8),
     "box32-mask16": Recipe("shipped-920 with up to 32 positives of the 128 RoIs (1/4) for the box head, of which "
                            "the mask head trains on 16 at most (mask_positives_per_image)",
                            config=BOX_POSITIVES["box32-mask16"], settings=SHIPPED_920, max_shapes=8),
@@ -155,7 +157,8 @@ RECIPES = {
                                        "stopped after it)",
                                        config=BOX_POSITIVES["rois160-box24-mask16"],
                                        settings={**SHIPPED_920, "steps": 860}, max_shapes=8),
-    "rois160-box24-mask16-850": Recipe("rois160-box24-mask16-890 for 850 steps (what its race's budget allows)",
+    "rois160-box24-mask16-850": Recipe("rois160-box24-mask16-890 for 850 steps (what its race's budget allows; "
+                                       "shipped after the third search)",
                                        config=BOX_POSITIVES["rois160-box24-mask16"],
                                        settings={**SHIPPED_920, "steps": 850}, max_shapes=8),
     "neg112-proposals120-1000": Recipe("shipped-920 with 120 candidates per level into the RPN's NMS in training "

@@ -154,10 +154,10 @@ def shapes(**changes) -> Config:
     * ResNet-18 with trainable BatchNorm and every stage training: there are no pretrained weights
       to keep, and a small body is what a CPU can train in minutes. An FPN of 64 channels, a
       256-wide box head and two 64-channel mask convolutions: the shapes are simple.
-    * 128 px in, not resized up: the objects are 10..64 px, so anchors of 8..192 px on the five
-      levels (strides 4..64) cover them; no need for 32..512. Two sizes per level, a factor 1.5
-      apart: with one size per octave an object halfway between two sizes overlaps its best anchor
-      by IoU 0.5 at most, under the RPN's 0.7 (+0.018 mask AP, +0.033 box AP).
+    * 128 px in, not resized up: the objects are 16..64 px (half-sizes 8..32), so anchors of 8..192
+      px on the five levels (strides 4..64) cover them; no need for 32..512. Two sizes per level, a
+      factor 1.5 apart: with one size per octave an object halfway between two sizes overlaps its
+      best anchor by IoU 0.5 at most, under the RPN's 0.7 (+0.018 mask AP, +0.033 box AP).
     * ``aligned=True``: pixel-exact RoIAlign, mask targets and pasting. Objects of 16 px lose a
       visible share of their IoU to torchvision's half-pixel offset (+0.044 mask AP).
     * Fewer proposals in training (250 per level and image, not 2000): an image holds at most a

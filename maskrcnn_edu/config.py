@@ -168,7 +168,7 @@ def shapes(**changes) -> Config:
       So negatives are cheap, and many of them are pieces of partly hidden shapes that the
       classifier must learn to reject (112 negatives instead of 48 cut the confident false
       positives on 200 held-out images from 22 to 9); the box head's extra positives, which the
-      mask head does not pay for, raised segm AP50 by 0.009 on three seeds.
+      mask head does not pay for, raised segm AP50 from 0.948 to 0.954 (mean of three seeds).
     """
     settings = dict(
         num_classes=len(SHAPES_CLASSES),

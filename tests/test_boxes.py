@@ -110,12 +110,23 @@ def test_nms_indices_equal_torchvision(n, threshold, gen):
     assert torch.equal(B.nms(boxes, scores, threshold), tvo.nms(boxes, scores, threshold))
 
 
-@pytest.mark.parametrize("n", [0, 1, 400, 3000, 6000])  # 6000: one NMS per category
+@pytest.mark.parametrize("n", [0, 1, 7, 200, 300, 301, 400, 3000])  # up to 300: one joint NMS; then one per category
 def test_batched_nms_indices_equal_torchvision(n, gen):
     boxes = random_boxes(n, gen, image_size=200.0, max_size=60.0)
     scores = torch.randperm(n, generator=gen).float()
     categories = torch.randint(0, 5, (n,), generator=gen)
     assert torch.equal(B.batched_nms(boxes, scores, categories, 0.5), tvo.batched_nms(boxes, scores, categories, 0.5))
+
+
+def test_batched_nms_joint_and_per_category_keep_the_same_boxes(gen, monkeypatch):
+    boxes = random_boxes(900, gen, image_size=200.0, max_size=60.0)
+    scores = torch.randperm(900, generator=gen).float()
+    categories = torch.randint(0, 5, (900,), generator=gen)
+    monkeypatch.setattr(B, "MAX_JOINT_NMS", 10**9)  # one [900, 900] matrix
+    joint = B.batched_nms(boxes, scores, categories, 0.5)
+    monkeypatch.setattr(B, "MAX_JOINT_NMS", 0)  # one matrix per category
+    per_category = B.batched_nms(boxes, scores, categories, 0.5)
+    assert torch.equal(joint, per_category) and 0 < len(joint) < 900
 
 
 def test_masks_to_boxes_matches_torchvision(gen):

@@ -131,25 +131,38 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
 
     Greedy NMS visits boxes from the best score down and keeps a box unless it overlaps
     (IoU > ``iou_threshold``) a box already kept. Written as a loop that is one box at a time.
-    Here it is a fixed point instead: with boxes sorted, box ``i`` is kept exactly when no *kept*
-    box ``j < i`` overlaps it. Start by keeping everything and re-apply that rule to all boxes at
-    once; after round ``t`` the first ``t`` decisions are final, and in practice the decisions stop
-    changing after a handful of rounds (the length of the longest chain "a suppresses b, which
-    would have suppressed c ..."). Each round is one vectorized pass over an ``[N, N]`` matrix.
+    Here it is a fixed point instead (``_greedy_keep``).
     """
     check_boxes(boxes)
     if scores.dim() != 1 or scores.shape[0] != boxes.shape[0]:
         raise ValueError(f"scores must be [N] with N = {boxes.shape[0]}, got shape {tuple(scores.shape)}")
     order = torch.argsort(scores, descending=True)
-    sorted_boxes = boxes[order]
+    return order[_greedy_keep(_float32(boxes)[order], iou_threshold)]
+
+
+def _float32(boxes: Tensor) -> Tensor:
+    """float16/bfloat16 boxes (under autocast, the RPN's) as float32, for NMS: an IoU needs more than
+    bfloat16's 8 bits, and batched_nms's offsets push coordinates into the thousands, where a
+    bfloat16 can only hold multiples of 8. Wider dtypes pass through unchanged."""
+    return boxes.float() if boxes.dtype in (torch.float16, torch.bfloat16) else boxes
+
+
+def _greedy_keep(sorted_boxes: Tensor, iou_threshold: float) -> Tensor:
+    """Greedy NMS on ``sorted_boxes [N, 4]``, best first -> ``keep [N]`` (bool).
+
+    With boxes sorted, box ``i`` is kept exactly when no *kept* box ``j < i`` overlaps it. Start by
+    keeping everything and re-apply that rule to all boxes at once; after round ``t`` the first
+    ``t`` decisions are final, and in practice the decisions stop changing after a handful of
+    rounds (the length of the longest chain "a suppresses b, which would have suppressed c ...").
+    Each round is one vectorized pass over an ``[N, N]`` matrix.
+    """
     # overlaps[i, j]: box j is better than box i and overlaps it too much.
     overlaps = torch.tril(box_iou(sorted_boxes, sorted_boxes) > iou_threshold, diagonal=-1)
-    keep = torch.ones(len(order), dtype=torch.bool, device=boxes.device)
+    keep = torch.ones(len(sorted_boxes), dtype=torch.bool, device=sorted_boxes.device)
     while True:
-        suppressed = (overlaps & keep[None, :]).any(dim=1)
-        new_keep = ~suppressed
+        new_keep = ~(overlaps & keep[None, :]).any(dim=1)
         if torch.equal(new_keep, keep):
-            return order[keep]
+            return keep
         keep = new_keep
 
 
@@ -160,21 +173,23 @@ def batched_nms(boxes: Tensor, scores: Tensor, categories: Tensor, iou_threshold
     by its own offset, larger than any coordinate, puts the categories in disjoint parts of the
     plane; one NMS over the shifted boxes then is NMS per category. That NMS builds an ``[N, N]``
     matrix, so beyond ``MAX_JOINT_NMS`` boxes it runs once per category instead, on ``[n_c, n_c]``
-    matrices that hold far fewer pairs (a loop over categories, never over boxes). Either way the
-    kept set is the same. Returns indices sorted by decreasing score.
+    matrices that hold far fewer pairs (a loop over categories, never over boxes). The boxes are
+    sorted by score once, before either way, so both visit tied scores in the same order and keep
+    the same boxes. Returns indices sorted by decreasing score.
     """
     check_boxes(boxes)
     if boxes.numel() == 0:
         return torch.empty(0, dtype=torch.int64, device=boxes.device)
+    order = torch.argsort(scores, descending=True)
+    boxes, categories = _float32(boxes)[order], categories[order]
     if len(boxes) <= MAX_JOINT_NMS:
         offsets = categories.to(boxes) * (boxes.max() + 1)
-        return nms(boxes + offsets[:, None], scores, iou_threshold)
-    kept = []
+        return order[_greedy_keep(boxes + offsets[:, None], iou_threshold)]
+    keep = torch.zeros(len(boxes), dtype=torch.bool, device=boxes.device)
     for category in torch.unique(categories):
-        members = torch.where(categories == category)[0]
-        kept.append(members[nms(boxes[members], scores[members], iou_threshold)])
-    kept = torch.cat(kept)
-    return kept[torch.argsort(scores[kept], descending=True)]
+        members = torch.where(categories == category)[0]  # still best first
+        keep[members] = _greedy_keep(boxes[members], iou_threshold)
+    return order[keep]
 
 
 def masks_to_boxes(masks: Tensor) -> Tensor:

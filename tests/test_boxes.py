@@ -118,15 +118,30 @@ def test_batched_nms_indices_equal_torchvision(n, gen):
     assert torch.equal(B.batched_nms(boxes, scores, categories, 0.5), tvo.batched_nms(boxes, scores, categories, 0.5))
 
 
-def test_batched_nms_joint_and_per_category_keep_the_same_boxes(gen, monkeypatch):
+@pytest.mark.parametrize("tied", [False, True])  # tied: 9 distinct scores, as low-precision logits give
+def test_batched_nms_joint_and_per_category_keep_the_same_boxes(gen, monkeypatch, tied):
     boxes = random_boxes(900, gen, image_size=200.0, max_size=60.0)
     scores = torch.randperm(900, generator=gen).float()
+    if tied:
+        scores = (scores / 100).round()
     categories = torch.randint(0, 5, (900,), generator=gen)
     monkeypatch.setattr(B, "MAX_JOINT_NMS", 10**9)  # one [900, 900] matrix
     joint = B.batched_nms(boxes, scores, categories, 0.5)
     monkeypatch.setattr(B, "MAX_JOINT_NMS", 0)  # one matrix per category
     per_category = B.batched_nms(boxes, scores, categories, 0.5)
     assert torch.equal(joint, per_category) and 0 < len(joint) < 900
+
+
+@pytest.mark.parametrize("n", [200, 900])  # the joint NMS (offsets) and one NMS per category
+def test_batched_nms_on_bfloat16_boxes_keeps_what_their_float32_values_keep(n, gen):
+    # Under autocast the RPN's boxes are bfloat16. Shifted by the category offsets they would be
+    # rounded to multiples of 4 or 8 pixels, and an IoU in bfloat16 is off in its third digit.
+    boxes = random_boxes(n, gen, image_size=200.0, max_size=60.0).bfloat16()
+    scores = torch.randperm(n, generator=gen).float()
+    categories = torch.randint(0, 5, (n,), generator=gen)
+    expected = tvo.batched_nms(boxes.float(), scores, categories, 0.7)
+    assert torch.equal(B.batched_nms(boxes, scores, categories, 0.7), expected)
+    assert torch.equal(B.nms(boxes, scores, 0.7), tvo.nms(boxes.float(), scores, 0.7))
 
 
 def test_masks_to_boxes_matches_torchvision(gen):

@@ -92,6 +92,13 @@ BOX_POSITIVES = {
                              "mask_positives_per_image": 16},
 }
 
+def rois160(note: str, steps: int, **config) -> Recipe:
+    """The third search's best RoI sample (160 per image, at most 24 positive, masks on 16) on
+    ``shipped-920``'s settings for ``steps`` steps, with ``config`` changed on top."""
+    return Recipe(note, config={**BOX_POSITIVES["rois160-box24-mask16"], **config},
+                  settings={**SHIPPED_920, "steps": steps}, max_shapes=8)
+
+
 RECIPES = {
     "shipped": Recipe("the recipe of `maskrcnn-edu train` now", shipped=True),
     "base": Recipe("the recipe before this search: 650 AdamW steps of 8, lr 1e-3"),
@@ -151,26 +158,16 @@ RECIPES = {
                            config=BOX_POSITIVES["box32-mask16"], settings=SHIPPED_920, max_shapes=8),
     "box24-mask16": Recipe("box32-mask16 with up to 24 positives of 128 (3/16)",
                            config=BOX_POSITIVES["box24-mask16"], settings=SHIPPED_920, max_shapes=8),
-    "rois160-box24-mask16-890": Recipe("box24-mask16 with 160 RoIs (24 positive, 136 negative), 890 steps",
-                                       config=BOX_POSITIVES["rois160-box24-mask16"],
-                                       settings={**SHIPPED_920, "steps": 890}, max_shapes=8),
-    "rois160-box24-mask16-860": Recipe("rois160-box24-mask16-890 for 860 steps (trained as ours in a fourth race, "
-                                       "stopped after it)",
-                                       config=BOX_POSITIVES["rois160-box24-mask16"],
-                                       settings={**SHIPPED_920, "steps": 860}, max_shapes=8),
-    "rois160-box24-mask16-850": Recipe("rois160-box24-mask16-890 for 850 steps (what its race's budget allows; "
-                                       "shipped after the third search)",
-                                       config=BOX_POSITIVES["rois160-box24-mask16"],
-                                       settings={**SHIPPED_920, "steps": 850}, max_shapes=8),
-    "rois160-box24-mask16-790": Recipe("rois160-box24-mask16-850 for 790 steps (the budget since the fourth "
-                                       "search's NMS: 650 steps of the recipe before x 0.455 / 0.375 s a step)",
-                                       config=BOX_POSITIVES["rois160-box24-mask16"],
-                                       settings={**SHIPPED_920, "steps": 790}, max_shapes=8),
-    "fg0.6-850": Recipe("rois160-box24-mask16-850 with the box head's positives from IoU 0.6, not 0.5 (a box "
-                        "across two objects, or on a fragment of one, becomes background)",
-                        config={**BOX_POSITIVES["rois160-box24-mask16"], "box_fg_iou_thresh": 0.6,
-                                "box_bg_iou_thresh": 0.6},
-                        settings={**SHIPPED_920, "steps": 850}, max_shapes=8),
+    "rois160-box24-mask16-890": rois160("box24-mask16 with 160 RoIs (24 positive, 136 negative), 890 steps", 890),
+    "rois160-box24-mask16-860": rois160("rois160-box24-mask16-890 for 860 steps (trained as ours in a fourth race, "
+                                        "stopped after it)", 860),
+    "rois160-box24-mask16-850": rois160("rois160-box24-mask16-890 for 850 steps (what its race's budget allows; "
+                                        "shipped after the third search)", 850),
+    "rois160-box24-mask16-790": rois160("rois160-box24-mask16-850 for 790 steps (the budget since the fourth "
+                                        "search's NMS: 650 steps of the recipe before x 0.455 / 0.375 s a step)", 790),
+    "fg0.6-850": rois160("rois160-box24-mask16-850 with the box head's positives from IoU 0.6, not 0.5 (a box "
+                         "across two objects, or on a fragment of one, becomes background)", 850,
+                         box_fg_iou_thresh=0.6, box_bg_iou_thresh=0.6),
     "neg112-proposals120-1000": Recipe("shipped-920 with 120 candidates per level into the RPN's NMS in training "
                                        "(not 250), 1000 steps (trained as ours in a third race, stopped after it)",
                                        config={**NEG112, "rpn_pre_nms_top_n_train": 120},

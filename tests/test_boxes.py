@@ -110,7 +110,7 @@ def test_nms_indices_equal_torchvision(n, threshold, gen):
     assert torch.equal(B.nms(boxes, scores, threshold), tvo.nms(boxes, scores, threshold))
 
 
-@pytest.mark.parametrize("n", [0, 1, 7, 200, 300, 301, 400, 3000])  # up to 300: one joint NMS; then one per category
+@pytest.mark.parametrize("n", [0, 1, 7, 200, 300, 301, 400, 3000])  # joint NMS up to 300, then per category
 def test_batched_nms_indices_equal_torchvision(n, gen):
     boxes = random_boxes(n, gen, image_size=200.0, max_size=60.0)
     scores = torch.randperm(n, generator=gen).float()

@@ -2,7 +2,10 @@
 
 Workload (a realistic FPN level): features [2, 256, 200, 272] (an 800 x 1088 batch at stride 4),
 1000 boxes, 7 x 7 output, sampling ratio 2, aligned; forward, and forward + backward. NMS on
-4000 boxes. The two implementations alternate, and each reports the median of its runs.
+4000 boxes. A second RoIAlign workload is a Shapes training step's box head: P2 of 8 images of
+128 px ([8, 64, 32, 32]), 1280 boxes of 16 to 64 px, adaptive sampling, aligned. The two
+implementations alternate, and each reports the median of its runs. A last line times ours on the
+Shapes workload with PyTorch's own backward of ``embedding_bag`` in place of ``_WeightedBags``.
 
     python benchmarks/roi_ops.py [--repeats 5] [--json benchmarks/results/roi_ops.json]
 """
@@ -13,6 +16,7 @@ import statistics
 import time
 
 import torch
+import torch.nn.functional as F
 import torchvision.ops as tvo
 
 from maskrcnn_edu import boxes as B
@@ -32,6 +36,16 @@ def make_workload(generator: torch.Generator):
     nms_boxes = torch.cat([nms_top_left, nms_top_left + torch.rand(4000, 2, generator=generator) * 200 + 10], 1)
     nms_scores = torch.rand(4000, generator=generator)
     return features, rois, nms_boxes, nms_scores
+
+
+def shapes_workload(generator: torch.Generator):
+    """P2 of a Shapes batch (8 images of 128 px at stride 4) and a training step's 1280 sampled RoIs."""
+    features = torch.randn(8, 64, 32, 32, generator=generator)
+    k = 1280
+    size = torch.rand(k, 2, generator=generator) * 48 + 16
+    top_left = torch.rand(k, 2, generator=generator) * (128 - size)
+    image = torch.randint(0, 8, (k, 1), generator=generator).float()
+    return features, torch.cat([image, top_left, top_left + size], dim=1)
 
 
 def time_ms(fn) -> float:
@@ -65,6 +79,8 @@ def main() -> None:
     args = parser.parse_args()
 
     features, rois, nms_boxes, nms_scores = make_workload(torch.Generator().manual_seed(0))
+    shapes_features, shapes_rois = shapes_workload(torch.Generator().manual_seed(1))
+    shapes_args = (shapes_rois, (7, 7), 0.25, -1, True)
     align_args = (rois, (7, 7), 0.25, 2, True)
     pool_args = (rois, (7, 7), 0.25)
     cases = {
@@ -72,6 +88,10 @@ def main() -> None:
         "roi_align forward+backward": (
             forward_backward(roi_ops.roi_align, features, *align_args),
             forward_backward(tvo.roi_align, features, *align_args),
+        ),
+        "roi_align fwd+bwd, Shapes": (
+            forward_backward(roi_ops.roi_align, shapes_features, *shapes_args),
+            forward_backward(tvo.roi_align, shapes_features, *shapes_args),
         ),
         "roi_pool forward": (lambda: roi_ops.roi_pool(features, *pool_args), lambda: tvo.roi_pool(features, *pool_args)),
         "roi_pool forward+backward": (
@@ -89,8 +109,24 @@ def main() -> None:
         results.append({"op": name, "readable_ms": round(ours_ms, 1), "torchvision_ms": round(theirs_ms, 1), "ratio": round(ratio, 2)})
         print(f"{name:<28} {ours_ms:>12.1f} {theirs_ms:>15.1f} {ratio:>7.2f}")
 
+    # Ours on the Shapes workload again, with embedding_bag's own backward (what _WeightedBags replaced).
+    with_own = forward_backward(roi_ops.roi_align, shapes_features, *shapes_args)
+    def with_embedding_bag_backward():
+        fast, roi_ops._weighted_bags = roi_ops._weighted_bags, lambda index, table, weight: F.embedding_bag(
+            index, table, per_sample_weights=weight, mode="sum")
+        try:
+            with_own()
+        finally:
+            roi_ops._weighted_bags = fast
+    fast_ms, own_ms = alternate(with_own, with_embedding_bag_backward, args.repeats)
+    results.append({"op": "roi_align fwd+bwd, Shapes, embedding_bag's own backward", "readable_ms": round(own_ms, 1),
+                    "with_weighted_bags_ms": round(fast_ms, 1), "ratio": round(own_ms / fast_ms, 2)})
+    print(f"Shapes roi_align fwd+bwd: {fast_ms:.1f} ms with _WeightedBags, {own_ms:.1f} ms with embedding_bag's "
+          f"own backward ({own_ms / fast_ms:.2f}x)")
+
     write_report(args.json, results, repeats=args.repeats,
-                 workload="features [2,256,200,272], 1000 boxes, 7x7, sampling_ratio 2, aligned; nms on 4000 boxes")
+                 workload="features [2,256,200,272], 1000 boxes, 7x7, sampling_ratio 2, aligned; nms on 4000 "
+                          "boxes; Shapes: features [8,64,32,32], 1280 boxes of 16-64 px, 7x7, adaptive, aligned")
 
 
 if __name__ == "__main__":

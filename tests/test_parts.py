@@ -161,6 +161,39 @@ def test_aligned_mask_targets_and_paste_give_ground_truth_back():
     assert unaligned.mean() < aligned.mean() - 0.03
 
 
+def test_batch_mask_targets_are_each_images_own(monkeypatch):
+    """``RoIHeads.mask_targets`` cuts a whole batch in one RoIAlign call when the masks share a size:
+    exactly what one call per image gives (each RoI reads its own image's object), an image without
+    objects included; masks of different sizes go image by image."""
+    from maskrcnn_edu import roi_heads
+    from maskrcnn_edu.data import ShapesDataset
+    from maskrcnn_edu.roi_heads import _Sample, mask_targets
+
+    gen = torch.Generator().manual_seed(4)
+    heads = RoIHeads(shapes(), shapes().fpn_channels)
+    images = [ShapesDataset(3, seed=5)[i][1] for i in range(3)]
+    images.insert(1, {"masks": torch.zeros(0, 128, 128), "boxes": torch.zeros(0, 4)})
+    sample = _Sample([], [], [], [])
+    for target in images:
+        count = 5 if len(target["boxes"]) else 0
+        corners = torch.rand(count, 2, 2, generator=gen) * 120
+        sample.rois.append(torch.cat([corners.min(1).values, corners.max(1).values + 4], 1))
+        sample.objects.append(torch.randint(max(1, len(target["boxes"])), (count,), generator=gen))
+    positive = [torch.arange(len(r)) for r in sample.rois]
+    expected = [mask_targets(t["masks"], r, o, 28, aligned=True) for t, r, o in zip(images, sample.rois, sample.objects)]
+    calls = []
+    monkeypatch.setattr(roi_heads, "mask_targets", lambda *a, **k: calls.append(len(a[1])) or mask_targets(*a, **k))
+    batch = heads.mask_targets(images, sample, 28, positive)
+    assert calls == [15] and [len(b) for b in batch] == [5, 0, 5, 5]
+    assert all(torch.equal(b, e) for b, e in zip(batch, expected))
+    assert any(bool((e > 0.5).any()) for e in expected)  # the crops do hold the objects
+
+    images[2] = {**images[2], "masks": torch.nn.functional.pad(images[2]["masks"], (0, 8, 0, 8))}  # 136 x 136
+    calls.clear()
+    mixed = heads.mask_targets(images, sample, 28, positive)
+    assert calls == [5, 0, 5, 5] and all(torch.equal(b, e) for b, e in zip(mixed, expected))
+
+
 def test_smooth_l1_golden_and_as_torch():
     error = torch.tensor([0.0, 0.05, -0.1, 1.0, -3.0])
     beta = 1 / 9

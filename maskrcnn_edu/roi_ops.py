@@ -149,11 +149,14 @@ class _WeightedBags(torch.autograd.Function):
     def backward(ctx, grad: Tensor):
         index, weight = ctx.saved_tensors
         entries = index.reshape(-1)
+        if ctx.num_rows <= torch.iinfo(torch.int32).max:
+            entries = entries.int()  # 32-bit keys sort in about half the time of 64-bit ones
         order = torch.sort(entries, stable=True).indices  # grouped by row; within a row, in bag order
         counts = torch.bincount(entries, minlength=ctx.num_rows)
         offsets = torch.cumsum(counts, 0) - counts  # where each row's entries start in ``order``
-        grad_table = F.embedding_bag(order // index.shape[1], grad.contiguous(), offsets=offsets,
-                                     per_sample_weights=weight.reshape(-1)[order], mode="sum")
+        bags = torch.div(order, index.shape[1], rounding_mode="floor")  # the bag of each entry
+        grad_table = F.embedding_bag(bags, grad.contiguous(), offsets=offsets,
+                                     per_sample_weights=weight.reshape(-1).index_select(0, order), mode="sum")
         return None, grad_table, None
 
 

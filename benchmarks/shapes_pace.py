@@ -11,6 +11,10 @@ recipe's full length (ours: its steps; before: 650):
 
     python benchmarks/shapes_pace.py [--rounds 4] [--steps 60] [--json benchmarks/results/shapes_pace.json]
 
+``--recipe NAME`` (repeatable) paces recipes of ``benchmarks/shapes_recipes.py`` in place of the
+shipped one, each in its turn of every round, each against the recipe before (the first starts
+from ``ours/last.pt`` when a race left one, the others from scratch).
+
 Each turn is one ``fit`` call, its data loader's start and one checkpoint write included.
 """
 from __future__ import annotations
@@ -38,6 +42,8 @@ parser.add_argument("--rounds", type=int, default=4)
 parser.add_argument("--steps", type=int, default=60, help="steps per turn")
 parser.add_argument("--runs", default="runs/race", help="where a race left ours/last.pt and before/last.pt")
 parser.add_argument("--json", default="benchmarks/results/shapes_pace.json")
+parser.add_argument("--recipe", action="append", choices=sorted(RECIPES), metavar="NAME",
+                    help="a recipe of benchmarks/shapes_recipes.py to pace (repeatable; default: the shipped one)")
 
 
 def start_weights(model: MaskRCNN, checkpoint: Path) -> str:
@@ -58,19 +64,21 @@ def seconds_per_step(config, weights: dict, settings, train_set) -> float:
 
 def main() -> None:
     args = parser.parse_args()
-    config, settings = recipe_setup(RECIPES["shipped"])
+    recipes = args.recipe or ["shipped"]
+    _, settings = recipe_setup(RECIPES["shipped"])
     before_config = shapes(**BEFORE_CONFIG)
     before_settings = dataclasses.replace(settings, **BEFORE_SETTINGS)
-    runs = {
-        "ours": (config, settings, training_set(RECIPES["shipped"])),
-        "before": (before_config, before_settings,
-                   ShapesDataset(cli.SHAPES_TRAIN_IMAGES, seed=cli.SHAPES_TRAIN_SEED)),  # up to 4 shapes, as in the race
-    }
+    runs = {}
+    for name in recipes:
+        runs["ours" if name == "shipped" else name] = (*recipe_setup(RECIPES[name]), training_set(RECIPES[name]))
+    runs["before"] = (before_config, before_settings,
+                      ShapesDataset(cli.SHAPES_TRAIN_IMAGES, seed=cli.SHAPES_TRAIN_SEED))  # up to 4 shapes, as in the race
     weights, origin = {}, {}
     for name, (run_config, _, _) in runs.items():
         torch.manual_seed(0)
         model = MaskRCNN(run_config)
-        origin[name] = start_weights(model, Path(args.runs) / name / "last.pt")
+        race_name = "ours" if name == next(iter(runs)) else name
+        origin[name] = start_weights(model, Path(args.runs) / race_name / "last.pt")
         weights[name] = model.state_dict()
         print(f"{name}: weights {origin[name]}")
 
@@ -88,11 +96,16 @@ def main() -> None:
                      "median_seconds_per_step": round(median, 4), "recipe_minutes": round(median * run_settings.steps / 60, 2),
                      "weights": origin[name]})
         print(f"{name:7s} median {median:.3f} s/step x {run_settings.steps} steps = {rows[-1]['recipe_minutes']:.2f} min")
-    ratio = rows[0]["recipe_minutes"] / rows[1]["recipe_minutes"]
-    per_round = [paces["ours"][i] * settings.steps / (paces["before"][i] * before_settings.steps) for i in range(args.rounds)]
-    print(f"ours / before, the whole recipes: {ratio:.3f} (per round: {', '.join(f'{r:.3f}' for r in per_round)})")
-    write_report(args.json, rows, ratio=round(ratio, 4), per_round=[round(r, 4) for r in per_round],
-                 rounds=args.rounds, steps_per_turn=args.steps)
+    before = rows[-1]
+    ratios, per_round = {}, {}
+    for row in rows[:-1]:
+        name = row["run"]
+        ratios[name] = round(row["recipe_minutes"] / before["recipe_minutes"], 4)
+        per_round[name] = [round(paces[name][i] * row["recipe_steps"] / (paces["before"][i] * before["recipe_steps"]), 4)
+                           for i in range(args.rounds)]
+        print(f"{name} / before, the whole recipes: {ratios[name]:.3f} "
+              f"(per round: {', '.join(f'{r:.3f}' for r in per_round[name])})")
+    write_report(args.json, rows, ratio=ratios, per_round=per_round, rounds=args.rounds, steps_per_turn=args.steps)
 
 
 if __name__ == "__main__":

@@ -174,6 +174,10 @@ RECIPES = {
                                         "16 (the mask head costs a step about as much as the backbone)", 850,
                                         mask_positives_per_image=12),
     "rois160-box24-mask12-900": rois160("rois160-box24-mask12-850 for 900 steps", 900, mask_positives_per_image=12),
+    "rois256-box24-mask12-850": rois160("rois160-box24-mask12-850 with 256 RoIs (24 positive, 232 negative: more "
+                                        "pieces of hidden shapes to reject, which the mask head does not pay for)", 850,
+                                        box_batch_size_per_image=256, box_positive_fraction=24 / 256,
+                                        mask_positives_per_image=12),
     "neg112-proposals120-1000": Recipe("shipped-920 with 120 candidates per level into the RPN's NMS in training "
                                        "(not 250), 1000 steps (trained as ours in a third race, stopped after it)",
                                        config={**NEG112, "rpn_pre_nms_top_n_train": 120},

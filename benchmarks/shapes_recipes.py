@@ -171,7 +171,7 @@ RECIPES = {
                          "across two objects, or on a fragment of one, becomes background)", 850,
                          box_fg_iou_thresh=0.6, box_bg_iou_thresh=0.6),
     "rois160-box24-mask12-850": rois160("rois160-box24-mask16-850 with the mask head on 12 of the positives, not "
-                                        "16 (the mask head costs a step about as much as the backbone)", 850,
+                                        "16 (the mask head costs a step about half what the backbone costs)", 850,
                                         mask_positives_per_image=12),
     "rois160-box24-mask12-900": rois160("rois160-box24-mask12-850 for 900 steps", 900, mask_positives_per_image=12),
     "rois256-box24-mask12-850": rois160("rois160-box24-mask12-850 with 256 RoIs (24 positive, 232 negative: more "

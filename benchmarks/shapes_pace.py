@@ -74,11 +74,11 @@ def main() -> None:
     runs["before"] = (before_config, before_settings,
                       ShapesDataset(cli.SHAPES_TRAIN_IMAGES, seed=cli.SHAPES_TRAIN_SEED))  # up to 4 shapes, as in the race
     weights, origin = {}, {}
+    first = next(iter(runs))  # it starts from the race's run of ours
     for name, (run_config, _, _) in runs.items():
         torch.manual_seed(0)
         model = MaskRCNN(run_config)
-        race_name = "ours" if name == next(iter(runs)) else name
-        origin[name] = start_weights(model, Path(args.runs) / race_name / "last.pt")
+        origin[name] = start_weights(model, Path(args.runs) / ("ours" if name == first else name) / "last.pt")
         weights[name] = model.state_dict()
         print(f"{name}: weights {origin[name]}")
 

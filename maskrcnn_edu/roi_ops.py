@@ -17,7 +17,7 @@ both ops are written as "list the bag of every bin, then reduce": the feature ma
 with one row per cell (``[N*H*W, C]``), each bin a bag of row indices (and weights). Autograd
 sends the gradient of a bin back to the rows in its bag: to the arg-max cell for RoIPool, to every
 neighbour in proportion to its bilinear weight for RoIAlign. (RoIAlign's backward is written out by
-hand, ``_WeightedBags``: the same sums as PyTorch's, several times faster on a CPU.)
+hand, ``_WeightedBags``: the same sums as PyTorch's, faster on a CPU.)
 
 Coordinates: boxes are ``(x0, y0, x1, y1)`` in image pixels, multiplied by ``spatial_scale``
 (1 / stride) to reach the feature map. Feature cell ``(i, j)`` holds the value *at* the point
@@ -126,8 +126,13 @@ def _in_float32(op, input: Tensor, *args) -> Tensor:
         return op(wide, *args).to(input.dtype)
 
 
+def _embedding_bag_sum(index: Tensor, table: Tensor, weight: Tensor) -> Tensor:
+    """``embedding_bag`` as RoIAlign uses it: bag ``b`` sums ``weight[b, e] * table[index[b, e]]``."""
+    return F.embedding_bag(index, table, per_sample_weights=weight, mode="sum")
+
+
 class _WeightedBags(torch.autograd.Function):
-    """``F.embedding_bag(index, table, per_sample_weights=weight, mode="sum")`` with a faster backward.
+    """``_embedding_bag_sum(index, table, weight)`` with a faster backward.
 
     ``index, weight [B, E]`` (bag ``b`` sums ``weight[b, e] * table[index[b, e]]``), ``table [R, C]``
     -> ``[B, C]``. The table's gradient is itself a weighted bag sum, over the *transposed* bags: row
@@ -143,7 +148,7 @@ class _WeightedBags(torch.autograd.Function):
     def forward(ctx, index: Tensor, table: Tensor, weight: Tensor) -> Tensor:
         ctx.save_for_backward(index, weight)
         ctx.num_rows = table.shape[0]
-        return F.embedding_bag(index, table, per_sample_weights=weight, mode="sum")
+        return _embedding_bag_sum(index, table, weight)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
@@ -163,7 +168,7 @@ class _WeightedBags(torch.autograd.Function):
 def _weighted_bags(index: Tensor, table: Tensor, weight: Tensor) -> Tensor:
     """Each bag's weighted sum of table rows: ``index, weight [B, E]``, ``table [R, C]`` -> ``[B, C]``."""
     if weight.requires_grad:
-        return F.embedding_bag(index, table, per_sample_weights=weight, mode="sum")
+        return _embedding_bag_sum(index, table, weight)
     return _WeightedBags.apply(index, table, weight)
 
 

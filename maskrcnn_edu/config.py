@@ -88,6 +88,10 @@ class Config:
     box_score_thresh: float = 0.05
     box_nms_thresh: float = 0.5
     detections_per_img: int = 100
+    # After the masks are pasted: lower each detection's score by the share of its mask that
+    # better-scored detections already cover (``roi_heads.rescore_by_mask_overlap``). Not in
+    # torchvision's model; the Shapes preset turns it on.
+    mask_overlap_rescore: bool = False
     mask_loss: str = "sigmoid"  # "softmax" is the variant the paper rejects (chapter 05)
 
     # Implementation of NMS and RoIAlign: ours ("readable") or torchvision's compiled kernels.
@@ -192,6 +196,7 @@ def shapes(**changes) -> Config:
         box_positive_fraction=0.15,
         mask_positives_per_image=16,
         detections_per_img=20,
+        mask_overlap_rescore=True,
     )
     settings.update(changes)
     return Config(**settings)

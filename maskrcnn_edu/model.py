@@ -2,6 +2,9 @@
 
     images -> transform -> backbone (ResNet C2..C5 + FPN P2..P6) -> RPN -> RoI heads -> postprocess -> detections
 
+With ``Config.mask_overlap_rescore`` (the Shapes preset), ``roi_heads.rescore_by_mask_overlap`` follows
+postprocess: the pasted masks lower the scores of detections whose pixels better ones have claimed.
+
 Both ``forward`` and ``trace`` run ``_run``, which records every stage in a ``Trace``; ``forward``
 returns the losses (training, with targets) or the detections (inference), as torchvision's
 ``maskrcnn_resnet50_fpn`` does, under the same names. ``trace`` returns the ``Trace`` itself,
@@ -22,7 +25,7 @@ from . import roi_ops
 from .backbone import build_backbone
 from .config import Config
 from .inputs import check_inputs
-from .roi_heads import RoIHeads, RoIHeadsOutput
+from .roi_heads import RoIHeads, RoIHeadsOutput, rescore_by_mask_overlap
 from .rpn import RegionProposalNetwork, RPNOutput
 from .transform import ImageBatch, postprocess, prepare_batch
 from .weights import load_torchvision, load_weights, read_checkpoint, read_state_dict
@@ -154,6 +157,8 @@ class MaskRCNN(nn.Module):
             trace.losses = {**rpn.losses, **heads.losses}
         else:
             trace.detections = postprocess(heads.detections, batch.image_sizes, original_sizes, self.config.aligned)
+            if self.config.mask_overlap_rescore:
+                trace.detections = [rescore_by_mask_overlap(d) for d in trace.detections]
         return trace
 
     def forward(self, images: list[Tensor], targets: list[dict] | None = None):

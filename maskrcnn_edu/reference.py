@@ -14,6 +14,7 @@ torchvision, so the simple version is also the specification of the fast one.
 | ``roi_align_loop``   | ``maskrcnn_edu.roi_ops.roi_align``    |
 | ``roi_pool_loop``    | ``maskrcnn_edu.roi_ops.roi_pool``     |
 | ``paste_masks_loop`` | ``maskrcnn_edu.roi_heads.paste_masks``|
+| ``rescore_by_mask_overlap_loop`` | ``maskrcnn_edu.roi_heads.rescore_by_mask_overlap`` |
 | ``match_loop``       | ``maskrcnn_edu.matching.Matcher``     |
 
 Correctness and readability come before speed: use these on a handful of boxes, never in training.
@@ -29,7 +30,8 @@ from torch import Tensor
 
 from .matching import BACKGROUND, IGNORE
 
-__all__ = ["box_iou_loop", "nms_loop", "bilinear", "roi_align_loop", "roi_pool_loop", "paste_masks_loop", "match_loop"]
+__all__ = ["box_iou_loop", "nms_loop", "bilinear", "roi_align_loop", "roi_pool_loop", "paste_masks_loop", "rescore_by_mask_overlap_loop",
+           "match_loop"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -238,6 +240,25 @@ def paste_masks_loop(masks: Tensor, boxes: Tensor, image_size: tuple[int, int], 
                 row_from - top : row_to - top, col_from - left : col_to - left
             ]
     return output
+
+
+def rescore_by_mask_overlap_loop(scores: Tensor, masks: Tensor, mask_threshold: float = 0.5) -> Tensor:
+    """New scores ``[D]`` for detections ``scores [D]`` (best first) with pasted ``masks [D, 1, H, W]``.
+
+    Walk the detections best first, keeping the pixels claimed so far. Each detection loses the
+    share of its own pixels that are already claimed, then adds its pixels to the claimed ones.
+    (The twin also re-sorts the detections by the new scores; this returns them in input order.)
+    """
+    claimed = torch.zeros(masks.shape[-2:], dtype=torch.bool)
+    new_scores = scores.clone()
+    for k in range(len(scores)):
+        mine = masks[k, 0] > mask_threshold
+        area = int(mine.sum())
+        if area:
+            already = int((mine & claimed).sum())
+            new_scores[k] = scores[k] * (1 - already / area)
+        claimed |= mine
+    return new_scores
 
 
 # ---------------------------------------------------------------------------------------------

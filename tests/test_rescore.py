@@ -1,0 +1,100 @@
+"""``rescore_by_mask_overlap``: a detection loses the share of its mask that better ones already cover."""
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from maskrcnn_edu import MaskRCNN
+from maskrcnn_edu.config import Config, shapes
+from maskrcnn_edu.reference import rescore_by_mask_overlap_loop
+from maskrcnn_edu.roi_heads import rescore_by_mask_overlap
+from maskrcnn_edu.transform import postprocess
+
+
+def _detection(masks: torch.Tensor, scores) -> dict:
+    """Detections with binary ``masks [D, H, W]`` (as probabilities 0 / 1) and their ``scores``."""
+    d = len(masks)
+    return {"boxes": torch.arange(4 * d, dtype=torch.float32).reshape(d, 4), "labels": torch.arange(1, d + 1),
+            "scores": torch.tensor(scores, dtype=torch.float32), "masks": masks[:, None].float()}
+
+
+def test_golden_half_covered_loses_half_and_the_order_follows_the_new_scores():
+    masks = torch.zeros(4, 4, 6)
+    masks[0, :, 0:2] = 1  # 8 pixels
+    masks[1, :, 1:3] = 1  # 8 pixels, 4 of them (column 1) in mask 0: half covered
+    masks[2, :2, 4:6] = 1  # 4 pixels, apart from the others
+    masks[3, :, 0:3] = 1  # 12 pixels, all inside masks 0 and 1
+    out = rescore_by_mask_overlap(_detection(masks, [0.9, 0.8, 0.5, 0.45]))
+    # 0.9 (first, kept), 0.8 * (1 - 4/8) = 0.4, 0.5 (no overlap), 0.45 * (1 - 12/12) = 0
+    assert torch.allclose(out["scores"], torch.tensor([0.9, 0.5, 0.4, 0.0]))
+    assert out["labels"].tolist() == [1, 3, 2, 4]  # every field re-sorted with its score
+    assert torch.equal(out["boxes"][1], torch.tensor([8.0, 9.0, 10.0, 11.0]))
+    assert torch.equal(out["masks"][1], masks[2][None])
+
+
+def test_overlap_with_a_worse_detection_costs_nothing_and_an_empty_mask_keeps_its_score():
+    masks = torch.zeros(3, 5, 5)
+    masks[0, 1:4, 1:4] = 1
+    masks[1] = 1  # the whole image: it covers mask 0, but it scores lower, so mask 0 is untouched
+    out = rescore_by_mask_overlap(_detection(masks, [0.7, 0.6, 0.3]))  # mask 2 is empty
+    assert torch.allclose(out["scores"], torch.tensor([0.7, 0.6 * (1 - 9 / 25), 0.3]))
+
+
+def test_no_detections_come_back_as_they_went():
+    empty = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64), "scores": torch.zeros(0),
+             "masks": torch.zeros(0, 1, 8, 8)}
+    out = rescore_by_mask_overlap(empty)
+    assert all(torch.equal(out[k], empty[k]) for k in empty)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(1, 12), st.integers(0, 2**31 - 1))
+def test_equals_the_loop_and_only_ever_lowers_scores(count, seed):
+    generator = torch.Generator().manual_seed(seed)
+    probabilities = torch.rand(count, 1, 9, 7, generator=generator) ** 2  # some empty-ish masks
+    scores = torch.rand(count, generator=generator).sort(descending=True).values
+    detection = {"boxes": torch.rand(count, 4, generator=generator), "labels": torch.arange(count),
+                 "scores": scores, "masks": probabilities}
+    out = rescore_by_mask_overlap(detection)
+    expected = rescore_by_mask_overlap_loop(scores, probabilities)
+    assert torch.allclose(out["scores"], expected[out["labels"]], atol=1e-6)  # labels = input positions here
+    assert (out["scores"][:-1] >= out["scores"][1:]).all()  # sorted best first
+    assert (expected <= scores + 1e-7).all() and (expected >= 0).all()
+    assert expected[0] == scores[0]  # the best detection is never lowered
+    assert sorted(out["labels"].tolist()) == list(range(count))  # none removed
+
+
+def test_disjoint_masks_keep_every_score():
+    masks = torch.zeros(5, 10, 10)
+    for k in range(5):
+        masks[k, 2 * k : 2 * k + 2] = 1  # five separate bands
+    scores = [0.9, 0.7, 0.5, 0.3, 0.1]
+    out = rescore_by_mask_overlap(_detection(masks, scores))
+    assert torch.equal(out["scores"], torch.tensor(scores))
+
+
+def test_the_option_is_off_in_the_coco_preset_and_on_in_the_shapes_preset():
+    assert Config().mask_overlap_rescore is False  # torchvision's model has no such step
+    assert shapes().mask_overlap_rescore is True
+    old = shapes().to_dict()
+    del old["mask_overlap_rescore"]  # a checkpoint written before the option existed
+    assert Config.from_dict(old).mask_overlap_rescore is False
+
+
+def test_the_model_applies_it_to_its_pasted_detections():
+    torch.manual_seed(0)
+    model = MaskRCNN(shapes(box_score_thresh=0.0)).eval()  # untrained: many overlapping detections
+    images = [torch.rand(3, 128, 128), torch.rand(3, 96, 120)]
+    with torch.no_grad():
+        on = model(images)
+        trace = model.trace(images)
+    plain = postprocess(trace.heads.detections, trace.batch.image_sizes, trace.original_sizes, model.config.aligned)
+    changed = 0
+    for got, before in zip(on, plain):
+        expected = rescore_by_mask_overlap(before)
+        assert all(torch.equal(got[k], expected[k]) for k in expected)
+        changed += int((got["scores"] != before["scores"]).any())
+    assert changed  # the untrained model's masks do overlap: the step did something
+    model.config = model.config.replace(mask_overlap_rescore=False)
+    with torch.no_grad():
+        off = model(images)
+    assert all(torch.equal(o[k], p[k]) for o, p in zip(off, plain) for k in p)

@@ -72,7 +72,7 @@ class Recipe:
 # training, torchvision's unaligned geometry, 650 AdamW steps of 8 at lr 1e-3.
 BEFORE_CONFIG = dict(aligned=False, anchor_sizes=((8,), (16,), (32,), (64,), (128,)), box_batch_size_per_image=128,
                      box_positive_fraction=0.25, mask_positives_per_image=0, rpn_pre_nms_top_n_train=500,
-                     rpn_post_nms_top_n_train=500)
+                     rpn_post_nms_top_n_train=500, mask_overlap_rescore=False)
 BEFORE_SETTINGS = dict(steps=650, batch_size=8, lr=1e-3, channels_last=False, cpu_bf16=False)
 
 TWO_SCALES = ((8, 12), (16, 24), (32, 48), (64, 96), (128, 192))

@@ -173,6 +173,10 @@ def shapes(**changes) -> Config:
       classifier must learn to reject (112 negatives instead of 48 cut the confident false
       positives on 200 held-out images from 22 to 9); the box head's extra positives, which the
       mask head does not pay for, raised segm AP50 from 0.948 to 0.954 (mean of three seeds).
+    * ``mask_overlap_rescore``: a detection on a fragment of a partly hidden shape, or across two
+      shapes, survives NMS (its box overlaps the object's by IoU < 0.5) but claims pixels that a
+      better detection's mask already holds; its score falls by that share. On the shipped model's
+      200 held-out images: confident false positives 13 -> 6, segm AP50 0.951 -> 0.954.
     """
     settings = dict(
         num_classes=len(SHAPES_CLASSES),

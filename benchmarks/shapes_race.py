@@ -93,7 +93,7 @@ def rescore_like_ours(theirs: torch.nn.Module) -> None:
     """Give torchvision's model our inference's last step, ``rescore_by_mask_overlap`` (a forward
     hook on its detections in eval mode), so that both models are scored on the same recipe."""
     def hook(module, inputs, output):
-        return output if module.training else [rescore_by_mask_overlap(d) for d in output]
+        return output if module.training else [rescore_by_mask_overlap(d)[0] for d in output]
     theirs.register_forward_hook(hook)
 
 

@@ -63,7 +63,7 @@ def rescore(detection: dict, rule: str, value: float) -> dict:
     if rule == "none" or len(detection["scores"]) == 0:
         return detection
     if rule == "claimed":
-        return rescore_by_mask_overlap(detection)
+        return rescore_by_mask_overlap(detection)[0]
     scores = detection["scores"]
     masks = detection["masks"][:, 0] > 0.5
     if rule == "claimed-gauss":

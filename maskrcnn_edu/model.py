@@ -158,7 +158,9 @@ class MaskRCNN(nn.Module):
         else:
             trace.detections = postprocess(heads.detections, batch.image_sizes, original_sizes, self.config.aligned)
             if self.config.mask_overlap_rescore:
-                trace.detections = [rescore_by_mask_overlap(d) for d in trace.detections]
+                rescored = [rescore_by_mask_overlap(d) for d in trace.detections]
+                trace.detections = [d for d, _ in rescored]
+                heads.reorder_detections([order for _, order in rescored])  # detection k: the same one in both
         return trace
 
     def forward(self, images: list[Tensor], targets: list[dict] | None = None):

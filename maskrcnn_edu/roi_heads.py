@@ -175,7 +175,7 @@ def _resize_matrix(start: Tensor, end: Tensor, source_length: int, image_length:
     return weights
 
 
-def rescore_by_mask_overlap(detection: dict, mask_threshold: float = 0.5) -> dict:
+def rescore_by_mask_overlap(detection: dict, mask_threshold: float = 0.5) -> tuple[dict, Tensor]:
     """Lower each detection's score by the share of its mask that better detections already cover.
 
     ``detection``: one image's ``boxes [D, 4]``, ``labels [D]``, ``scores [D]``, best first (as
@@ -184,7 +184,8 @@ def rescore_by_mask_overlap(detection: dict, mask_threshold: float = 0.5) -> dic
     belong to the masks of detections ``0 .. k-1``, of any class. Its score becomes
     ``score_k * (1 - c_k / a_k)``: the best detection keeps its score, one whose mask lies wholly
     inside better ones falls to 0, and an empty mask claims nothing, so it keeps its score. The
-    detections come back re-sorted by the new scores; none is removed.
+    detections come back re-sorted by the new scores; none is removed. Returns ``(rescored, order)``:
+    ``order [D]`` holds, for each detection of ``rescored``, its index in ``detection``.
 
     Why: NMS compares the boxes of one class. A box on a fragment of a partly hidden object, or
     across two objects, overlaps each object's own box by IoU < 0.5 and survives it, although the
@@ -195,7 +196,7 @@ def rescore_by_mask_overlap(detection: dict, mask_threshold: float = 0.5) -> dic
     """
     scores = detection["scores"]
     if len(scores) == 0:
-        return dict(detection)
+        return dict(detection), torch.zeros(0, dtype=torch.int64, device=scores.device)
     mask = (detection["masks"][:, 0] > mask_threshold).flatten(1)  # [D, H*W]
     union_so_far = torch.cummax(mask, dim=0).values  # [D, H*W]: row k = masks 0..k OR-ed
     claimed = torch.cat([torch.zeros_like(mask[:1]), union_so_far[:-1]])  # row k = masks 0..k-1
@@ -205,7 +206,7 @@ def rescore_by_mask_overlap(detection: dict, mask_threshold: float = 0.5) -> dic
     order = torch.argsort(new_scores, descending=True, stable=True)
     rescored = {key: value[order] for key, value in detection.items()}
     rescored["scores"] = new_scores[order]
-    return rescored
+    return rescored, order
 
 
 # The heads read P2..P5; a RoI's level is chosen among these by its size (``roi_ops.fpn_level``).
@@ -226,7 +227,9 @@ class RoIHeadsOutput:
     class_scores: list[Tensor]  # [R_i, K] softmax
     # Inference:
     pre_nms: list[dict] | None = None  # boxes, scores, labels, rois (RoI index) of the candidates above the score threshold
-    detections: list[dict] | None = None  # boxes, labels, scores, masks [D, 1, M, M] probabilities
+    # boxes, labels, scores, masks [D, 1, M, M] probabilities; in the order of the model's output
+    # (best first; with Config.mask_overlap_rescore, by the rescored scores: the scores here stay NMS's)
+    detections: list[dict] | None = None
     detection_rois: list[Tensor] | None = None  # [D]: the RoI each detection refined
     detection_mask_logits: list[Tensor] | None = None  # [D, M, M]: the logits of each detection's own class
     mask_logits: Tensor | None = None  # [P or D, K, M, M]: every class's mask logits
@@ -238,6 +241,19 @@ class RoIHeadsOutput:
     mask_rois: list[Tensor] | None = None  # [P_i]: indices of the sampled RoIs the mask head trains on (positives)
     mask_targets: list[Tensor] | None = None  # [P_i, M, M]: each positive RoI's object mask cut out at the RoI
     losses: dict | None = None
+
+    def reorder_detections(self, orders: list[Tensor]) -> None:
+        """Put each image's detections in ``orders[i]`` (``[D_i]`` indices), in every field that has
+        one entry per detection, so that detection ``k`` stays one detection across them and the
+        model's final output (``rescore_by_mask_overlap`` re-sorts that)."""
+        counts = [len(order) for order in orders]
+        starts = torch.tensor([0] + counts[:-1]).cumsum(0).tolist()  # each image's first row of mask_logits
+        self.detections = [{key: value[order] for key, value in d.items()} for d, order in zip(self.detections, orders)]
+        self.detection_rois = [rois[order] for rois, order in zip(self.detection_rois, orders)]
+        self.detection_mask_logits = [logits[order] for logits, order in zip(self.detection_mask_logits, orders)]
+        rows = torch.cat([order + start for order, start in zip(orders, starts)]) if orders else None
+        if rows is not None and self.mask_logits is not None:
+            self.mask_logits = self.mask_logits[rows.to(self.mask_logits.device)]
 
 
 @dataclass

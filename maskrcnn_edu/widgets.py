@@ -857,7 +857,7 @@ def _stage_final(scene: _Scene) -> str:
     found = trace.detections[0]
     height, width = trace.original_sizes[0]
     show_image(scene.main, trace.image(0), extent=(0, width, height, 0))  # back in the original pixels
-    shown = _shown(trace, scene.score_threshold)
+    shown = (found["scores"] >= scene.score_threshold).nonzero()[:, 0]  # the final scores (rescored, if so)
     labels = found["labels"][shown]
     palette = class_colors(trace.heads.class_scores[0].shape[1])
     colours = [tuple(palette[label]) for label in to_numpy(labels)]

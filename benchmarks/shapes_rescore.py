@@ -30,27 +30,13 @@ from maskrcnn_edu import cli
 from maskrcnn_edu.coco_eval import coco_ground_truth, detections_to_coco, evaluate_results
 from maskrcnn_edu.data import CocoDataset, ShapesDataset
 from maskrcnn_edu.model import MaskRCNN
-from maskrcnn_edu.roi_heads import rescore_by_mask_overlap
-from maskrcnn_edu.visualize import greedy_match
+from maskrcnn_edu.explorers.ablations import mask_iou, match_masks
+from maskrcnn_edu.roi_heads import claimed_share, rescore_by_mask_overlap
 
 from report import write_report  # benchmarks/report.py
 from shapes_recipes import CONFIDENT, ROOT, SAMPLE, confident_false_positives  # benchmarks/shapes_recipes.py
 
 CHOOSE_SEED = 4  # images to choose a rule on: training uses seed 1, validation 2, the test 3
-
-
-def coverage(masks: torch.Tensor) -> torch.Tensor:
-    """``masks [D, H, W]`` bool, best first -> ``[D]``: each one's share already in the masks before it."""
-    flat = masks.flatten(1)
-    claimed = torch.cat([torch.zeros_like(flat[:1]), torch.cummax(flat, 0).values[:-1]])
-    return (flat & claimed).sum(1) / flat.sum(1).clamp(min=1)
-
-
-def mask_iou(masks: torch.Tensor) -> torch.Tensor:
-    flat = masks.flatten(1).float()
-    inter = flat @ flat.T
-    area = flat.sum(1)
-    return inter / (area[:, None] + area[None] - inter).clamp(min=1)
 
 
 def _sorted(detection: dict, scores: torch.Tensor) -> dict:
@@ -67,9 +53,9 @@ def rescore(detection: dict, rule: str, value: float) -> dict:
     scores = detection["scores"]
     masks = detection["masks"][:, 0] > 0.5
     if rule == "claimed-gauss":
-        return _sorted(detection, scores * torch.exp(-coverage(masks) ** 2 / value))
+        return _sorted(detection, scores * torch.exp(-claimed_share(masks) ** 2 / value))
     if rule == "matrix":
-        iou = mask_iou(masks).triu(1)  # [i, j]: i scores higher than j
+        iou = torch.from_numpy(mask_iou(masks.numpy(), masks.numpy())).float().triu(1)  # [i, j]: i scores higher than j
         own = iou.max(0).values  # each detection's largest IoU with a better one
         decay = torch.exp(-(iou**2 - own[:, None] ** 2) / value).min(0).values
         return _sorted(detection, scores * decay)
@@ -83,12 +69,8 @@ def rescore(detection: dict, rule: str, value: float) -> dict:
 def mask_false_positives(target: dict, detection: dict) -> int:
     """Detections scoring >= 0.7 that match no object of their class by mask IoU >= 0.5."""
     keep = detection["scores"] >= CONFIDENT
-    found = (detection["masks"][keep, 0] > 0.5).flatten(1).float()
-    truth = target["masks"].flatten(1).float()
-    inter = truth @ found.T
-    iou = inter / (truth.sum(1)[:, None] + found.sum(1)[None] - inter).clamp(min=1)
-    matches = greedy_match(iou.numpy(), target["labels"].numpy(), detection["labels"][keep].numpy(),
-                           detection["scores"][keep].numpy())
+    matches = match_masks(target["masks"].numpy() > 0, target["labels"].numpy(), (detection["masks"][keep, 0] > 0.5).numpy(),
+                          detection["labels"][keep].numpy(), detection["scores"][keep].numpy())
     return len(matches.false_positives)
 
 

@@ -13,6 +13,7 @@
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import torch
@@ -25,7 +26,7 @@ from .matching import BACKGROUND, BACKGROUND_LABEL, IGNORE, BalancedSampler, Mat
 from .roi_ops import MultiScaleRoIAlign, fpn_level, roi_align
 
 __all__ = ["BoxHead", "BoxPredictor", "MaskHead", "MaskPredictor", "RoIHeads", "RoIHeadsOutput", "paste_masks", "mask_targets",
-           "rescore_by_mask_overlap"]
+           "claimed_share", "rescore_by_mask_overlap"]
 
 
 class BoxHead(nn.Module):
@@ -175,6 +176,15 @@ def _resize_matrix(start: Tensor, end: Tensor, source_length: int, image_length:
     return weights
 
 
+def claimed_share(masks: Tensor) -> Tensor:
+    """Binary ``masks [D, H, W]``, best first -> ``[D]``: the share of each mask's pixels that the masks
+    before it already hold (0 for an empty mask). ``torch.cummax`` along the masks is a running OR of
+    them; shifted by one row, it is each mask's union of the masks before it."""
+    flat = masks.flatten(1)  # [D, H*W]
+    claimed = torch.cat([torch.zeros_like(flat[:1]), torch.cummax(flat, dim=0).values[:-1]])  # row k: masks 0..k-1
+    return (flat & claimed).sum(1) / flat.sum(1).clamp(min=1)
+
+
 def rescore_by_mask_overlap(detection: dict, mask_threshold: float = 0.5) -> tuple[dict, Tensor]:
     """Lower each detection's score by the share of its mask that better detections already cover.
 
@@ -197,11 +207,7 @@ def rescore_by_mask_overlap(detection: dict, mask_threshold: float = 0.5) -> tup
     scores = detection["scores"]
     if len(scores) == 0:
         return dict(detection), torch.zeros(0, dtype=torch.int64, device=scores.device)
-    mask = (detection["masks"][:, 0] > mask_threshold).flatten(1)  # [D, H*W]
-    union_so_far = torch.cummax(mask, dim=0).values  # [D, H*W]: row k = masks 0..k OR-ed
-    claimed = torch.cat([torch.zeros_like(mask[:1]), union_so_far[:-1]])  # row k = masks 0..k-1
-    area = mask.sum(1)  # [D]
-    covered = (mask & claimed).sum(1) / area.clamp(min=1)  # [D], in 0..1
+    covered = claimed_share(detection["masks"][:, 0] > mask_threshold)  # [D], in 0..1
     new_scores = scores * (1 - covered.to(scores.dtype))
     order = torch.argsort(new_scores, descending=True, stable=True)
     rescored = {key: value[order] for key, value in detection.items()}
@@ -246,14 +252,12 @@ class RoIHeadsOutput:
         """Put each image's detections in ``orders[i]`` (``[D_i]`` indices), in every field that has
         one entry per detection, so that detection ``k`` stays one detection across them and the
         model's final output (``rescore_by_mask_overlap`` re-sorts that)."""
-        counts = [len(order) for order in orders]
-        starts = torch.tensor([0] + counts[:-1]).cumsum(0).tolist()  # each image's first row of mask_logits
         self.detections = [{key: value[order] for key, value in d.items()} for d, order in zip(self.detections, orders)]
         self.detection_rois = [rois[order] for rois, order in zip(self.detection_rois, orders)]
         self.detection_mask_logits = [logits[order] for logits, order in zip(self.detection_mask_logits, orders)]
-        rows = torch.cat([order + start for order, start in zip(orders, starts)]) if orders else None
-        if rows is not None and self.mask_logits is not None:
-            self.mask_logits = self.mask_logits[rows.to(self.mask_logits.device)]
+        if orders and self.mask_logits is not None:  # one tensor over all images: shift each order by its start
+            starts = itertools.accumulate([0] + [len(order) for order in orders[:-1]])
+            self.mask_logits = self.mask_logits[torch.cat([order + start for order, start in zip(orders, starts)])]
 
 
 @dataclass

@@ -32,13 +32,13 @@ from pathlib import Path
 
 import torch
 
-from maskrcnn_edu import cli
-from maskrcnn_edu.coco_eval import coco_evaluate
+from maskrcnn_edu.training import recipes
+from maskrcnn_edu.evaluation.coco import coco_evaluate
 from maskrcnn_edu.config import shapes
 from maskrcnn_edu.data import ShapesDataset
 from maskrcnn_edu.files import write_json
 from maskrcnn_edu.model import MaskRCNN
-from maskrcnn_edu.train import fit
+from maskrcnn_edu.training import fit
 
 from shapes_recipes import BEFORE_CONFIG, BEFORE_SETTINGS  # benchmarks/shapes_recipes.py
 
@@ -115,11 +115,11 @@ def main() -> None:
     parser.add_argument("--resume", action="store_true", help="skip the runs already in the JSON")
     args = parser.parse_args()
 
-    settings = dataclasses.replace(cli.shapes_schedule(args.steps, args.batch_size, BEFORE_SETTINGS["lr"]),
+    settings = dataclasses.replace(recipes.shapes_schedule(args.steps, args.batch_size, BEFORE_SETTINGS["lr"]),
                                    checkpoint_every=10**9, channels_last=BEFORE_SETTINGS["channels_last"],
                                    cpu_bf16=BEFORE_SETTINGS["cpu_bf16"])
-    train_set = ShapesDataset(cli.SHAPES_TRAIN_IMAGES, seed=cli.SHAPES_TRAIN_SEED)
-    test_set = ShapesDataset(cli.SHAPES_TEST_IMAGES, seed=cli.SHAPES_TEST_SEED)
+    train_set = ShapesDataset(recipes.SHAPES_TRAIN_IMAGES, seed=recipes.SHAPES_TRAIN_SEED)
+    test_set = ShapesDataset(recipes.SHAPES_TEST_IMAGES, seed=recipes.SHAPES_TEST_SEED)
     results_path, detections_path = args.out / "ablations.json", args.out / "detections.json"
     rows, detections = [], {}
     if args.resume and results_path.exists():
@@ -144,7 +144,7 @@ def main() -> None:
                 write_report(
                     str(results_path), {"runs": rows, "table": table}, paper=PAPER,
                     settings=dataclasses.asdict(settings), variants=VARIANTS,
-                    test_set={"images": len(test_set), "seed": cli.SHAPES_TEST_SEED},
+                    test_set={"images": len(test_set), "seed": recipes.SHAPES_TEST_SEED},
                 )
     print_table(summarise(rows))
 

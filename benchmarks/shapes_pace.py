@@ -28,11 +28,11 @@ from pathlib import Path
 
 import torch
 
-from maskrcnn_edu import cli
+from maskrcnn_edu.training import recipes
 from maskrcnn_edu.config import shapes
 from maskrcnn_edu.data import ShapesDataset
 from maskrcnn_edu.model import MaskRCNN, load_checkpoint
-from maskrcnn_edu.train import fit
+from maskrcnn_edu.training import fit
 
 from report import write_report  # benchmarks/report.py
 from shapes_recipes import BEFORE_CONFIG, BEFORE_SETTINGS, RECIPES, recipe_setup, training_set
@@ -72,7 +72,7 @@ def main() -> None:
     for name in recipes:
         runs["ours" if name == "shipped" else name] = (*recipe_setup(RECIPES[name]), training_set(RECIPES[name]))
     runs["before"] = (before_config, before_settings,
-                      ShapesDataset(cli.SHAPES_TRAIN_IMAGES, seed=cli.SHAPES_TRAIN_SEED))  # up to 4 shapes, as in the race
+                      ShapesDataset(recipes.SHAPES_TRAIN_IMAGES, seed=recipes.SHAPES_TRAIN_SEED))  # up to 4 shapes, as in the race
     weights, origin = {}, {}
     first = next(iter(runs))  # it starts from the race's run of ours
     for name, (run_config, _, _) in runs.items():

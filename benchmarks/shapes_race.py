@@ -1,9 +1,9 @@
 """Shapes race: our Mask R-CNN against torchvision's, same config, same start, same data, same loop.
 
-Three runs, one after another in one process, each trained with ``maskrcnn_edu.train.fit`` (the
+Three runs, one after another in one process, each trained with ``maskrcnn_edu.training.fit`` (the
 same batches and seed) and scored on the 200 held-out Shapes images (test seed), both variants:
 
-1. ours on the recipe of ``maskrcnn-edu train`` (the ``shapes()`` preset, ``cli.shapes_schedule()``);
+1. ours on the recipe of ``maskrcnn-edu train`` (the ``shapes()`` preset, ``recipes.shapes_schedule()``);
 2. torchvision's ``MaskRCNN`` class on the same recipe: assembled from its own modules to the
    same shape, starting from the same weights. Two settings cannot follow: torchvision's model
    has no ``aligned`` geometry (its RoIAlign, mask targets and pasting keep the half-pixel offset
@@ -39,14 +39,14 @@ from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredic
 from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
-from maskrcnn_edu import cli
+from maskrcnn_edu.training import recipes
 from maskrcnn_edu.backbone import STAGE_CHANNELS
 from maskrcnn_edu.config import shapes
 from maskrcnn_edu.data import ShapesDataset
-from maskrcnn_edu.coco_eval import coco_evaluate
+from maskrcnn_edu.evaluation.coco import coco_evaluate
 from maskrcnn_edu.model import MaskRCNN
-from maskrcnn_edu.train import fit
-from maskrcnn_edu.roi_heads import rescore_by_mask_overlap
+from maskrcnn_edu.training import fit
+from maskrcnn_edu.masks import rescore_by_mask_overlap
 from maskrcnn_edu.weights import torchvision_key
 
 from report import write_report  # benchmarks/report.py
@@ -117,7 +117,7 @@ def race(name, model, settings, train_set, test_sets, out_dir):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=None, help="default: the recipe's (the shipped one: cli.SHAPES_STEPS)")
+    parser.add_argument("--steps", type=int, default=None, help="default: the recipe's (the shipped one: recipes.SHAPES_STEPS)")
     parser.add_argument("--recipe", default="shipped", choices=sorted(RECIPES), metavar="NAME",
                         help="a recipe of benchmarks/shapes_recipes.py to race in place of the shipped one")
     parser.add_argument("--json", default="benchmarks/results/shapes_race.json")
@@ -129,8 +129,8 @@ def main() -> None:
     if args.steps is not None:
         settings = dataclasses.replace(settings, steps=args.steps)
     train_set = training_set(recipe)
-    before_train_set = ShapesDataset(cli.SHAPES_TRAIN_IMAGES, seed=cli.SHAPES_TRAIN_SEED)  # up to 4 shapes, as the test images
-    test_sets = {v: ShapesDataset(cli.SHAPES_TEST_IMAGES, seed=cli.SHAPES_TEST_SEED, variant=v) for v in ("edu", "keras")}
+    before_train_set = ShapesDataset(recipes.SHAPES_TRAIN_IMAGES, seed=recipes.SHAPES_TRAIN_SEED)  # up to 4 shapes, as the test images
+    test_sets = {v: ShapesDataset(recipes.SHAPES_TEST_IMAGES, seed=recipes.SHAPES_TEST_SEED, variant=v) for v in ("edu", "keras")}
     torch.manual_seed(0)
     ours = MaskRCNN(config)
     theirs = torchvision_model(config.replace(aligned=False))

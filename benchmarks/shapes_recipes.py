@@ -33,13 +33,13 @@ import torch
 from torch.utils.data import ConcatDataset
 from torchvision.transforms import v2
 
-from maskrcnn_edu import cli
-from maskrcnn_edu.coco_eval import coco_evaluate
+from maskrcnn_edu.training import recipes
+from maskrcnn_edu.evaluation.coco import coco_evaluate
 from maskrcnn_edu.config import shapes
 from maskrcnn_edu.data import CocoDataset, ShapesDataset
 from maskrcnn_edu.files import write_json
 from maskrcnn_edu.model import MaskRCNN
-from maskrcnn_edu.train import fit
+from maskrcnn_edu.training import fit
 from maskrcnn_edu.visualize import match_boxes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,7 +62,7 @@ class Recipe:
     config: dict = dataclasses.field(default_factory=dict)
     settings: dict = dataclasses.field(default_factory=dict)
     data: str = "edu"  # "edu", "keras" or "mix" (both, half and half)
-    shipped: bool = False  # True: the shapes() preset and cli.shapes_schedule() as they are, nothing else
+    shipped: bool = False  # True: the shapes() preset and recipes.shapes_schedule() as they are, nothing else
     flip: bool = False  # random horizontal flips
     max_shapes: int = 4  # shapes per training image, at most (the test images keep 4)
 
@@ -190,9 +190,9 @@ RECIPES = {
 
 def training_set(recipe: Recipe):
     if recipe.shipped:
-        return cli.shapes_training_set()
+        return recipes.shapes_training_set()
     transforms = v2.RandomHorizontalFlip() if recipe.flip else None
-    make = lambda variant: ShapesDataset(cli.SHAPES_TRAIN_IMAGES, seed=cli.SHAPES_TRAIN_SEED, variant=variant,
+    make = lambda variant: ShapesDataset(recipes.SHAPES_TRAIN_IMAGES, seed=recipes.SHAPES_TRAIN_SEED, variant=variant,
                                          transforms=transforms, max_shapes=recipe.max_shapes)
     if recipe.data == "mix":
         return ConcatDataset([make("edu"), make("keras")])
@@ -242,7 +242,7 @@ def recipe_setup(recipe: Recipe, seed: int = 0):
         config, changes = shapes(), {}
     else:
         config, changes = shapes(**{**BEFORE_CONFIG, **recipe.config}), {**BEFORE_SETTINGS, **recipe.settings}
-    return config, dataclasses.replace(cli.shapes_schedule(seed=seed), checkpoint_every=10**9, **changes)
+    return config, dataclasses.replace(recipes.shapes_schedule(seed=seed), checkpoint_every=10**9, **changes)
 
 
 def run(name: str, recipe: Recipe, seed: int = 0) -> dict:
@@ -256,7 +256,7 @@ def run(name: str, recipe: Recipe, seed: int = 0) -> dict:
     row = {"recipe": name, "note": recipe.note, "train_minutes": round(minutes, 2), "steps": settings.steps,
            "batch_size": settings.batch_size, "search": SEARCH, "seed": seed}
     for variant in ("edu", "keras"):
-        test_set = ShapesDataset(cli.SHAPES_TEST_IMAGES, seed=cli.SHAPES_TEST_SEED, variant=variant)
+        test_set = ShapesDataset(recipes.SHAPES_TEST_IMAGES, seed=recipes.SHAPES_TEST_SEED, variant=variant)
         metrics, results = coco_evaluate(model, test_set, progress=False)
         for metric in ("AP", "AP50", "AP75"):
             row[f"{variant}_segm_{metric}"] = round(metrics["segm"][metric], 4)

@@ -6,7 +6,7 @@ pasted; the weights stay as they are. The model runs once per image with the res
 each rule is applied to the same detections:
 
 * ``none``: the model's scores (torchvision's inference);
-* ``claimed``: ``roi_heads.rescore_by_mask_overlap``, the Shapes preset's: a detection keeps the
+* ``claimed``: ``masks.rescore_by_mask_overlap``, the Shapes preset's: a detection keeps the
   share of its score that equals the share of its mask no better detection has claimed (any class);
 * ``claimed-gauss s``: the same coverage ``c``, a Gaussian decay ``exp(-c^2 / s)`` instead of ``1 - c``;
 * ``matrix s``: SOLOv2's Matrix NMS (class-agnostic, Gaussian, sigma ``s``) on mask IoU;
@@ -26,12 +26,12 @@ import argparse
 
 import torch
 
-from maskrcnn_edu import cli
-from maskrcnn_edu.coco_eval import coco_ground_truth, detections_to_coco, evaluate_results
+from maskrcnn_edu.training import recipes
+from maskrcnn_edu.evaluation.coco import coco_ground_truth, detections_to_coco, evaluate_results
 from maskrcnn_edu.data import CocoDataset, ShapesDataset
 from maskrcnn_edu.model import MaskRCNN
 from maskrcnn_edu.explorers.ablations import mask_iou, match_masks
-from maskrcnn_edu.roi_heads import claimed_share, rescore_by_mask_overlap
+from maskrcnn_edu.masks import claimed_share, rescore_by_mask_overlap
 
 from report import write_report  # benchmarks/report.py
 from shapes_recipes import CONFIDENT, ROOT, SAMPLE, confident_false_positives  # benchmarks/shapes_recipes.py
@@ -105,9 +105,9 @@ def main() -> None:
     args = parser.parse_args()
     model = MaskRCNN.from_checkpoint(args.checkpoint).eval()
     model.config = model.config.replace(mask_overlap_rescore=False)  # the rules below start from plain scores
-    sets = {"choose": ShapesDataset(cli.SHAPES_TEST_IMAGES, seed=CHOOSE_SEED),
-            "test": ShapesDataset(cli.SHAPES_TEST_IMAGES, seed=cli.SHAPES_TEST_SEED),
-            "keras": ShapesDataset(cli.SHAPES_TEST_IMAGES, seed=cli.SHAPES_TEST_SEED, variant="keras"),
+    sets = {"choose": ShapesDataset(recipes.SHAPES_TEST_IMAGES, seed=CHOOSE_SEED),
+            "test": ShapesDataset(recipes.SHAPES_TEST_IMAGES, seed=recipes.SHAPES_TEST_SEED),
+            "keras": ShapesDataset(recipes.SHAPES_TEST_IMAGES, seed=recipes.SHAPES_TEST_SEED, variant="keras"),
             "sample": CocoDataset(SAMPLE / "images", SAMPLE / "annotations.json")}
     runs = {name: (*detect_all(model, dataset), None if name == "sample" else coco_ground_truth(dataset))
             for name, dataset in sets.items()}

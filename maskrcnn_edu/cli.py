@@ -24,23 +24,6 @@ def export_shapes(args: argparse.Namespace) -> int:
     return 0
 
 
-# The recipe behind the shipped Shapes model (data/shapes_model/): `maskrcnn-edu train` with no arguments.
-# data/shapes_model/README.md tabulates the search that chose it.
-SHAPES_TRAIN_SEED, SHAPES_VAL_SEED, SHAPES_TEST_SEED = 1, 2, 3
-SHAPES_TRAIN_IMAGES, SHAPES_VAL_IMAGES, SHAPES_TEST_IMAGES = 20000, 50, 200
-SHAPES_STEPS, SHAPES_BATCH, SHAPES_LR = 850, 8, 0.003  # AdamW: from scratch it beats SGD in the CPU budget
-# Training images hold up to 8 shapes (the test images up to 4): more objects, and more occlusions,
-# per image cost little more per step and teach more.
-SHAPES_TRAIN_MAX_SHAPES = 8
-
-
-def shapes_training_set(variant: str = "edu"):
-    """The Shapes training images of the recipe: ``ShapesDataset(20000, seed=1, max_shapes=8)``."""
-    from .data import ShapesDataset
-
-    return ShapesDataset(SHAPES_TRAIN_IMAGES, seed=SHAPES_TRAIN_SEED, max_shapes=SHAPES_TRAIN_MAX_SHAPES, variant=variant)
-
-
 def _device(name: str | None) -> str:
     import torch
 
@@ -86,7 +69,9 @@ def train(args: argparse.Namespace) -> int:
     from .config import coco_r50_fpn, shapes
     from .data import ShapesDataset
     from .model import MaskRCNN
-    from .train import fit
+    from .training import coco_schedule, fit, shapes_schedule, shapes_training_set
+    from .training.recipes import SHAPES_VAL_IMAGES, SHAPES_VAL_SEED
+    from .visualize import draw_detections
     from .weights import load_torchvision, read_state_dict, select_classes
 
     dataset_name = _check_dataset(args.dataset)
@@ -121,35 +106,9 @@ def train(args: argparse.Namespace) -> int:
     print(f"training {config.backbone} Mask R-CNN on {dataset_name} for {settings.steps} steps of {settings.batch_size} images, "
           f"on {device}; writing {args.out}")
     summary = fit(model, train_set, args.out, settings, val_dataset=val_set, resume=args.resume, device=device,
-                  group_ids=group_ids)
+                  group_ids=group_ids, draw_detections=draw_detections)
     print(f"done: {summary['steps']} steps, best validation mask AP {summary['best_ap']:.3f}, last checkpoint {summary['last']}")
     return 0
-
-
-def shapes_schedule(steps=None, batch_size=None, lr=None, seed: int = 0):
-    """The Shapes recipe: 850 AdamW steps at lr 3e-3 (from scratch it learns several times faster
-    than SGD in a CPU budget: segm AP50 0.72 after 250 steps, where SGD at lr 0.02 reached 0.60
-    after 600), 50 warm-up steps, cosine decay, convolutions in channels-last order (about 10 %
-    faster on a CPU), and bfloat16 autocast where the CPU computes in bf16 natively (about 1.4x
-    the steps a second; ``train.cpu_has_native_bf16``). Elsewhere the same steps run in float32,
-    about 1.4 times as long. ``data/shapes_model/README.md`` has the search that chose it."""
-    from .train import TrainSettings, cpu_has_native_bf16
-
-    return TrainSettings(steps=steps or SHAPES_STEPS, batch_size=batch_size or SHAPES_BATCH, optimizer="adamw",
-                         lr=lr or SHAPES_LR, weight_decay=1e-4, warmup_steps=50, checkpoint_every=100, seed=seed,
-                         channels_last=True, cpu_bf16=cpu_has_native_bf16())
-
-
-def coco_schedule(num_images: int, batch_size: int, steps=None, lr=None, seed: int = 0):
-    """torchvision's reference recipe: lr 0.02 per 16 images, 26 epochs, x0.1 at epochs 16 and 22, 1000 warm-up steps."""
-    from .train import TrainSettings
-
-    steps_per_epoch = max(1, num_images // batch_size)
-    return TrainSettings(
-        steps=steps or 26 * steps_per_epoch, batch_size=batch_size, lr=lr or 0.02 * batch_size / 16,
-        warmup_steps=1000, schedule="step", lr_milestones=(16 * steps_per_epoch, 22 * steps_per_epoch),
-        checkpoint_every=1000, eval_every=steps_per_epoch, num_workers=4, seed=seed,
-    )
 
 
 # Loading a model: our checkpoints, or torchvision's Mask R-CNN weights -------------------------------
@@ -205,7 +164,7 @@ def load_model(path, min_size: int | None = None, max_size: int | None = None):
     from pathlib import Path
 
     from .config import coco_r50_fpn
-    from .data.coco_names import COCO_CLASS_NAMES
+    from .coco_names import COCO_CLASS_NAMES
     from .model import MaskRCNN
 
     sizes = {name: value for name, value in (("min_size", min_size), ("max_size", max_size)) if value is not None}
@@ -233,7 +192,7 @@ def load_model(path, min_size: int | None = None, max_size: int | None = None):
 
 def labels_are_coco_ids(model) -> bool:
     """True for torchvision's COCO layout: 91 classes, label = COCO category id."""
-    from .data.coco_names import COCO_CLASS_NAMES
+    from .coco_names import COCO_CLASS_NAMES
 
     return tuple(model.config.class_names) == COCO_CLASS_NAMES
 
@@ -274,8 +233,9 @@ def evaluate(args: argparse.Namespace) -> int:
     """``evaluate``: COCO metrics of a checkpoint on Shapes (held-out seed) or COCO-format data."""
 
     from .data import ShapesDataset
-    from .coco_eval import coco_evaluate, format_metrics
+    from .evaluation.coco import coco_evaluate, format_metrics
     from .files import write_json
+    from .training.recipes import SHAPES_TEST_IMAGES, SHAPES_TEST_SEED
 
     dataset_name = _check_dataset(args.dataset)
     model = load_model(args.checkpoint, args.min_size, args.max_size).to(_device(args.device))
@@ -306,8 +266,8 @@ def detect(args: argparse.Namespace) -> int:
     import torch
     from PIL import Image
 
-    from .coco_eval import detections_to_coco
     from .config import SHAPES_CLASSES
+    from .evaluation.coco import detections_to_coco
     from .files import write_json
     from .visualize import draw_detections
 

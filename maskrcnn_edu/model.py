@@ -2,7 +2,7 @@
 
     images -> transform -> backbone (ResNet C2..C5 + FPN P2..P6) -> RPN -> RoI heads -> postprocess -> detections
 
-With ``Config.mask_overlap_rescore`` (the Shapes preset), ``roi_heads.rescore_by_mask_overlap`` follows
+With ``Config.mask_overlap_rescore`` (the Shapes preset), ``masks.rescore_by_mask_overlap`` follows
 postprocess: the pasted masks lower the scores of detections whose pixels better ones have claimed.
 
 Both ``forward`` and ``trace`` run ``_run``, which records every stage in a ``Trace``; ``forward``
@@ -23,9 +23,11 @@ from torch import Tensor, nn
 from . import boxes as box_ops
 from . import roi_ops
 from .backbone import build_backbone
+from .coco_names import COCO_CLASS_NAMES
 from .config import Config
 from .inputs import check_inputs
-from .roi_heads import RoIHeads, RoIHeadsOutput, rescore_by_mask_overlap
+from .masks import rescore_by_mask_overlap
+from .roi_heads import RoIHeads, RoIHeadsOutput
 from .rpn import RegionProposalNetwork, RPNOutput
 from .transform import ImageBatch, postprocess, prepare_batch
 from .weights import load_torchvision, load_weights, read_checkpoint, read_state_dict
@@ -109,12 +111,6 @@ def _unchanged(model: nn.Module):
             generator.set_state(state)
 
 
-def _coco_names() -> tuple:
-    from .data.coco_names import COCO_CLASS_NAMES  # here: the data package is not needed for the model
-
-    return tuple(COCO_CLASS_NAMES)
-
-
 def load_checkpoint(path, map_location="cpu") -> tuple["MaskRCNN", dict]:
     """Rebuild the model saved with ``weights.save_checkpoint`` -> ``(model, checkpoint dict)``."""
     checkpoint = read_checkpoint(path, map_location=map_location)
@@ -194,12 +190,12 @@ class MaskRCNN(nn.Module):
         """A model with the weights of torchvision's ``maskrcnn_resnet50_fpn`` (a file or a state dict).
 
         Without a ``config``, the class count is read from the weights; torchvision's 91-entry COCO
-        layout also gets COCO's class names (``maskrcnn_edu.data.COCO_CLASS_NAMES``).
+        layout also gets COCO's class names (``maskrcnn_edu.coco_names.COCO_CLASS_NAMES``).
         """
         state_dict = read_state_dict(path_or_state_dict)
         if config is None:
             num_classes = state_dict["roi_heads.box_predictor.cls_score.weight"].shape[0]
-            config = Config(num_classes=num_classes, class_names=_coco_names() if num_classes == 91 else ())
+            config = Config(num_classes=num_classes, class_names=tuple(COCO_CLASS_NAMES) if num_classes == 91 else ())
         model = cls(config)
         load_torchvision(model, state_dict)
         return model

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .roi_heads import paste_masks
+from .masks import paste_masks
 
 __all__ = ["ImageBatch", "normalize", "resize", "resize_boxes", "pad_batch", "prepare_batch", "postprocess"]
 

@@ -284,11 +284,11 @@ def test_stepper_in_jupyterlab(tmp_path, browser, stored_explorer):
         root / "stepper.ipynb",
         "from maskrcnn_edu import MaskRCNN\n"
         "from maskrcnn_edu.data import ShapesDataset\n"
-        "from maskrcnn_edu.widgets import DetectionStepper\n"
+        "from maskrcnn_edu.explorers.stepper import DetectionStepper\n"
         f"model = MaskRCNN.from_checkpoint({str(MODEL_PATH)!r}).eval()\n"
         "stepper = DetectionStepper(model, {'shapes 0': ShapesDataset(1, seed=3)[0][0]})\n"
         "stepper",
-        "from maskrcnn_edu.widgets import RoIExplorer\nRoIExplorer()",
+        "from maskrcnn_edu.explorers.roi import RoIExplorer\nRoIExplorer()",
     )
     lab = JupyterLab(root, tmp_path / "jupyter-home")
     try:
@@ -356,7 +356,7 @@ def stored_explorer(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("stored")
     path = folder / "explorer.ipynb"
-    write_notebook(path, "from maskrcnn_edu.widgets import RoIExplorer\nRoIExplorer()")
+    write_notebook(path, "from maskrcnn_edu.explorers.roi import RoIExplorer\nRoIExplorer()")
     notebook = nbformat.read(path, as_version=4)
     client = NotebookClient(notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(folder)}})
     client.execute()

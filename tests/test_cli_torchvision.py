@@ -16,9 +16,9 @@ import torchvision
 from PIL import Image
 
 from maskrcnn_edu.cli import SHAPES_NOTE, _with_dataset_labels, load_model, main, weights_kind
-from maskrcnn_edu.coco_eval import detections_to_coco
+from maskrcnn_edu.evaluation.coco import detections_to_coco
 from maskrcnn_edu.config import coco_r50_fpn, shapes
-from maskrcnn_edu.data import COCO_CLASS_NAMES
+from maskrcnn_edu.coco_names import COCO_CLASS_NAMES
 from maskrcnn_edu.model import MaskRCNN
 from maskrcnn_edu.weights import save_checkpoint
 

@@ -1,4 +1,4 @@
-"""The readable COCO AP of ``maskrcnn_edu.evaluate`` against pycocotools' COCOeval, and by hand.
+"""The readable COCO AP of ``maskrcnn_edu.evaluation`` against pycocotools' COCOeval, and by hand.
 
 ``coco_stats`` must give COCOeval's twelve numbers on seeded random scenes that exercise every rule
 COCO has (shifted, rescaled, relabelled, duplicated and missing detections; crowds; images without
@@ -17,9 +17,9 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from maskrcnn_edu.coco_eval import coco_ground_truth, detections_to_coco, evaluate_results
+from maskrcnn_edu.evaluation.coco import coco_ground_truth, detections_to_coco, evaluate_results
 from maskrcnn_edu.data import ShapesDataset
-from maskrcnn_edu.evaluate import (
+from maskrcnn_edu.evaluation import (
     SUMMARY_NAMES,
     coco_stats,
     confusion_matrix,

@@ -15,7 +15,7 @@ from pycocotools import mask as mask_utils
 
 from maskrcnn_edu.config import shapes
 from maskrcnn_edu.data import CocoDataset, ShapesDataset
-from maskrcnn_edu.coco_eval import (
+from maskrcnn_edu.evaluation.coco import (
     SUMMARY_NAMES,
     coco_evaluate,
     coco_ground_truth,

@@ -5,9 +5,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from maskrcnn_edu.coco_eval import coco_evaluate, coco_ground_truth
+from maskrcnn_edu.evaluation.coco import coco_evaluate, coco_ground_truth
 from maskrcnn_edu.data import ShapesDataset
-from maskrcnn_edu.evaluate import IOU_THRESHOLDS, evaluate_detections
+from maskrcnn_edu.evaluation import IOU_THRESHOLDS, evaluate_detections
 from maskrcnn_edu.explorers.evaluation import (
     ALL_CLASSES,
     curve,

@@ -11,7 +11,7 @@ import torch
 
 from maskrcnn_edu.boxes import box_iou
 from maskrcnn_edu.data import ShapesDataset
-from maskrcnn_edu.explorers import View
+from maskrcnn_edu.explorers.shell import View
 from maskrcnn_edu.explorers.heads import detection_path, heads_explorer, heads_view
 from maskrcnn_edu.config import shapes
 from maskrcnn_edu.reference import paste_masks_loop

@@ -13,7 +13,8 @@ from maskrcnn_edu.anchors import AnchorGenerator, cell_anchors
 from maskrcnn_edu.backbone import ResNetBody, build_backbone
 from maskrcnn_edu.config import Config, coco_r50_fpn, shapes
 from maskrcnn_edu.matching import BACKGROUND, IGNORE, BalancedSampler, Matcher
-from maskrcnn_edu.roi_heads import RoIHeads, paste_masks
+from maskrcnn_edu.masks import paste_masks
+from maskrcnn_edu.roi_heads import RoIHeads
 
 
 def test_config_json_round_trip_and_validation():
@@ -146,7 +147,7 @@ def test_aligned_mask_targets_and_paste_give_ground_truth_back():
     """A Shapes mask cut to 28 x 28 at its own box and pasted back: nearly itself when aligned, and
     visibly less under torchvision's convention (a half-pixel shift, whole-pixel boxes)."""
     from maskrcnn_edu.data import ShapesDataset
-    from maskrcnn_edu.roi_heads import mask_targets
+    from maskrcnn_edu.masks import mask_targets
 
     ious = {True: [], False: []}
     for image, target in ShapesDataset(40, seed=3):
@@ -167,7 +168,8 @@ def test_batch_mask_targets_are_each_images_own(monkeypatch):
     objects included; masks of different sizes go image by image."""
     from maskrcnn_edu import roi_heads
     from maskrcnn_edu.data import ShapesDataset
-    from maskrcnn_edu.roi_heads import _Sample, mask_targets
+    from maskrcnn_edu.masks import mask_targets
+    from maskrcnn_edu.roi_heads import _Sample
 
     gen = torch.Generator().manual_seed(4)
     heads = RoIHeads(shapes(), shapes().fpn_channels)

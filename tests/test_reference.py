@@ -11,7 +11,7 @@ from torchvision.models.detection.roi_heads import paste_masks_in_image
 from maskrcnn_edu import boxes as box_ops
 from maskrcnn_edu import reference, roi_ops
 from maskrcnn_edu.matching import BACKGROUND, IGNORE, Matcher
-from maskrcnn_edu.roi_heads import paste_masks
+from maskrcnn_edu.masks import paste_masks
 
 
 def random_boxes(generator, n, extent=40.0, max_size=15.0):

@@ -8,6 +8,7 @@ import textwrap
 import torch
 
 from maskrcnn_edu import cli
+from maskrcnn_edu.training import recipes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -19,7 +20,7 @@ SHORT_RUN = textwrap.dedent("""
     from maskrcnn_edu.config import shapes
     from maskrcnn_edu.data import ShapesDataset
     from maskrcnn_edu.model import MaskRCNN
-    from maskrcnn_edu.train import TrainSettings, fit
+    from maskrcnn_edu.training import TrainSettings, fit
 
     torch.set_num_threads(2)
     torch.manual_seed(0)
@@ -46,7 +47,7 @@ def test_two_processes_train_the_same_weights():
 
 def test_the_train_command_twice_gives_the_same_weights(tmp_path, monkeypatch):
     """``maskrcnn-edu train`` twice (in one process: the global RNG is in a different state the second time)."""
-    monkeypatch.setattr(cli, "SHAPES_VAL_IMAGES", 2)  # a quick validation
+    monkeypatch.setattr(recipes, "SHAPES_VAL_IMAGES", 2)  # a quick validation
     hashes = []
     for run in ("a", "b"):
         assert cli.main(["train", "--steps", "1", "--batch-size", "2", "--out", str(tmp_path / run)]) == 0

@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 from maskrcnn_edu import MaskRCNN
 from maskrcnn_edu.config import Config, shapes
 from maskrcnn_edu.reference import rescore_by_mask_overlap_loop
-from maskrcnn_edu.roi_heads import rescore_by_mask_overlap
+from maskrcnn_edu.masks import rescore_by_mask_overlap
 from maskrcnn_edu.transform import postprocess
 
 

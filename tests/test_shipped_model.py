@@ -5,10 +5,10 @@ import os
 import pytest
 
 from maskrcnn_edu import MaskRCNN
-from maskrcnn_edu.cli import SHAPES_TEST_SEED
+from maskrcnn_edu.training.recipes import SHAPES_TEST_SEED
 from maskrcnn_edu.config import shapes
 from maskrcnn_edu.data import ShapesDataset
-from maskrcnn_edu.coco_eval import coco_evaluate
+from maskrcnn_edu.evaluation.coco import coco_evaluate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODEL = os.path.join(ROOT, "data", "shapes_model", "model.pt")

@@ -13,11 +13,11 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from maskrcnn_edu import train
+from maskrcnn_edu.training import loop as train
 from maskrcnn_edu.config import coco_r50_fpn, shapes
 from maskrcnn_edu.data import CocoDataset, ShapesDataset, collate
 from maskrcnn_edu.model import MaskRCNN
-from maskrcnn_edu.train import (LAYER_STAGES, NonFiniteLossError, TrainSettings, fit, lr_factor, set_trainable_layers,
+from maskrcnn_edu.training import (LAYER_STAGES, NonFiniteLossError, TrainSettings, fit, lr_factor, set_trainable_layers,
                                 trainable_parameter_counts)
 from maskrcnn_edu.model import load_checkpoint
 
@@ -345,7 +345,7 @@ def test_tensorboard_logs_the_lr_each_step_used(tmp_path):
     """The lr logged with a step's losses is the one that step used (warm-up starts at lr * warmup_factor)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from maskrcnn_edu.train import lr_factor
+    from maskrcnn_edu.training import lr_factor
 
     settings = quick(steps=3)
     fit(tiny_model(), ShapesDataset(8, seed=5), tmp_path, settings, progress=False)

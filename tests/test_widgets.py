@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from maskrcnn_edu import roi_ops
-from maskrcnn_edu.widgets import RoIExplorer, RoIView, draw_roi_view, explorer_feature_map, roi_explorer_view
+from maskrcnn_edu.explorers.roi import RoIExplorer, RoIView, draw_roi_view, explorer_feature_map, roi_explorer_view
 
 
 @pytest.fixture
@@ -222,7 +222,7 @@ def controls_of(widget):
 
 
 def check_fits_a_1000px_column(widget, image):
-    from maskrcnn_edu.widgets import COLUMN_WIDTH_PX
+    from maskrcnn_edu.explorers.shell import COLUMN_WIDTH_PX
 
     assert laid_out_width(widget) <= COLUMN_WIDTH_PX <= 980
     assert px(image.layout.width) <= COLUMN_WIDTH_PX
@@ -265,7 +265,7 @@ def displayed_outputs(widget_shell, monkeypatch):
 def test_display_gives_the_live_widget_and_a_static_picture(monkeypatch):
     import base64
 
-    from maskrcnn_edu.widgets import STATIC_CLASS
+    from maskrcnn_edu.explorers.shell import STATIC_CLASS
 
     explorer = RoIExplorer()
     live, static = displayed_outputs(explorer, monkeypatch)
@@ -287,7 +287,7 @@ def test_no_static_picture_without_drawing(monkeypatch):
 
 
 def test_static_picture_escapes_its_caption():
-    from maskrcnn_edu.widgets import static_picture_html
+    from maskrcnn_edu.explorers.shell import static_picture_html
 
     assert "&lt;b&gt;" in static_picture_html(b"\x89PNG", "<b>") and "<b>" not in static_picture_html(b"", "<b>")
 
@@ -301,7 +301,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
-from maskrcnn_edu.widgets import (  # noqa: E402
+from maskrcnn_edu.explorers.stepper import (  # noqa: E402
     STAGES,
     DetectionStepper,
     default_images,

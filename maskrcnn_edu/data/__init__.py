@@ -11,10 +11,8 @@ Every dataset returns ``(image, target)`` in torchvision's detection format (see
 * ``transforms.py``: ``train_transforms`` and ``DetectionTransform`` on torchvision.transforms.v2,
   ``collate`` for batches of images of different sizes;
 * ``validate.py``: ``check_sample`` for your own datasets, and ``tight_boxes``;
-* ``coco_names.py``: ``COCO_CLASS_NAMES``, COCO's category names indexed as torchvision's COCO models label them.
 """
 from .coco import CocoDataset, load_coco_json
-from .coco_names import COCO_CLASS_NAMES
 from .export import export_coco
 from .shapes import ShapesDataset
 from .transforms import DetectionTransform, collate, to_tv_tensors, train_transforms
@@ -31,5 +29,4 @@ __all__ = [
     "collate",
     "check_sample",
     "tight_boxes",
-    "COCO_CLASS_NAMES",
 ]

@@ -36,7 +36,7 @@ from matplotlib.figure import Figure
 from pycocotools import mask as mask_utils
 
 from ..visualize import class_colors, draw_boxes, draw_masks, greedy_match, show_image
-from . import Explorer, View
+from .shell import Explorer, View
 
 __all__ = [
     "BASELINE", "VARIANT_LABELS", "METRICS", "PAPER_COMPARISONS", "load_report", "variant_names",

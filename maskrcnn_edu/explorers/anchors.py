@@ -25,7 +25,7 @@ from ..boxes import box_iou
 from ..config import shapes
 from ..data import ShapesDataset
 from ..matching import BACKGROUND, IGNORE, Matcher
-from . import Explorer, View
+from .shell import Explorer, View
 
 __all__ = [
     "LEVEL_NAMES",

@@ -35,9 +35,9 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 from pycocotools import mask as mask_utils
 
-from ..evaluate import IOU_THRESHOLDS, MAX_DETECTIONS, RECALL_LEVELS, Curve, match_detections, precision_recall_curve
+from ..evaluation.ap import IOU_THRESHOLDS, MAX_DETECTIONS, RECALL_LEVELS, Curve, match_detections, precision_recall_curve
 from ..visualize import draw_boxes, show_image
-from . import Explorer, View
+from .shell import Explorer, View
 
 __all__ = [
     "ALL_CLASSES",

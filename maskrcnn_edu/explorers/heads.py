@@ -26,10 +26,11 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 from ..boxes import box_iou
-from ..roi_heads import FIRST_LEVEL, LAST_LEVEL, paste_masks
+from ..masks import paste_masks
+from ..roi_heads import FIRST_LEVEL, LAST_LEVEL
 from ..roi_ops import fpn_level
 from ..visualize import draw_box, draw_feature_map, roi_align_box, show_image, to_numpy
-from . import Explorer, View
+from .shell import Explorer, View
 
 __all__ = ["DetectionPath", "HeadsView", "detection_path", "draw_detection_path", "heads_view", "heads_explorer"]
 

@@ -32,9 +32,9 @@ from torch import Tensor
 
 from .. import boxes as box_ops
 from ..losses import SMOOTH_L1_BETA, mask_loss, smooth_l1
-from ..roi_heads import mask_targets, paste_masks
+from ..masks import mask_targets, paste_masks
 from ..visualize import draw_box, to_numpy
-from . import Explorer, View
+from .shell import Explorer, View
 
 __all__ = ["LossScene", "BoxLosses", "loss_scene", "losses_for_box", "LossView", "loss_view", "loss_explorer"]
 

@@ -28,7 +28,7 @@ from torch import Tensor
 
 from ..boxes import batched_nms, box_iou, check_boxes
 from ..visualize import draw_box, draw_boxes, show_image
-from . import Explorer, View
+from .shell import Explorer, View
 
 __all__ = [
     "RECALL_THRESHOLDS",

@@ -28,7 +28,7 @@ from torch import Tensor
 
 from ..data import tight_boxes, train_transforms
 from ..visualize import class_colors, draw_boxes, draw_masks, show_image
-from . import Explorer, View
+from .shell import Explorer, View
 
 __all__ = [
     "AUGMENTATIONS", "augmentation", "augment", "AugmentationResult", "augmentation_result", "draw_sample",

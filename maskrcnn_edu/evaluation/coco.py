@@ -42,10 +42,10 @@ from pycocotools.cocoeval import COCOeval
 from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
-from .data.export import annotations_of, encode_masks
-from .data.transforms import collate
-from .distributed import gather_objects, rank_and_world_size
-from .evaluate import IOU_TYPES, SUMMARY_NAMES
+from ..data.export import annotations_of, encode_masks
+from ..data.transforms import collate
+from ..distributed import gather_objects, rank_and_world_size
+from .ap import IOU_TYPES, SUMMARY_NAMES
 
 __all__ = [
     "SUMMARY_NAMES",

@@ -27,6 +27,7 @@ import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -35,11 +36,11 @@ from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from .backbone import body_parameter_trains
-from .data import collate
-from .distributed import rank_and_world_size
-from .files import write_json
-from .weights import save_checkpoint
+from ..backbone import body_parameter_trains
+from ..data import collate
+from ..distributed import rank_and_world_size
+from ..files import write_json
+from ..weights import save_checkpoint
 
 __all__ = ["TrainSettings", "fit", "NonFiniteLossError", "set_trainable_layers", "trainable_parameter_counts",
            "parameter_trains", "lr_factor", "step_batches", "LAYER_STAGES", "cpu_has_native_bf16"]
@@ -245,13 +246,16 @@ class _Run:
 
 def fit(model, train_dataset, out_dir, settings: TrainSettings = TrainSettings(), val_dataset=None,
         resume: bool = False, device: str | torch.device = "cpu", evaluate_fn=None, progress: bool = True,
-        group_ids: Tensor | None = None) -> dict:
+        group_ids: Tensor | None = None, draw_detections: Callable | None = None) -> dict:
     """Train ``model`` on ``train_dataset``; checkpoints and logs go to ``out_dir``. Returns a summary.
 
     ``resume=True`` continues from ``out_dir/last.pt`` exactly where it stopped. ``evaluate_fn(model,
     dataset) -> metrics`` (default: COCO evaluation) scores ``val_dataset`` for ``best.pt``, which is
     written only when a validation before the end chose it (or a later one improved on it).
     ``group_ids [len(train_dataset)]`` batches images of a group together (aspect-ratio grouping).
+    ``draw_detections(ax, image, detections, class_names)`` (``visualize.draw_detections``, as the
+    command line passes it) draws a few validation images for TensorBoard's image tab; without it
+    TensorBoard gets the scalars only. Training draws through this callback and never imports drawing code.
     """
     rank, world_size = rank_and_world_size(start=True)
     out_dir, last_path = Path(out_dir), Path(out_dir) / "last.pt"
@@ -264,7 +268,7 @@ def fit(model, train_dataset, out_dir, settings: TrainSettings = TrainSettings()
     if resume:
         _restore(run, last_path)
     network = DistributedDataParallel(model) if world_size > 1 else model
-    log = _Log(out_dir, settings, run.step, rank == 0, progress)
+    log = _Log(out_dir, settings, run.step, rank == 0, progress, draw_detections)
     batches = iter(_Loader(train_dataset, settings, run.step, rank, world_size, group_ids))
     model.train()
     try:
@@ -390,7 +394,7 @@ def _maybe_validate(run: _Run, dataset, evaluate_fn, settings: TrainSettings, lo
 def _evaluate(model, dataset, evaluate_fn) -> dict:
     """``evaluate_fn(model, dataset)``, by default COCO evaluation (pycocotools) -> ``{"bbox": ..., "segm": ...}``."""
     if evaluate_fn is None:
-        from .coco_eval import coco_evaluate
+        from ..evaluation.coco import coco_evaluate
 
         def evaluate_fn(m, d):
             return coco_evaluate(m, d, progress=False)[0]
@@ -405,8 +409,10 @@ def _evaluate(model, dataset, evaluate_fn) -> dict:
 class _Log:
     """Rank 0's reports: the progress bar (losses, lr, ETA) and TensorBoard. Other ranks report nothing."""
 
-    def __init__(self, out_dir: Path, settings: TrainSettings, start_step: int, enabled: bool, progress: bool):
+    def __init__(self, out_dir: Path, settings: TrainSettings, start_step: int, enabled: bool, progress: bool,
+                 draw_detections: Callable | None = None):
         self.settings = settings
+        self.draw_detections = draw_detections
         # smoothing=0: the ETA divides by the mean step time of the whole run. (tqdm's default, an
         # average that forgets within a few steps, made the ETA swing 3x on a busy CPU, where a step
         # takes 0.3 s or, when another process takes a core, 4 to 7 s.)
@@ -431,7 +437,8 @@ class _Log:
             for name in ("AP", "AP50", "AP75"):
                 if metrics[kind][name] is not None:  # None: no object in the validation set
                     self.writer.add_scalar(f"val/{kind}_{name}", metrics[kind][name], step)
-        _log_images(self.writer, model, dataset, step)
+        if self.draw_detections is not None:
+            _log_images(self.writer, model, dataset, step, self.draw_detections)
 
     def close(self) -> None:
         self.bar.close()
@@ -445,11 +452,9 @@ def _tensorboard(out_dir: Path):
     return SummaryWriter(str(out_dir / "tensorboard"))
 
 
-def _log_images(writer, model, dataset, step, count: int = 4):
+def _log_images(writer, model, dataset, step, draw_detections: Callable, count: int = 4):
     """A few validation images with their detections drawn, for TensorBoard's image tab."""
-    import matplotlib.pyplot as plt
-
-    from .visualize import draw_detections
+    import matplotlib.pyplot as plt  # here: training needs matplotlib only when it is given a drawing
 
     model.eval()
     device = next(model.parameters()).device

@@ -41,7 +41,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
-from . import roi_ops
+from .. import roi_ops
 
 __all__ = [
     "to_numpy",
@@ -607,7 +607,7 @@ def draw_anchor_labels(trace, i: int = 0, sampled_only: bool = False, max_negati
     All anchors: every positive and ignored anchor, and ``max_negatives`` negatives drawn at random
     (``seed``; there are thousands). ``sampled_only``: just the anchors the RPN loss sampled.
     """
-    from .matching import BACKGROUND_LABEL, IGNORE
+    from ..matching import BACKGROUND_LABEL, IGNORE
 
     _check_image_index(trace, i)
     _need_training(trace, "draw_anchor_labels")
@@ -1185,7 +1185,7 @@ def match_boxes(gt_boxes, gt_labels, pred_boxes, pred_labels, pred_scores, iou_t
     for drawing one image.) The IoUs are one vectorised ``box_iou``; the greedy pass is a loop over
     predictions because each match removes a ground-truth box from the next one's choice.
     """
-    from .boxes import box_iou
+    from ..boxes import box_iou
 
     gt_boxes = torch.as_tensor(to_numpy(gt_boxes), dtype=torch.float64).reshape(-1, 4)
     pred_boxes = torch.as_tensor(to_numpy(pred_boxes), dtype=torch.float64).reshape(-1, 4)
@@ -1268,7 +1268,7 @@ def draw_iou_grid(gt_boxes, pred_boxes, gt_labels=None, pred_labels=None,
     """The IoU of every (ground truth, prediction) pair as an annotated heat map: rows ground
     truth, columns predictions, each cell printing its IoU to two decimals (grids of more than
     400 cells are left unannotated)."""
-    from .boxes import box_iou
+    from ..boxes import box_iou
 
     gt = torch.as_tensor(to_numpy(gt_boxes), dtype=torch.float64).reshape(-1, 4)
     pred = torch.as_tensor(to_numpy(pred_boxes), dtype=torch.float64).reshape(-1, 4)

@@ -1,51 +1,6 @@
-"""Interactive widgets for the book: chapter 01's RoI explorer and the detection stepper.
-
-Each widget is a thin ipywidgets shell around a plain *view* function of its controls' values,
-so tests (and chapters) call the function without a browser, or drive the widget by setting a
-control's ``.value``, as a reader's mouse would (the pattern of ipywidgets' own tests).
-
-* ``RoIExplorer`` (chapter 01): move and resize a box on a small feature map and watch RoIPool's
-  quantized bins and RoIAlign's sampling points side by side, with both outputs
-  (view function :func:`roi_explorer_view`, drawing :func:`draw_roi_view`).
-* ``DetectionStepper`` (chapter 00): walk through detection on one image, stage by stage, from
-  the input to the final detections, and follow one detection back to its anchor
-  (view function :func:`stepper_view`, lineage :func:`detection_lineage`, images
-  :func:`default_images`).
-
-Layout. Both fit a 1000-pixel-wide notebook column (JupyterLab with its side panel open): the
-controls are stacked in rows of explicit pixel widths (each row at most ``COLUMN_WIDTH_PX``, and
-allowed to wrap), description widths are fixed so that slider values stay visible, and the picture
-is a PNG in an ``ipywidgets.Image`` no wider than ``COLUMN_WIDTH_PX``.
-
-Static pictures (where no kernel runs). Displaying a widget puts **two outputs** in the cell
-(``_ipython_display_``):
-
-1. the live widget: ``application/vnd.jupyter.widget-view+json``, and as ``text/plain`` a line
-   saying that the picture below is the widget's first view;
-2. a *static picture*: ``text/html`` with the current view's PNG inline (and the caption) in a
-   ``<div class="maskrcnn-edu-static">``, and a ``<style>`` rule that hides that div whenever the
-   output just before it shows a picture
-   (``.jp-OutputArea-child:has(img) + .jp-OutputArea-child .maskrcnn-edu-static {display: none}``).
-
-What each front end shows (checked in headless Chromium with nbconvert 7.17 and JupyterLab 4.6;
-``tests/test_browser.py`` checks the first and the third):
-
-* **Live JupyterLab**: output 1 renders the widget, whose ``<img>`` is the picture, so the CSS rule
-  hides output 2: one picture, no duplicate. Likewise for a trusted notebook whose stored widget
-  state JupyterLab restores.
-* **A stored notebook opened in JupyterLab without running it** (untrusted): JupyterLab renders
-  only "safe" mime types of untrusted outputs, and the widget view is not one, so output 1 shows
-  its one line of text; output 2 is sanitized (its ``<style>`` goes, its image stays): the picture.
-* **nbconvert ``--to html``**: nbconvert picks the widget view only if the notebook holds the
-  widget state (``jupyter nbconvert --execute`` stores it by default). Then the view is an empty
-  ``<div>`` that a script from a CDN fills in, blank offline: output 2's picture shows (and hides
-  itself when the CDN script does render the widget). Without stored state, output 1 is its line of
-  text and output 2 the picture.
-
-A single bundle (widget view + ``image/png``) is not enough: nbconvert's HTML exporter never looks
-past the widget view when the state is stored, so the chapter would be blank in offline HTML.
-(``_repr_mimebundle_`` still returns that single bundle, for code that asks for one.)
-"""
+"""Chapter 00's detection stepper: walk through detection on one image, stage by stage, from the
+input to the final detections, and follow one detection back to its anchor (view function
+:func:`stepper_view`, images :func:`default_images`)."""
 from __future__ import annotations
 
 import base64
@@ -64,10 +19,12 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from . import roi_ops
-from .boxes import box_iou
-from .roi_heads import paste_masks
-from .visualize import (
+from .shell import COLUMN_WIDTH_PX, DPI, ShowsStaticPicture, described, figure_png, picture_widget, row
+
+from .. import roi_ops
+from ..boxes import box_iou
+from ..masks import paste_masks
+from ..visualize import (
     anchor_objectness,
     cell_anchor_indices,
     class_colors,
@@ -82,303 +39,7 @@ from .visualize import (
     to_numpy,
 )
 
-__all__ = [
-    "COLUMN_WIDTH_PX",
-    "static_picture_html",
-    "ShowsStaticPicture",
-    "explorer_feature_map",
-    "RoIView",
-    "roi_explorer_view",
-    "draw_roi_view",
-    "RoIExplorer",
-    "STAGES",
-    "DetectionLineage",
-    "detection_lineage",
-    "StepperView",
-    "stepper_view",
-    "default_images",
-    "DetectionStepper",
-]
-
-COLUMN_WIDTH_PX = 960  # the widest a widget may be: a 1000-pixel notebook column minus its margins
-DPI = 80  # figures are rendered at 80 pixels per inch: a 12-inch figure is 960 pixels wide
-
-
-def _figure_png(figure: Figure, dpi: int = DPI) -> bytes:
-    """The figure as PNG bytes (it is not shown by pyplot, and nothing is kept open)."""
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=dpi)
-    return buffer.getvalue()
-
-
-# ---------------------------------------------------------------------------------------------
-# Static pictures: what a notebook shows where no kernel runs (see the module docstring)
-# ---------------------------------------------------------------------------------------------
-
-STATIC_CLASS = "maskrcnn-edu-static"
-STATIC_NOTE = "[An interactive widget: run the notebook to use it. Below, its first view.]"
-# Hide the static picture when the output right before it (the widget) shows a picture itself.
-# JupyterLab and nbconvert's "lab" template use .jp-OutputArea-child; the classic notebook .output_area.
-_HIDE_WHEN_WIDGET_SHOWS = (
-    f"<style>.jp-OutputArea-child:has(img) + .jp-OutputArea-child .{STATIC_CLASS},"
-    f" .output_area:has(img) + .output_area .{STATIC_CLASS} {{display: none;}}</style>"
-)
-
-
-def static_picture_html(png: bytes, caption: str = "") -> str:
-    """The static stand-in for a widget: ``png`` inline, the caption under it, and the CSS rule that
-    hides both wherever the widget itself renders."""
-    data = base64.b64encode(png).decode("ascii")
-    text = html.escape(caption)
-    return (
-        f'{_HIDE_WHEN_WIDGET_SHOWS}<div class="{STATIC_CLASS}">'
-        f'<img src="data:image/png;base64,{data}" alt="{text or "the widget as first shown"}" style="max-width:100%">'
-        f'<p style="font-size:13px; margin:4px 0">{text}</p></div>'
-    )
-
-
-class ShowsStaticPicture:
-    """Mixin for a widget shell with ``widget`` (the ipywidget) and ``_picture()`` ->
-    ``(png bytes or None, caption)``: displays the live widget plus a static picture of its current
-    view that shows only where the widget cannot (see the module docstring). Other widget shells
-    (e.g. ``explorers.Explorer``) can use it as is."""
-
-    widget: widgets.Widget
-
-    def _picture(self) -> tuple[bytes | None, str]:
-        raise NotImplementedError
-
-    def _repr_mimebundle_(self, **kwargs) -> dict:
-        bundle = self.widget._repr_mimebundle_(**kwargs)
-        png, caption = self._picture()
-        if png:
-            bundle["image/png"] = base64.b64encode(png).decode("ascii")
-        if caption:
-            bundle["text/plain"] = caption
-        return bundle
-
-    def _ipython_display_(self) -> None:
-        from IPython.display import display
-
-        png, caption = self._picture()
-        if not png:
-            display(self._repr_mimebundle_(), raw=True)
-            return
-        live = self.widget._repr_mimebundle_()
-        live["text/plain"] = STATIC_NOTE  # shown only where the widget cannot be, above its picture
-        display(live, raw=True)
-        display({"text/html": static_picture_html(png, caption), "text/plain": caption or "(picture)"}, raw=True)
-
-
-def _described(control, width_px: int, description_px: int):
-    """Give a control an explicit width and a fixed description width (so a slider's value shows)."""
-    control.layout = widgets.Layout(width=f"{width_px}px")
-    control.style.description_width = f"{description_px}px"
-    return control
-
-
-def _picture_widget(width_px: int) -> widgets.Image:
-    """The widget's picture: ``width_px`` wide, narrower in a narrower column (no margin, so that
-    it never sticks out of the column by a few pixels and makes it scroll)."""
-    return widgets.Image(format="png", layout=widgets.Layout(width=f"{width_px}px", max_width="100%", margin="0"))
-
-
-def _row(children: Sequence[widgets.Widget]) -> widgets.HBox:
-    """Controls side by side; they wrap onto a new line in a column narrower than they are."""
-    return widgets.HBox(list(children), layout=widgets.Layout(width=f"{COLUMN_WIDTH_PX}px", max_width="100%",
-                                                              flex_flow="row wrap"))
-
-
-# ---------------------------------------------------------------------------------------------
-# Chapter 01: the RoI explorer
-# ---------------------------------------------------------------------------------------------
-
-
-def explorer_feature_map(size: int = 16, seed: int = 0) -> Tensor:
-    """A smooth, deterministic one-channel feature map ``[size, size]`` with values in about 0..1.
-
-    Seeded noise on a coarse 4 x 4 grid, bilinearly enlarged: smooth enough that RoIAlign's
-    interpolation looks like a resampling, uneven enough that RoIPool's max has clear winners.
-    """
-    generator = torch.Generator().manual_seed(seed)
-    coarse = torch.rand(1, 1, 4, 4, generator=generator)
-    return F.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=True)[0, 0]
-
-
-@dataclass(frozen=True)
-class RoIView:
-    """Everything the explorer shows for one box. Coordinates in feature cells (spatial_scale 1).
-
-    ``box``: ``(x0, y0, x1, y1)``. ``pool_rows [P, 2]`` and ``pool_cols [P, 2]``: RoIPool's bins as
-    half-open cell ranges. ``points_y [P, gy]`` and ``points_x [P, gx]``: RoIAlign's sampling points.
-    ``pool_output`` and ``align_output``: ``[P, P]``, the two ops on ``feature_map [H, W]``.
-    """
-
-    box: tuple[float, float, float, float]
-    output_size: int
-    sampling_ratio: int
-    aligned: bool
-    feature_map: Tensor
-    pool_rows: Tensor
-    pool_cols: Tensor
-    points_y: Tensor
-    points_x: Tensor
-    pool_output: Tensor
-    align_output: Tensor
-
-    @property
-    def num_sampling_points(self) -> int:
-        """All of RoIAlign's points: ``P * gy * P * gx``."""
-        return self.points_y.numel() * self.points_x.numel()
-
-
-def roi_explorer_view(
-    x: float,
-    y: float,
-    w: float,
-    h: float,
-    output_size: int = 3,
-    sampling_ratio: int = 2,
-    aligned: bool = False,
-    feature_map: Tensor | None = None,
-) -> RoIView:
-    """RoIPool and RoIAlign for the box ``(x, y, x + w, y + h)`` on ``feature_map [H, W]``.
-
-    The box is in feature cells (``spatial_scale = 1``), ``(x, y)`` its top-left corner.
-    ``sampling_ratio <= 0`` lets RoIAlign choose ``ceil(bin size)`` points per axis, as
-    ``roi_align`` does. Raises ``ValueError`` naming the argument when ``w`` or ``h`` is not
-    positive or ``output_size`` is not a positive int. ``feature_map`` defaults to
-    :func:`explorer_feature_map`.
-    """
-    for name, value in (("w", w), ("h", h)):
-        if not value > 0:
-            raise ValueError(f"{name} (box {'width' if name == 'w' else 'height'}) must be > 0, got {value!r}")
-    if isinstance(output_size, bool) or not isinstance(output_size, int) or output_size < 1:
-        raise ValueError(f"output_size must be a positive int, got {output_size!r}")
-    if isinstance(sampling_ratio, bool) or not isinstance(sampling_ratio, int):
-        raise ValueError(f"sampling_ratio must be an int (<= 0 for adaptive), got {sampling_ratio!r}")
-    if feature_map is None:
-        feature_map = explorer_feature_map()
-    if feature_map.dim() != 2:
-        raise ValueError(f"feature_map must be [H, W], got shape {tuple(feature_map.shape)}")
-
-    box = (float(x), float(y), float(x + w), float(y + h))
-    features = feature_map[None, None]  # [1, 1, H, W]
-    rois = torch.tensor([[0.0, *box]], dtype=feature_map.dtype)
-    pool_output = roi_ops.roi_pool(features, rois, output_size)[0, 0]
-    align_output = roi_ops.roi_align(features, rois, output_size, sampling_ratio=sampling_ratio, aligned=aligned)[0, 0]
-    pool_rows, pool_cols = roi_ops.roi_pool_bins(box, output_size)
-    points_y, points_x = roi_ops.roi_align_sampling_points(
-        box, output_size, sampling_ratio=sampling_ratio, aligned=aligned
-    )
-    return RoIView(box, output_size, sampling_ratio, bool(aligned), feature_map, pool_rows, pool_cols,
-                   points_y, points_x, pool_output, align_output)
-
-
-ROI_FIGURE_SIZE = (9.0, 8.4)  # inches: 720 x 672 pixels at DPI
-
-
-def draw_roi_view(view: RoIView, figure: Figure | None = None) -> Figure:
-    """Draw a ``RoIView``: the two ops on the feature map (top) and their outputs (bottom).
-
-    Uses a pyplot-free ``Figure`` unless one is given, so redrawing leaks no open figures.
-    """
-    figure = figure or Figure(figsize=ROI_FIGURE_SIZE, layout="constrained")
-    (pool_ax, align_ax), (pool_out_ax, align_out_ax) = figure.subplots(
-        2, 2, gridspec_kw={"height_ratios": [1.25, 1]}
-    )
-    low, high = view.feature_map.min().item(), view.feature_map.max().item()
-    colours = {"cmap": "gray", "vmin": low - 0.6 * (high - low), "vmax": high}  # light: bright = high
-
-    draw_feature_map(pool_ax, view.feature_map, title="RoIPool: quantized bins (max)", **colours)
-    draw_roi_pool_bins(pool_ax, view.pool_rows, view.pool_cols)
-    draw_box(pool_ax, view.box, color="black", label="box")
-    pool_ax.legend(loc="lower right", fontsize=8)
-
-    aligned = ", aligned" if view.aligned else ""
-    draw_feature_map(align_ax, view.feature_map, title=f"RoIAlign{aligned}: bins and sampling points", **colours)
-    draw_box(align_ax, roi_align_box(view.box, aligned=view.aligned), bins=(view.output_size,) * 2, color="black",
-             label="box as sampled")
-    draw_sampling_points(align_ax, view.points_y, view.points_x)
-    align_ax.legend(loc="lower right", fontsize=8)
-
-    for ax, output, name in ((pool_out_ax, view.pool_output, "RoIPool"), (align_out_ax, view.align_output, "RoIAlign")):
-        draw_feature_map(ax, output, title=f"{name} output {view.output_size}x{view.output_size}", **colours)
-        ax.set_xlabel("output column")
-        ax.set_ylabel("output row")
-    return figure
-
-
-class RoIExplorer(ShowsStaticPicture):
-    """Sliders for a box (in feature cells) that redraw RoIPool's bins and RoIAlign's points.
-
-    ``controls``: ``x, y, w, h`` (float sliders, feature cells; the sliders clamp values to their
-    range, as ipywidgets sliders do), ``output_size`` (1..7), ``sampling_ratio`` (0..4, 0 = adaptive)
-    and ``aligned`` (checkbox). Each change recomputes ``state`` (a :class:`RoIView`, from
-    :func:`roi_explorer_view`) and, with ``draw=True``, the picture in ``image``.
-    Display the explorer as the last expression of a cell: two columns of controls above the
-    picture, 960 pixels wide at most.
-    """
-
-    CONTROL_PX, DESCRIPTION_PX = 460, 90
-
-    def __init__(self, feature_map: Tensor | None = None, draw: bool = True):
-        self.feature_map = explorer_feature_map() if feature_map is None else feature_map
-        height, width = self.feature_map.shape
-        self.draw = draw
-
-        def sized(control):
-            return _described(control, self.CONTROL_PX, self.DESCRIPTION_PX)
-
-        def box_slider(description, value, low, high):
-            return sized(widgets.FloatSlider(value=value, min=low, max=high, step=0.05, description=description,
-                                             continuous_update=False, readout_format=".2f"))
-
-        self.controls = {
-            "x": box_slider("x (cells)", 2.7, -1.0, width - 1.0),
-            "y": box_slider("y (cells)", 1.3, -1.0, height - 1.0),
-            "w": box_slider("w (cells)", 7.9, 0.2, float(width)),
-            "h": box_slider("h (cells)", 5.6, 0.2, float(height)),
-            "output_size": sized(widgets.IntSlider(value=3, min=1, max=7, description="output size",
-                                                   continuous_update=False)),
-            "sampling_ratio": sized(widgets.IntSlider(value=2, min=0, max=4, description="samples/bin",
-                                                      continuous_update=False)),
-            "aligned": sized(widgets.Checkbox(value=False, description="aligned (shift -0.5 cell)")),
-        }
-        picture_px = int(ROI_FIGURE_SIZE[0] * DPI)
-        self.image = _picture_widget(picture_px)
-        box_column = widgets.VBox([self.controls[name] for name in ("x", "y", "w", "h")])
-        op_column = widgets.VBox([self.controls[name] for name in ("output_size", "sampling_ratio", "aligned")])
-        self.widget = widgets.VBox([_row([box_column, op_column]), self.image],
-                                   layout=widgets.Layout(width=f"{COLUMN_WIDTH_PX}px", max_width="100%"))
-        self.state: RoIView | None = None
-        for control in self.controls.values():
-            control.observe(self._on_change, names="value")
-        self.update()
-
-    def values(self) -> dict:
-        """The controls' current values, as keyword arguments of :func:`roi_explorer_view`."""
-        return {name: control.value for name, control in self.controls.items()}
-
-    def update(self) -> RoIView:
-        """Recompute ``state`` from the controls (and redraw); return it."""
-        self.state = roi_explorer_view(**self.values(), feature_map=self.feature_map)
-        if self.draw:
-            self.image.value = _figure_png(draw_roi_view(self.state))
-        return self.state
-
-    def _on_change(self, change) -> None:
-        self.update()
-
-    def _picture(self) -> tuple[bytes | None, str]:
-        png = bytes(self.image.value) if self.draw and self.image.value else None
-        box = ", ".join(f"{v:.2f}" for v in self.state.box)
-        return png, f"RoIPool vs RoIAlign for the box ({box}), {self.state.output_size}x{self.state.output_size} output"
-
-
-# ---------------------------------------------------------------------------------------------
-# Chapter 00: the detection stepper -- following one detection back to its anchor
-# ---------------------------------------------------------------------------------------------
+__all__ = ["STAGES", "DetectionLineage", "detection_lineage", "StepperView", "stepper_view", "default_images", "DetectionStepper"]
 
 STAGES = (
     "input",
@@ -944,7 +605,7 @@ def stepper_view(trace, stage: str, score_threshold: float = 0.5, detection: int
 
 # Images ---------------------------------------------------------------------------------------
 
-SAMPLE_DIR = Path(__file__).resolve().parent.parent / "data" / "shapes_sample"
+SAMPLE_DIR = Path(__file__).resolve().parents[2] / "data" / "shapes_sample"
 
 
 def _photo(array: np.ndarray, longest_side: int) -> Tensor:
@@ -971,7 +632,7 @@ def default_images(num_shapes: int = 3, sample_dir=None, photo_size: int = 256) 
     """
     from skimage import data as skimage_data
 
-    from .data import CocoDataset, ShapesDataset
+    from ..data import CocoDataset, ShapesDataset
 
     sample_dir = SAMPLE_DIR if sample_dir is None else Path(sample_dir).expanduser()
     annotations = sample_dir / "annotations.json"
@@ -1042,12 +703,12 @@ class DetectionStepper(ShowsStaticPicture):
         self.draw = draw
         self._refreshing = False
         self.controls = {
-            "image": _described(widgets.Dropdown(options=list(self.images), description="image"), 440, 70),
-            "score_threshold": _described(
+            "image": described(widgets.Dropdown(options=list(self.images), description="image"), 440, 70),
+            "score_threshold": described(
                 widgets.FloatSlider(value=score_threshold, min=0.0, max=1.0, step=0.05, description="min score",
                                     continuous_update=False, readout_format=".2f"), 440, 80),
-            "stage": _described(widgets.Dropdown(options=list(STAGES), value=stage, description="stage"), 330, 50),
-            "detection": _described(widgets.Dropdown(options=[("none", None)], index=0, description="follow"),
+            "stage": described(widgets.Dropdown(options=list(STAGES), value=stage, description="stage"), 330, 50),
+            "detection": described(widgets.Dropdown(options=[("none", None)], index=0, description="follow"),
                                     360, 60),
         }
         button = widgets.Layout(width="100px")
@@ -1058,11 +719,11 @@ class DetectionStepper(ShowsStaticPicture):
         self.caption = widgets.HTML(layout=widgets.Layout(width=f"{COLUMN_WIDTH_PX - 20}px", max_width="100%",
                                                           margin="0"))
         picture_px = int(STEPPER_FIGURE_SIZE[0] * DPI)
-        self.image = _picture_widget(picture_px)
+        self.image = picture_widget(picture_px)
         self.widget = widgets.VBox(
             [
-                _row([self.controls["image"], self.controls["score_threshold"]]),
-                _row([self.previous, self.controls["stage"], self.next, self.controls["detection"]]),
+                row([self.controls["image"], self.controls["score_threshold"]]),
+                row([self.previous, self.controls["stage"], self.next, self.controls["detection"]]),
                 self.caption,
                 self.image,
             ],
@@ -1103,7 +764,7 @@ class DetectionStepper(ShowsStaticPicture):
         style = "font-size:13px; margin:4px 0; line-height:1.4"
         self.caption.value = f"<p style='{style}'>{html.escape(self.state.caption)}</p>"
         if self.draw:
-            self.image.value = _figure_png(self.state.figure)
+            self.image.value = figure_png(self.state.figure)
         index = STAGES.index(values["stage"])
         self.previous.disabled, self.next.disabled = index == 0, index == len(STAGES) - 1
         return self.state

@@ -42,22 +42,40 @@ def check_boxes(boxes: Tensor, name: str = "boxes") -> Tensor:
     return boxes
 
 
+def _widened(boxes: Tensor) -> Tensor:
+    """``boxes`` in a dtype in which a width times a height cannot overflow.
+
+    float16's largest value is 65504, less than a 256 x 256 box's area; int8, uint8 and int16 wrap
+    around past 127, 255 and 32767. So float16/bfloat16 -> float32 and every integer dtype -> int64
+    (torchvision's ``_upcast`` stops at int32); float32 and float64 pass through unchanged.
+    """
+    if boxes.is_floating_point():
+        return boxes.float() if boxes.dtype in (torch.float16, torch.bfloat16) else boxes
+    return boxes.long()
+
+
 def box_area(boxes: Tensor) -> Tensor:
-    """Areas of ``boxes [N, 4]`` -> ``[N]``."""
+    """Areas of ``boxes [N, 4]`` -> ``[N]``: float32 for float16/bfloat16 boxes, int64 for integer ones."""
     check_boxes(boxes)
+    boxes = _widened(boxes)
     return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
 
 
 def box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
-    """Intersection over union of every pair: ``boxes1 [N, 4]``, ``boxes2 [M, 4]`` -> ``[N, M]``."""
+    """Intersection over union of every pair: ``boxes1 [N, 4]``, ``boxes2 [M, 4]`` -> ``[N, M]``.
+
+    Computed in float32 for float16/bfloat16 boxes and in int64 for integer ones (``_widened``); the
+    result is float64 for float64 boxes, else float32 (as torchvision's).
+    """
     check_boxes(boxes1, "boxes1")
     check_boxes(boxes2, "boxes2")
+    boxes1, boxes2 = _widened(boxes1), _widened(boxes2)
     # Overlap along each axis, [N, M]: how far the smaller right edge is past the larger left edge.
     overlap_x = torch.min(boxes1[:, None, 2], boxes2[None, :, 2]) - torch.max(boxes1[:, None, 0], boxes2[None, :, 0])
     overlap_y = torch.min(boxes1[:, None, 3], boxes2[None, :, 3]) - torch.max(boxes1[:, None, 1], boxes2[None, :, 1])
     intersection = overlap_x.clamp(min=0) * overlap_y.clamp(min=0)  # 0 where disjoint
     union = box_area(boxes1)[:, None] + box_area(boxes2)[None, :] - intersection
-    return intersection / union
+    return intersection / union  # integer / integer divides to float32
 
 
 def _centres_and_sizes(boxes: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -127,7 +145,7 @@ def remove_small_boxes(boxes: Tensor, min_size: float) -> Tensor:
 
 
 def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
-    """Greedy non-maximum suppression -> indices ``[K]`` of kept boxes, best score first.
+    """Greedy non-maximum suppression -> indices ``[K]`` of kept boxes, best score first (ties: lower index).
 
     Greedy NMS visits boxes from the best score down and keeps a box unless it overlaps
     (IoU > ``iou_threshold``) a box already kept. Written as a loop that is one box at a time.
@@ -136,8 +154,18 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     check_boxes(boxes)
     if scores.dim() != 1 or scores.shape[0] != boxes.shape[0]:
         raise ValueError(f"scores must be [N] with N = {boxes.shape[0]}, got shape {tuple(scores.shape)}")
-    order = torch.argsort(scores, descending=True)
+    order = _best_first(scores)
     return order[_greedy_keep(_float32(boxes)[order], iou_threshold)]
+
+
+def _best_first(scores: Tensor) -> Tensor:
+    """The order ``[N]`` that visits ``scores [N]`` from the best down, equal scores by lower index.
+
+    Greedy NMS keeps the first of two overlapping boxes it visits, so the order among tied scores
+    decides which one survives; float16/bfloat16 scores (under autocast) tie often. A plain argsort
+    orders ties arbitrarily; a stable sort keeps the lower index first, as torchvision's kernel does.
+    """
+    return torch.sort(scores, descending=True, stable=True).indices
 
 
 def _float32(boxes: Tensor) -> Tensor:
@@ -170,20 +198,24 @@ def batched_nms(boxes: Tensor, scores: Tensor, categories: Tensor, iou_threshold
     """NMS within each category: ``boxes [N, 4]``, ``scores [N]``, ``categories [N]`` -> ``[K]``.
 
     Boxes of different categories must never suppress each other. Shifting each category's boxes
-    by its own offset, larger than any coordinate, puts the categories in disjoint parts of the
-    plane; one NMS over the shifted boxes then is NMS per category. That NMS builds an ``[N, N]``
-    matrix, so beyond ``MAX_JOINT_NMS`` boxes it runs once per category instead, on ``[n_c, n_c]``
-    matrices that hold far fewer pairs (a loop over categories, never over boxes). The boxes are
-    sorted by score once, before either way, so both visit tied scores in the same order and keep
-    the same boxes. Returns indices sorted by decreasing score.
+    by its own offset, a multiple of the span of all coordinates, puts the categories in disjoint
+    parts of the plane; one NMS over the shifted boxes then is NMS per category. That NMS builds an
+    ``[N, N]`` matrix, so beyond ``MAX_JOINT_NMS`` boxes it runs once per category instead, on
+    ``[n_c, n_c]`` matrices that hold far fewer pairs (a loop over categories, never over boxes). The
+    boxes are sorted by score once (stably), before either way, so both visit tied scores in the same
+    order and keep the same boxes. Returns indices sorted by decreasing score, ties by index.
     """
     check_boxes(boxes)
     if boxes.numel() == 0:
         return torch.empty(0, dtype=torch.int64, device=boxes.device)
-    order = torch.argsort(scores, descending=True)
+    order = _best_first(scores)
     boxes, categories = _float32(boxes)[order], categories[order]
     if len(boxes) <= MAX_JOINT_NMS:
-        offsets = categories.to(boxes) * (boxes.max() + 1)
+        # Category c moves by c times the span of all coordinates (plus 1 pixel of gap), so it lies
+        # wholly beyond category c - 1 wherever the boxes are. An offset of c * (max + 1), from 0, is
+        # not enough once coordinates go negative: all <= 0, and it moves the boxes by 1 pixel or less.
+        span = boxes.max() - boxes.min() + 1
+        offsets = categories.to(boxes) * span
         return order[_greedy_keep(boxes + offsets[:, None], iou_threshold)]
     keep = torch.zeros(len(boxes), dtype=torch.bool, device=boxes.device)
     for category in torch.unique(categories):

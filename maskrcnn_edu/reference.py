@@ -13,8 +13,8 @@ torchvision, so the simple version is also the specification of the fast one.
 | ``nms_loop``         | ``maskrcnn_edu.boxes.nms``            |
 | ``roi_align_loop``   | ``maskrcnn_edu.roi_ops.roi_align``    |
 | ``roi_pool_loop``    | ``maskrcnn_edu.roi_ops.roi_pool``     |
-| ``paste_masks_loop`` | ``maskrcnn_edu.roi_heads.paste_masks``|
-| ``rescore_by_mask_overlap_loop`` | ``maskrcnn_edu.roi_heads.rescore_by_mask_overlap`` |
+| ``paste_masks_loop`` | ``maskrcnn_edu.masks.paste_masks``|
+| ``rescore_by_mask_overlap_loop`` | ``maskrcnn_edu.masks.rescore_by_mask_overlap`` |
 | ``match_loop``       | ``maskrcnn_edu.matching.Matcher``     |
 
 Correctness and readability come before speed: use these on a handful of boxes, never in training.
@@ -52,7 +52,10 @@ def _iou(a: list[float], b: list[float]) -> float:
 
 def box_iou_loop(boxes1: Tensor, boxes2: Tensor) -> Tensor:
     """IoU of every pair, one pair at a time: ``boxes1 [N, 4]``, ``boxes2 [M, 4]`` -> ``[N, M]``."""
-    iou = torch.zeros(len(boxes1), len(boxes2), dtype=boxes1.dtype)
+    # IoUs are fractions: float64 if either argument is, else float32 (for integer and 16-bit boxes too,
+    # as the fast twin). The arithmetic is on Python numbers, which never overflow.
+    dtype = torch.float64 if torch.float64 in (boxes1.dtype, boxes2.dtype) else torch.float32
+    iou = torch.zeros(len(boxes1), len(boxes2), dtype=dtype)
     for i, a in enumerate(boxes1.tolist()):
         for j, b in enumerate(boxes2.tolist()):
             iou[i, j] = _iou(a, b)

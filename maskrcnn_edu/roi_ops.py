@@ -177,6 +177,17 @@ def _cell_table(input: Tensor) -> Tensor:
     return input.permute(0, 2, 3, 1).reshape(-1, input.shape[1])
 
 
+def _zeros_from(input: Tensor, *shape: int) -> Tensor:
+    """Zeros ``[*shape]`` in ``input``'s dtype that autograd sees as computed from ``input`` (gradient 0).
+
+    For outputs that read no cell (no RoIs; empty or inverted boxes, no point): a plain ``new_zeros``
+    would be cut off from the graph, and ``backward()`` on it alone raises where torchvision gives a zero
+    gradient. The sum of an empty slice of ``input`` is an exact 0 on the graph (``0 * input.sum()``
+    would be NaN wherever ``input`` holds an inf).
+    """
+    return input.new_zeros(shape) + input[:0].sum()
+
+
 # ---------------------------------------------------------------------------------------------
 # RoIAlign
 # ---------------------------------------------------------------------------------------------
@@ -234,8 +245,8 @@ def _align_fixed_grid(table, rois, start, size, output_size, grid, feature_hw) -
     """RoIAlign for boxes that all use a ``grid = (gy, gx)`` of points per bin -> ``[K, C, PH, PW]``."""
     (out_h, out_w), (gy, gx), (height, width) = output_size, grid, feature_hw
     k = len(rois)
-    if gy == 0 or gx == 0:  # degenerate (zero-size, aligned) boxes sample nothing: output 0
-        return table.new_zeros(k, table.shape[1], out_h, out_w)
+    if gy == 0 or gx == 0:  # degenerate (zero-size or inverted, aligned) boxes sample nothing: output 0
+        return _zeros_from(table, k, table.shape[1], out_h, out_w)
     ys, xs = _sampling_points(start, size, (out_h, out_w), (gy, gx))  # [K, PH, gy], [K, PW, gx]
     x_cells, x_weights = _bilinear_neighbours(xs, width)  # [K, PW, gx, 2]
     y_cells, y_weights = _bilinear_neighbours(ys, height)  # [K, PH, gy, 2]
@@ -284,6 +295,8 @@ def _roi_align(input: Tensor, rois: Tensor, out_hw: tuple[int, int], spatial_sca
                aligned: bool) -> Tensor:
     """``roi_align`` on checked arguments, in ``input``'s dtype: ``rois [K, 5]`` -> ``[K, C, PH, PW]``."""
     rois = rois.to(input.dtype)
+    if len(rois) == 0:
+        return _zeros_from(input, 0, input.shape[1], *out_hw)
     table = _cell_table(input)
     feature_hw = tuple(input.shape[-2:])
     start, size = _align_box_geometry(rois, spatial_scale, aligned)
@@ -292,8 +305,7 @@ def _roi_align(input: Tensor, rois: Tensor, out_hw: tuple[int, int], spatial_sca
 
     # Adaptive: each box samples ceil(bin size) points per axis. Boxes that share a grid are done
     # together; the loop runs over the distinct grids (a handful), never over boxes.
-    bins = torch.tensor([out_hw[1], out_hw[0]], dtype=size.dtype, device=size.device)
-    grids = torch.ceil(size / bins).long()  # [K, 2] as (gx, gy)
+    grids = _adaptive_grid(size, out_hw)  # [K, 2] as (gx, gy)
     output = input.new_zeros(len(rois), input.shape[1], *out_hw)
     for grid_xy in torch.unique(grids, dim=0).tolist():
         members = torch.where((grids == torch.tensor(grid_xy, device=grids.device)).all(dim=1))[0]
@@ -302,6 +314,16 @@ def _roi_align(input: Tensor, rois: Tensor, out_hw: tuple[int, int], spatial_sca
         for part in members.split(chunk):
             output[part] = _align_fixed_grid(table, rois[part], start[part], size[part], out_hw, grid_xy[::-1], feature_hw)
     return output
+
+
+def _adaptive_grid(size: Tensor, out_hw: tuple[int, int]) -> Tensor:
+    """Adaptive sampling, ``ceil(bin size)`` points per bin and axis: ``size [K, 2]`` -> ``[K, 2]`` (long).
+
+    An aligned box inverted along an axis (x1 < x0) has a negative size there, hence a negative
+    count; torchvision's loops over it run zero times, so such a box samples nothing, as an empty one.
+    """
+    bins = torch.tensor([out_hw[1], out_hw[0]], dtype=size.dtype, device=size.device)
+    return torch.ceil(size / bins).long().clamp(min=0)
 
 
 def roi_align_sampling_points(
@@ -317,8 +339,9 @@ def roi_align_sampling_points(
     start, size = _align_box_geometry(rois, spatial_scale, aligned)
     if sampling_ratio > 0:
         grid = (sampling_ratio, sampling_ratio)
-    else:  # as roi_align's adaptive grid: ceil(bin size) points per axis
-        grid = (int(torch.ceil(size[0, 1] / out_h)), int(torch.ceil(size[0, 0] / out_w)))
+    else:  # roi_align's adaptive grid: ceil(bin size) points per axis
+        gx, gy = _adaptive_grid(size, (out_h, out_w))[0].tolist()
+        grid = (gy, gx)
     ys, xs = _sampling_points(start, size, (out_h, out_w), grid)
     return ys[0], xs[0]
 
@@ -373,7 +396,7 @@ def _roi_pool(input: Tensor, rois: Tensor, output_size: tuple[int, int], spatial
     n, c, height, width = input.shape
     k = len(rois)
     if k == 0:
-        return input.new_zeros(0, c, out_h, out_w)
+        return _zeros_from(input, 0, c, out_h, out_w)
     row_edges, col_edges = _pool_bin_edges(rois, spatial_scale, (out_h, out_w))
     row_edges, col_edges = row_edges.clamp(0, height), col_edges.clamp(0, width)  # only cells on the map
 

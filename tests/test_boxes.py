@@ -1,14 +1,15 @@
 """boxes.py against torchvision.ops, golden values on hand-made boxes, and properties (hypothesis)."""
 import math
+from unittest import mock
 
 import pytest
 import torch
 import torchvision.ops as tvo
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from torchvision.models.detection._utils import BoxCoder as TorchvisionBoxCoder
 
-from maskrcnn_edu import boxes as B
+from maskrcnn_edu import boxes as B, reference
 
 
 def random_boxes(n, generator, image_size=100.0, max_size=40.0, min_size=0.5):
@@ -152,6 +153,81 @@ def test_masks_to_boxes_matches_torchvision(gen):
     torch.testing.assert_close(B.masks_to_boxes(masks[nonempty]), tvo.masks_to_boxes(masks[nonempty]))
 
 
+# --- defects found by running torchvision's and detectron2's test cases ---------------------------------
+
+
+def test_nms_breaks_score_ties_by_index_like_torchvision():
+    # torchvision sorts the scores stably: among equal scores the lower index is visited (and kept) first.
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0]]).repeat(17, 1)
+    scores = torch.ones(17)
+    assert B.nms(boxes, scores, 0.5).tolist() == tvo.nms(boxes, scores, 0.5).tolist() == [0]
+    categories = torch.zeros(17, dtype=torch.int64)
+    assert B.batched_nms(boxes, scores, categories, 0.5).tolist() == [0]
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_nms_on_low_precision_scores_keeps_what_torchvision_keeps(dtype, gen):
+    # Under autocast the scores are float16/bfloat16, and many of 300 of them tie: the tie order decides
+    # which of two overlapping boxes stays (an unstable sort changed 8 and 33 of ~172 kept boxes).
+    boxes = random_boxes(300, gen, image_size=200.0, max_size=60.0)
+    scores = torch.rand(300, generator=gen).to(dtype)
+    categories = torch.randint(0, 5, (300,), generator=gen)
+    assert len(scores.unique()) < 300  # ties, or the test tests nothing
+    wide = scores.float()  # torchvision's CPU kernel takes no float16; the conversion is exact
+    assert torch.equal(B.nms(boxes, scores, 0.5), tvo.nms(boxes, wide, 0.5))
+    expected = tvo.batched_nms(boxes, wide, categories, 0.5)
+    assert torch.equal(B.batched_nms(boxes, scores, categories, 0.5), expected)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_box_iou_does_not_overflow_in_low_precision_like_torchvision(dtype, gen):
+    # A 256 x 256 box's area, 65536, is past float16's largest value (65504): the area was inf, the IoU nan.
+    for side in (255.0, 256.0, 1000.0):
+        box = torch.tensor([[0.0, 0.0, side, side]], dtype=dtype)
+        assert B.box_iou(box, box).item() == tvo.box_iou(box, box).item() == 1.0
+        assert reference.box_iou_loop(box, box).item() == 1.0
+        torch.testing.assert_close(B.box_area(box), tvo.box_area(box), atol=0, rtol=0)
+    a, b = (random_boxes(40, gen, image_size=800.0, max_size=400.0).to(dtype) for _ in range(2))
+    # torchvision subtracts the edges in 16 bits before it widens: a rounding apart, no more.
+    torch.testing.assert_close(B.box_iou(a, b), tvo.box_iou(a, b), atol=2e-3, rtol=0)
+
+
+@pytest.mark.parametrize("dtype, side", [(torch.uint8, 200), (torch.int8, 100), (torch.int16, 200)])
+def test_integer_box_area_and_iou_do_not_overflow_like_torchvision(dtype, side):
+    # int8 holds up to 127, uint8 255, int16 32767: the areas (and then the IoUs) wrapped around.
+    boxes = torch.tensor([[0, 0, side, side], [0, 0, side // 2, side]], dtype=dtype)
+    area = B.box_area(boxes)
+    assert area.dtype == torch.int64  # torchvision gives int32; int64 holds any int32 box's area
+    assert area.tolist() == tvo.box_area(boxes).tolist() == [side * side, side * side // 2]
+    iou = B.box_iou(boxes, boxes)
+    torch.testing.assert_close(iou, tvo.box_iou(boxes, boxes), atol=0, rtol=0)  # float32, as torchvision's
+    torch.testing.assert_close(iou, reference.box_iou_loop(boxes, boxes), atol=0, rtol=0)
+    assert iou[0, 1].item() == 0.5
+
+
+def nms_per_category_torchvision(boxes, scores, categories, iou_threshold):
+    """``tvo.nms`` within each category (torchvision's coordinate trick fails at coordinates <= 0, as ours
+    did), merged best first, ties by index -> ``[K]``."""
+    kept = [members[tvo.nms(boxes[members], scores[members], iou_threshold)]
+            for members in (torch.where(categories == c)[0] for c in categories.unique())]
+    kept = torch.cat(kept).sort().values if kept else torch.zeros(0, dtype=torch.int64)
+    return kept[torch.sort(scores[kept], descending=True, stable=True).indices]
+
+
+@pytest.mark.parametrize("joint", [True, False])
+def test_batched_nms_offsets_separate_categories_at_negative_coordinates(monkeypatch, joint):
+    # With every coordinate <= 0 an offset of category * (max + 1) moves the boxes by at most 1 pixel.
+    monkeypatch.setattr(B, "MAX_JOINT_NMS", 10**9 if joint else 0)
+    boxes = torch.tensor([[-10.0, -10.0, 0.0, 0.0], [-10.0, -10.0, 0.0, 0.0]])
+    scores, categories = torch.tensor([0.9, 0.8]), torch.tensor([0, 1])
+    assert B.batched_nms(boxes, scores, categories, 0.5).tolist() == [0, 1]
+    # A box far on the negative side and one on the positive side: offsets (max + 1) overlap too.
+    boxes = torch.tensor([[-500.0, -500.0, -400.0, -400.0], [-494.0, -494.0, -394.0, -394.0], [5.0, 5, 9, 9]])
+    scores, categories = torch.tensor([0.9, 0.8, 0.7]), torch.tensor([0, 1, 0])
+    expected = nms_per_category_torchvision(boxes, scores, categories, 0.5)
+    assert B.batched_nms(boxes, scores, categories, 0.5).tolist() == expected.tolist() == [0, 1, 2]
+
+
 # --- properties ------------------------------------------------------------------------------------
 
 coordinate = st.floats(min_value=-1000, max_value=1000, allow_nan=False, width=32)
@@ -196,6 +272,30 @@ def test_nms_keeps_no_overlapping_pair(boxes, threshold):
     kept_iou = B.box_iou(boxes[keep], boxes[keep]).fill_diagonal_(0)
     assert (kept_iou <= threshold).all()
     assert (scores[keep].diff() < 0).all()  # best first
+
+
+# Integer corners: an offset then moves a box exactly, so the joint way's IoUs are the per-category
+# way's to the last bit, and the two must keep the very same boxes (no threshold ties to blur it).
+corner, side = st.integers(-300, 30), st.integers(1, 120)
+integer_box = st.tuples(corner, corner, side, side)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(integer_box, st.integers(0, 3), st.integers(0, 4)), min_size=1, max_size=12),
+       st.sampled_from([0.1, 0.3, 0.5, 0.7]))
+def test_batched_nms_joint_path_equals_per_category_path_for_any_coordinates(rows, threshold):
+    boxes = torch.tensor([[x, y, x + w, y + h] for (x, y, w, h), _, _ in rows], dtype=torch.float32)
+    categories = torch.tensor([c for _, c, _ in rows])
+    scores = torch.tensor([s for _, _, s in rows], dtype=torch.float32)  # 5 values: many ties
+    with mock.patch.object(B, "MAX_JOINT_NMS", 10**9):
+        joint = B.batched_nms(boxes, scores, categories, threshold)
+    with mock.patch.object(B, "MAX_JOINT_NMS", 0):
+        per_category = B.batched_nms(boxes, scores, categories, threshold)
+    assert torch.equal(joint, per_category)
+    # torchvision compares the float32 IoU with the threshold as a double: an IoU of 1/10 is "> 0.1" there,
+    # not here. Away from such ties the kept boxes are the same.
+    assume(((B.box_iou(boxes, boxes) - threshold).abs() > 1e-6).all())
+    assert torch.equal(joint, nms_per_category_torchvision(boxes, scores, categories, threshold))
 
 
 # --- bad input ---------------------------------------------------------------------------------------

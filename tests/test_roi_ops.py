@@ -3,7 +3,7 @@ import pytest
 import torch
 import torchvision.ops as tvo
 
-from maskrcnn_edu import roi_ops
+from maskrcnn_edu import reference, roi_ops
 
 FEATURE_SHAPE = (3, 4, 23, 31)  # N, C, H, W
 
@@ -154,6 +154,78 @@ def test_weights_that_need_a_gradient_get_one():
     corners = torch.tensor([[0.3, 1.1, 4.2, 5.0]], dtype=torch.float64, requires_grad=True)
     image = torch.zeros(1, 1, dtype=torch.float64)
     assert torch.autograd.gradcheck(lambda c: roi_ops.roi_align(x, torch.cat([image, c], 1), 3, 1.0, 2, True), (corners,))
+
+
+# --- defects found by running torchvision's and detectron2's test cases ---------------------------------
+
+
+@pytest.mark.parametrize("op, args", [("roi_align", (7, 1.0, 0, True)), ("roi_align", (7, 1.0, -1, True)),
+                                      ("roi_align", (7, 1.0, 2, True)), ("roi_align", (7, 1.0, -1, False)),
+                                      ("roi_pool", (7, 1.0))])
+@pytest.mark.parametrize("rois", [torch.tensor([[0, 3.0, 4.0, 5.0, 4.0]]), torch.zeros(0, 5)],
+                         ids=["zero-height", "no-rois"])
+def test_roi_output_stays_on_the_autograd_graph_when_nothing_is_sampled(op, args, rois):
+    # A zero-height aligned box samples ceil(0) = 0 points per bin (adaptive), and no RoIs sample nothing:
+    # the output was a fresh zeros tensor, cut off from x, and backward() raised. torchvision: gradient 0.
+    ours_in, theirs_in = (torch.arange(25.0).reshape(1, 1, 5, 5).requires_grad_() for _ in range(2))
+    ours, theirs = getattr(roi_ops, op)(ours_in, rois, *args), getattr(tvo, op)(theirs_in, rois, *args)
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
+    ours.sum().backward()
+    theirs.sum().backward()
+    torch.testing.assert_close(ours_in.grad, theirs_in.grad, atol=1e-4, rtol=0)
+
+
+def test_multiscale_roi_align_without_boxes_stays_on_the_autograd_graph(gen):
+    features = [torch.randn(2, 4, 32 // s, 32 // s, generator=gen).requires_grad_() for s in (4, 8)]
+    pooler = roi_ops.MultiScaleRoIAlign(7, sampling_ratio=-1, aligned=True)
+    pooled = pooler(features, [torch.zeros(0, 4)] * 2, [(32, 32)] * 2)
+    assert pooled.shape == (0, 4, 7, 7)
+    pooled.sum().backward()
+    assert all(f.grad is not None and f.grad.abs().max() == 0 for f in features)
+
+
+INVERTED_BOXES = torch.tensor([
+    [0, 1.0, 1.0, 0.0, 0.0],  # inverted on both axes, by one pixel
+    [0, 20.0, 15.0, 3.0, 2.0],  # inverted on both axes, by many bins
+    [1, 6.0, 6.0, 5.8, 5.8],  # inverted by less than one cell
+    [1, 4.0, 2.0, 4.0, 12.0],  # zero width
+])
+
+
+@pytest.mark.parametrize("aligned", [True, False])
+@pytest.mark.parametrize("sampling_ratio", [-1, 0, 1, 2])
+@pytest.mark.parametrize("output_size", [1, (3, 2)])
+def test_roi_align_on_inverted_boxes_matches_torchvision(gen, aligned, sampling_ratio, output_size):
+    # Aligned and adaptive, an inverted box has a negative size and so a negative grid, ceil(size / bins):
+    # arange() raised. torchvision's loops over a negative count run zero times: the bins are 0.
+    x = torch.randn(2, 3, 16, 18, generator=gen)
+    ours_in, theirs_in = x.clone().requires_grad_(), x.clone().requires_grad_()
+    args = (output_size, 1.0, sampling_ratio, aligned)
+    ours = roi_ops.roi_align(ours_in, INVERTED_BOXES, *args)
+    theirs = tvo.roi_align(theirs_in, INVERTED_BOXES, *args)
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
+    upstream = torch.randn(theirs.shape, generator=gen)
+    (ours * upstream).sum().backward()
+    (theirs * upstream).sum().backward()
+    torch.testing.assert_close(ours_in.grad, theirs_in.grad, atol=1e-4, rtol=0)
+    # The drawing helper gives the grid roi_align reads: none at all for this box, aligned and adaptive.
+    ys, xs = roi_ops.roi_align_sampling_points([1.0, 1.0, 0.0, 0.0], output_size, 1.0, sampling_ratio,
+                                               aligned)
+    assert ys.shape[1] == xs.shape[1] == (sampling_ratio if sampling_ratio > 0 else 1 - aligned)
+
+
+@pytest.mark.parametrize("sampling_ratio", [-1, 0, 2])
+def test_roi_align_on_boxes_inverted_along_one_axis_is_the_loop_twin(gen, sampling_ratio):
+    # Here torchvision's CPU kernel itself fails: its table of grid_h * grid_w * PH * PW points has a negative
+    # size ("cannot create std::vector larger than max_size()"). The loop twin says what its loops mean:
+    # aligned and adaptive, zero points along the inverted axis, so the bins are 0.
+    x = torch.randn(1, 3, 16, 18, generator=gen, dtype=torch.float64)
+    rois = torch.tensor([[0, 9.0, 2.0, 4.0, 12.0], [0, 2.0, 9.0, 12.0, 4.0]], dtype=torch.float64)
+    for aligned in (True, False):
+        ours = roi_ops.roi_align(x, rois, (3, 2), 1.0, sampling_ratio, aligned)
+        torch.testing.assert_close(ours, reference.roi_align_loop(x, rois, (3, 2), 1.0, sampling_ratio, aligned))
+    if sampling_ratio <= 0:
+        assert roi_ops.roi_align(x, rois, (3, 2), 1.0, sampling_ratio, True).abs().max() == 0
 
 
 # --- golden values on hand-made cases -------------------------------------------------------------

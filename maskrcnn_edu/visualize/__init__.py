@@ -1,3 +1,38 @@
-"""Matplotlib drawings (never ipywidgets): primitives, one drawer per Trace stage, weights, evaluation."""
-from .drawing import *  # noqa: F401,F403
-from .drawing import __all__  # noqa: F401
+"""Matplotlib drawing for the book (never ipywidgets): every stage of detection, from one ``model.trace``.
+
+Three layers, each built on the one before:
+
+* **Primitives** draw on an ``ax`` they are given and return it: :func:`show_image`,
+  :func:`draw_boxes` (the Keras notebooks' convention: anchors *dotted*, refined boxes *solid*,
+  suppressed boxes *faint*), :func:`draw_masks`, :func:`class_colors`; and chapter 01's feature
+  map, box, RoIPool-bin and sampling-point drawings. :func:`describe` is the one-line tensor log.
+* **Drawings from a** ``Trace`` (``model.trace(image)`` or ``model.trace(image, target)``) make
+  their own ``Figure``: anchors of a cell, anchor labels, refinements, objectness, NMS, proposals,
+  RoI refinement, per-class NMS, mask logits and targets, activations.
+* **Drawings from a model or a sample**: weight statistics and histograms, a sample's masks by
+  class, ground truth vs prediction, an IoU grid, a precision-recall curve.
+
+Figures are made with ``matplotlib.figure.Figure`` (not ``pyplot``), so pyplot keeps no reference
+to them and a widget that redraws a thousand times leaks nothing; none of these functions calls
+``plt.show()`` or closes a figure it did not open. Tensors or arrays are both accepted.
+
+Image frame: pixel ``(i, j)`` is the unit square ``[j, j+1] x [i, i+1]`` (continuous pixel
+coordinates, as every box in the package), so boxes land on the pixels they bound.
+
+Drawing frame for feature maps (the one ``roi_ops`` reads values in): cell ``(i, j)`` is drawn as
+the unit square **centred** on the point ``(x=j, y=i)``, i.e. ``[j - 0.5, j + 0.5] x [i - 0.5, i + 0.5]``,
+because that point is where bilinear interpolation finds the cell's value. Axis ticks therefore
+sit on cell centres. A box is drawn where an op reads it: ``box * spatial_scale`` for RoIPool and
+for RoIAlign with ``aligned=False``; shifted by ``-0.5`` for RoIAlign with ``aligned=True``
+(:func:`roi_align_box`). The y axis points down, as in an image.
+"""
+from .primitives import *  # noqa: F401,F403
+from .stages import *  # noqa: F401,F403
+from .weights import *  # noqa: F401,F403
+from .evaluation import *  # noqa: F401,F403
+from .primitives import __all__ as _primitives
+from .stages import __all__ as _stages
+from .weights import __all__ as _weights
+from .evaluation import __all__ as _evaluation
+
+__all__ = [*_primitives, *_stages, *_weights, *_evaluation]

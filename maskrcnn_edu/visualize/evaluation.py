@@ -16,7 +16,8 @@ from matplotlib.ticker import MaxNLocator
 
 from .. import roi_ops
 from .primitives import _new_figure, _rectangles, draw_boxes, show_image, to_numpy
-from .stages import _class_name, _legend, _style_handle
+from .primitives import _class_name
+from .stages import _legend, _style_handle
 
 __all__ = ["BoxMatches", "match_boxes", "greedy_match", "draw_matches", "draw_iou_grid", "draw_pr_curve"]
 

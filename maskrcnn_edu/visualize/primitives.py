@@ -16,7 +16,6 @@ from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
 from .. import roi_ops
-from .stages import _class_name
 
 __all__ = ["to_numpy", "describe", "class_colors", "show_image", "draw_boxes", "draw_masks", "draw_feature_map", "draw_box", "roi_align_box", "draw_roi_pool_bins", "draw_sampling_points", "draw_detections", "draw_top_masks"]
 
@@ -423,3 +422,6 @@ def draw_top_masks(image, target: dict, class_names: Sequence[str] | None = None
         ax.set_title(f"{_class_name(int(label), class_names)} ({count} object{'s' if count != 1 else ''})", fontsize=9)
     fig.suptitle("Masks by class: the union of each frequent class's masks", fontsize=10)
     return fig
+
+def _class_name(label: int, class_names) -> str:
+    return class_names[label] if class_names is not None and 0 <= label < len(class_names) else f"class {label}"

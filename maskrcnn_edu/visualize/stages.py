@@ -17,7 +17,7 @@ from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
 from .. import roi_ops
-from .primitives import BOX_STYLES, _caption, _new_figure, _rectangles, class_colors, draw_boxes, draw_masks, show_image, to_numpy
+from .primitives import BOX_STYLES, _caption, _class_name, _new_figure, _rectangles, class_colors, draw_boxes, draw_masks, show_image, to_numpy
 
 __all__ = ["anchor_objectness", "cell_anchor_indices", "draw_cell_anchors", "draw_anchor_labels", "draw_refinements", "draw_top_objectness", "draw_objectness_heatmaps", "draw_nms", "draw_proposals", "draw_roi_refinement", "draw_class_nms", "draw_mask_logits", "draw_mask_targets"]
 
@@ -93,9 +93,6 @@ def _level_name(level: int) -> str:
     """FPN level index (0 = P2) -> its name."""
     return LEVEL_NAMES[level] if level < len(LEVEL_NAMES) else f"level {level}"
 
-
-def _class_name(label: int, class_names) -> str:
-    return class_names[label] if class_names is not None and 0 <= label < len(class_names) else f"class {label}"
 
 
 # Anchors ------------------------------------------------------------------------------------------

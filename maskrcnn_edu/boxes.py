@@ -212,16 +212,22 @@ def batched_nms(boxes: Tensor, scores: Tensor, categories: Tensor, iou_threshold
     boxes, categories = _float32(boxes)[order], categories[order]
     if len(boxes) <= MAX_JOINT_NMS:
         # Category c moves by c times the span of all coordinates (plus 1 pixel of gap), so it lies
-        # wholly beyond category c - 1 wherever the boxes are. An offset of c * (max + 1), from 0, is
-        # not enough once coordinates go negative: all <= 0, and it moves the boxes by 1 pixel or less.
-        span = boxes.max() - boxes.min() + 1
+        # wholly beyond category c - 1 wherever the boxes are. torchvision's c * (max + 1) is that span
+        # only while no coordinate is negative (all <= 0: it moves the boxes by 1 pixel or less). Where
+        # none is, the offsets are torchvision's to the bit, so the shifted boxes round alike.
+        span = boxes.max() + 1 - boxes.min().clamp(max=0)
         offsets = categories.to(boxes) * span
         return order[_greedy_keep(boxes + offsets[:, None], iou_threshold)]
     keep = torch.zeros(len(boxes), dtype=torch.bool, device=boxes.device)
     for category in torch.unique(categories):
         members = torch.where(categories == category)[0]  # still best first
         keep[members] = _greedy_keep(boxes[members], iou_threshold)
-    return order[keep]
+    # The survivors, best first. Within a category NMS visited tied scores by index (torchvision's kernel
+    # does too); across categories torchvision's per-category path orders its survivors with a sort that
+    # is not stable, so tied scores of different categories come out in that sort's order. The same
+    # call here gives the same order, which keeps the model's proposals equal to torchvision's.
+    kept = torch.sort(order[keep]).values  # by index, as torchvision's torch.where gives them
+    return kept[scores[kept].sort(descending=True).indices]
 
 
 def masks_to_boxes(masks: Tensor) -> Tensor:

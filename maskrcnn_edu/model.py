@@ -32,7 +32,7 @@ from .rpn import RegionProposalNetwork, RPNOutput
 from .transform import ImageBatch, postprocess, prepare_batch
 from .weights import load_torchvision, load_weights, read_checkpoint, read_state_dict
 
-__all__ = ["MaskRCNN", "Trace", "load_checkpoint"]
+__all__ = ["MaskRCNN", "Trace", "DetectionLineage", "load_checkpoint"]
 
 
 @dataclass
@@ -76,6 +76,75 @@ class Trace:
         mean = torch.as_tensor(self.image_mean, dtype=pixels.dtype, device=pixels.device)[:, None, None]
         std = torch.as_tensor(self.image_std, dtype=pixels.dtype, device=pixels.device)[:, None, None]
         return (pixels * std + mean).clamp(0, 1)
+
+    def lineage(self, detection: int, image: int = 0) -> DetectionLineage:
+        """Follow detection ``detection`` of image ``image`` (an index into ``detections[image]``) back
+        through the heads and the RPN to its anchor: the detection's RoI (``heads.detection_rois``) is a
+        proposal, which is one of the RPN's pre-NMS boxes (``rpn.nms_keep``), which came from one anchor
+        (``rpn.pre_nms_anchor_index``). Raises ``ValueError`` for a training trace or an index out of range.
+        """
+        heads, rpn = self.heads, self.rpn
+        if heads.detections is None or self.detections is None:
+            raise ValueError("trace has no detections: trace the model without targets (model.trace(image))")
+        if isinstance(image, bool) or not isinstance(image, int) or not 0 <= image < len(heads.detections):
+            raise ValueError(f"image must be an int in 0..{len(heads.detections) - 1}, got {image!r}")
+        found = heads.detections[image]
+        count = len(found["scores"])
+        if isinstance(detection, bool) or not isinstance(detection, int) or not 0 <= detection < count:
+            raise ValueError(f"detection must be an int in 0..{count - 1} (image {image} has {count} detections), "
+                             f"got {detection!r}")
+        roi = int(heads.detection_rois[image][detection])
+        candidate = int(rpn.nms_keep[image][roi])
+        anchor_index = int(rpn.pre_nms_anchor_index[image][candidate])
+        label = int(found["labels"][detection])
+        return DetectionLineage(
+            image=image, detection=detection, label=label, score=float(found["scores"][detection]),
+            final_score=float(self.detections[image]["scores"][detection]),
+            anchor_index=anchor_index, anchor_level=int(rpn.pre_nms_levels[image][candidate]),
+            anchor=torch.cat(rpn.anchors)[anchor_index], objectness=float(rpn.pre_nms_scores[image][candidate]),
+            rpn_box=rpn.decoded_boxes[image, anchor_index], candidate=candidate, roi=roi,
+            proposal=heads.proposals[image][roi], roi_level=int(heads.roi_levels[image][roi]),
+            class_scores=heads.class_scores[image][roi], refined=heads.refined_boxes[image][roi, label],
+            mask_logits=heads.detection_mask_logits[image][detection], mask=found["masks"][detection, 0],
+            final_box=self.detections[image]["boxes"][detection], final_mask=self.detections[image]["masks"][detection, 0],
+        )
+
+
+@dataclass
+class DetectionLineage:
+    """Where one detection came from, stage by stage (``Trace.lineage``).
+
+    Boxes ``[4]`` are in the resized image's pixels (the trace's frame) except ``final_box``
+    (original pixels). ``anchor_index`` counts in ``torch.cat(trace.rpn.anchors)``, ``anchor_level``
+    is 0 = P2 ... 4 = P6; ``candidate`` indexes the RPN's pre-NMS boxes; ``roi`` the proposals (which
+    are the RoIs at inference). ``rpn_box``: the anchor moved by its deltas (unclipped);
+    ``proposal``: the same box clipped, as it survived NMS. ``refined``: the RoI refined for the
+    detection's class (= the detection's box). ``mask_logits [M, M]`` and ``mask [M, M]``
+    (probabilities) for its own class; ``final_mask [H, W]``: pasted at the original size. ``score``
+    is the heads' (after NMS); ``final_score`` the model's output (they differ only where
+    ``Config.mask_overlap_rescore`` lowered it).
+    """
+
+    image: int
+    detection: int
+    label: int
+    score: float
+    final_score: float
+    anchor_index: int
+    anchor_level: int
+    anchor: Tensor
+    objectness: float
+    rpn_box: Tensor
+    candidate: int
+    roi: int
+    proposal: Tensor
+    roi_level: int
+    class_scores: Tensor
+    refined: Tensor
+    mask_logits: Tensor
+    mask: Tensor
+    final_box: Tensor
+    final_mask: Tensor
 
 
 def _operations(config: Config):
@@ -147,8 +216,9 @@ class MaskRCNN(nn.Module):
         features = self.backbone.fpn(stages)  # P2..P6
         rpn = self.rpn(batch, features, targets)
         heads = self.roi_heads(features[:4], rpn.proposals, batch.image_sizes, targets)  # P6 is for the RPN only
-        trace = Trace(batch, original_sizes, stages, features, rpn, heads, None, targets, None,
-                      self.config.image_mean, self.config.image_std)
+        trace = Trace(batch=batch, original_sizes=original_sizes, stages=stages, features=features, rpn=rpn, heads=heads,
+                      detections=None, targets=targets, losses=None,
+                      image_mean=self.config.image_mean, image_std=self.config.image_std)
         if targets is not None:
             trace.losses = {**rpn.losses, **heads.losses}
         else:

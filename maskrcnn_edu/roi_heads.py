@@ -103,6 +103,9 @@ class RoIHeadsOutput:
     class_scores: list[Tensor]  # [R_i, K] softmax
     # Inference:
     pre_nms: list[dict] | None = None  # boxes, scores, labels, rois (RoI index) of the candidates above the score threshold
+    nms_survivors: list[Tensor] | None = None  # [S_i]: indices into pre_nms that per-class NMS kept, best first
+    detection_candidates: list[Tensor] | None = None  # [D_i]: each detection's index in pre_nms (the rest of
+    # the survivors were cut by the top detections_per_img)
     # boxes, labels, scores, masks [D, 1, M, M] probabilities; in the order of the model's output
     # (best first; with Config.mask_overlap_rescore, by the rescored scores: the scores here stay NMS's)
     detections: list[dict] | None = None
@@ -124,6 +127,7 @@ class RoIHeadsOutput:
         model's final output (``rescore_by_mask_overlap`` re-sorts that)."""
         self.detections = [{key: value[order] for key, value in d.items()} for d, order in zip(self.detections, orders)]
         self.detection_rois = [rois[order] for rois, order in zip(self.detection_rois, orders)]
+        self.detection_candidates = [index[order] for index, order in zip(self.detection_candidates, orders)]
         self.detection_mask_logits = [logits[order] for logits, order in zip(self.detection_mask_logits, orders)]
         if orders and self.mask_logits is not None:  # one tensor over all images: shift each order by its start
             starts = itertools.accumulate([0] + [len(order) for order in orders[:-1]])
@@ -237,11 +241,13 @@ class RoIHeads(nn.Module):
     # --- inference -------------------------------------------------------------------------------
 
     def select_detections(self, refined: list[Tensor], scores: list[Tensor]):
-        """Per image: drop background, threshold, per-class NMS, top-k -> pre-NMS and final dicts.
+        """Per image: drop background, threshold, per-class NMS, top-k -> pre-NMS dicts, NMS's survivors
+        (indices into the pre-NMS dicts, best first) and the final dicts.
 
-        Each dict also holds ``rois [D]``, the RoI each candidate refines.
+        Each dict also holds ``rois [D]``, the RoI each candidate refines; a final dict holds
+        ``candidates [D]``, each detection's index in the pre-NMS dict.
         """
-        pre_nms, detections = [], []
+        pre_nms, survivors, detections = [], [], []
         for boxes, image_scores in zip(refined, scores):
             num_rois, num_classes = image_scores.shape
             labels = torch.arange(num_classes, device=boxes.device).expand_as(image_scores)
@@ -255,10 +261,11 @@ class RoIHeads(nn.Module):
             keep = keep[box_ops.remove_small_boxes(candidates["boxes"][keep], 1e-2)]
             candidates = {key: value[keep] for key, value in candidates.items()}
             pre_nms.append(candidates)
-            keep = self.batched_nms(candidates["boxes"], candidates["scores"], candidates["labels"], self.config.box_nms_thresh)
-            keep = keep[: self.config.detections_per_img]
-            detections.append({key: value[keep] for key, value in candidates.items()})
-        return pre_nms, detections
+            kept = self.batched_nms(candidates["boxes"], candidates["scores"], candidates["labels"], self.config.box_nms_thresh)
+            survivors.append(kept)
+            keep = kept[: self.config.detections_per_img]
+            detections.append({**{key: value[keep] for key, value in candidates.items()}, "candidates": keep})
+        return pre_nms, survivors, detections
 
     # --- both --------------------------------------------------------------------------------------
 
@@ -310,8 +317,9 @@ class RoIHeads(nn.Module):
     def detect(self, features, proposals, image_sizes) -> RoIHeadsOutput:
         """Inference: classify the proposals, keep the best per class, predict each detection's mask."""
         output = self.classify(features, proposals, image_sizes)
-        output.pre_nms, selected = self.select_detections(output.refined_boxes, output.class_scores)
+        output.pre_nms, output.nms_survivors, selected = self.select_detections(output.refined_boxes, output.class_scores)
         output.detection_rois = [d.pop("rois") for d in selected]
+        output.detection_candidates = [d.pop("candidates") for d in selected]
         output.mask_logits, output.mask_features_shape = self.predict_masks(features, [d["boxes"] for d in selected], image_sizes)
         labels = torch.cat([d["labels"] for d in selected])
         rows = torch.arange(len(labels), device=labels.device)

@@ -8,7 +8,7 @@
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
@@ -57,7 +57,8 @@ class RPNOutput:
     pre_nms_scores: list[Tensor]  # per image [T] objectness probabilities
     pre_nms_levels: list[Tensor]  # per image [T]: FPN level index, 0 = P2 ... 4 = P6
     pre_nms_anchor_index: list[Tensor]  # per image [T]: the anchor each box came from
-    nms_keep: list[Tensor]  # per image [P]: indices into pre_nms_boxes that NMS (and the post-NMS top-k) kept
+    nms_survivors: list[Tensor]  # per image [S]: indices into pre_nms_boxes that NMS kept, best first
+    nms_keep: list[Tensor]  # per image [P]: the first post_nms_top_n survivors, the proposals (the rest: cut by the top-k)
     proposals: list[Tensor]  # per image [P, 4], after NMS
     proposal_scores: list[Tensor]  # per image [P]
     # Training only (with targets), per image over all anchors:
@@ -83,11 +84,12 @@ class RPNOutput:
 class _Selection:
     """Proposal selection for a batch, per image (the fields of ``RPNOutput`` of the same names)."""
 
-    pre_nms_boxes: list[Tensor]
-    pre_nms_scores: list[Tensor]
-    pre_nms_levels: list[Tensor]
-    pre_nms_anchor_index: list[Tensor]
-    nms_keep: list[Tensor]
+    pre_nms_boxes: list[Tensor] = field(default_factory=list)
+    pre_nms_scores: list[Tensor] = field(default_factory=list)
+    pre_nms_levels: list[Tensor] = field(default_factory=list)
+    pre_nms_anchor_index: list[Tensor] = field(default_factory=list)
+    nms_survivors: list[Tensor] = field(default_factory=list)
+    nms_keep: list[Tensor] = field(default_factory=list)
 
 
 class RegionProposalNetwork(nn.Module):
@@ -126,7 +128,7 @@ class RegionProposalNetwork(nn.Module):
         image_index = torch.arange(len(boxes), device=boxes.device)[:, None]
         boxes, scores = boxes[image_index, top_indices], torch.sigmoid(objectness[image_index, top_indices])
 
-        selection = _Selection([], [], [], [], [])
+        selection = _Selection()
         for image_boxes, image_scores, anchor_index, size in zip(boxes, scores, top_indices, image_sizes):  # per image
             # 2. Clip to the image, drop boxes of (almost) no size and those under the score threshold.
             image_boxes = box_ops.clip_boxes_to_image(image_boxes, size)
@@ -138,8 +140,9 @@ class RegionProposalNetwork(nn.Module):
             selection.pre_nms_levels.append(image_levels)
             selection.pre_nms_anchor_index.append(anchor_index[keep])
             # 3. NMS within each level, then the post_nms_top_n best of the image.
-            keep = self.batched_nms(image_boxes, image_scores, image_levels, self.config.rpn_nms_thresh)
-            selection.nms_keep.append(keep[: self.top_n("post")])
+            survivors = self.batched_nms(image_boxes, image_scores, image_levels, self.config.rpn_nms_thresh)
+            selection.nms_survivors.append(survivors)
+            selection.nms_keep.append(survivors[: self.top_n("post")])
         return selection
 
     def anchor_targets(self, anchors: Tensor, targets: list[dict]) -> tuple[list[Tensor], list[Tensor]]:
@@ -192,9 +195,10 @@ class RegionProposalNetwork(nn.Module):
         boxes = self.box_coder.decode(flat_deltas.detach(), all_anchors[None])  # [N, A_total, 4]
         selection = self.select_proposals(boxes, flat_objectness.detach(), anchors_per_level, images.image_sizes)
         output = RPNOutput(
-            objectness, deltas, anchors, boxes,
-            selection.pre_nms_boxes, selection.pre_nms_scores, selection.pre_nms_levels, selection.pre_nms_anchor_index,
-            selection.nms_keep,
+            objectness=objectness, deltas=deltas, anchors=anchors, decoded_boxes=boxes,
+            pre_nms_boxes=selection.pre_nms_boxes, pre_nms_scores=selection.pre_nms_scores,
+            pre_nms_levels=selection.pre_nms_levels, pre_nms_anchor_index=selection.pre_nms_anchor_index,
+            nms_survivors=selection.nms_survivors, nms_keep=selection.nms_keep,
             proposals=[b[k] for b, k in zip(selection.pre_nms_boxes, selection.nms_keep)],
             proposal_scores=[s[k] for s, k in zip(selection.pre_nms_scores, selection.nms_keep)],
         )

@@ -121,6 +121,11 @@ def test_batched_nms_indices_equal_torchvision(n, gen):
 
 @pytest.mark.parametrize("tied", [False, True])  # tied: 9 distinct scores, as low-precision logits give
 def test_batched_nms_joint_and_per_category_keep_the_same_boxes(gen, monkeypatch, tied):
+    """Both ways keep the same boxes, each best first, and each equals torchvision's way of the same
+    name to the index, order of tied scores included (torchvision's two ways order ties differently:
+    its per-category way sorts the survivors with a sort that is not stable)."""
+    from torchvision.ops.boxes import _batched_nms_coordinate_trick, _batched_nms_vanilla
+
     boxes = random_boxes(900, gen, image_size=200.0, max_size=60.0)
     scores = torch.randperm(900, generator=gen).float()
     if tied:
@@ -130,7 +135,11 @@ def test_batched_nms_joint_and_per_category_keep_the_same_boxes(gen, monkeypatch
     joint = B.batched_nms(boxes, scores, categories, 0.5)
     monkeypatch.setattr(B, "MAX_JOINT_NMS", 0)  # one matrix per category
     per_category = B.batched_nms(boxes, scores, categories, 0.5)
-    assert torch.equal(joint, per_category) and 0 < len(joint) < 900
+    assert set(joint.tolist()) == set(per_category.tolist()) and 0 < len(joint) < 900
+    for kept in (joint, per_category):
+        assert bool((scores[kept][:-1] >= scores[kept][1:]).all())
+    assert torch.equal(joint, _batched_nms_coordinate_trick(boxes, scores, categories, 0.5))
+    assert torch.equal(per_category, _batched_nms_vanilla(boxes, scores, categories, 0.5))
 
 
 @pytest.mark.parametrize("n", [200, 900])  # the joint NMS (offsets) and one NMS per category

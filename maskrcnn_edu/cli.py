@@ -131,7 +131,8 @@ def _read_weights_file(path):
         raise FileNotFoundError(f"no checkpoint at {path}")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:  # torch's message is about trust; the cause is what the file holds
+    # torch's message is about trust; the cause is what the file holds
+    except pickle.UnpicklingError as error:
         raise ValueError(f"{path} is not a readable checkpoint (not written by torch.save, or it holds more than "
                          "tensors, numbers, strings, lists and dicts)") from error
     except Exception as error:  # a truncated file, another format, ...

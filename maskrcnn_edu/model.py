@@ -1,6 +1,7 @@
 """``MaskRCNN``: the modules composed. ``forward`` for training and inference, ``trace`` to look inside.
 
-    images -> transform -> backbone (ResNet C2..C5 + FPN P2..P6) -> RPN -> RoI heads -> postprocess -> detections
+    images -> transform -> backbone (ResNet C2..C5 + FPN P2..P6) -> RPN -> RoI heads -> postprocess
+           -> detections
 
 With ``Config.mask_overlap_rescore`` (the Shapes preset), ``masks.rescore_by_mask_overlap`` follows
 postprocess: the pasted masks lower the scores of detections whose pixels better ones have claimed.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torchvision.ops
@@ -91,7 +93,8 @@ class Trace:
         found = heads.detections[image]
         count = len(found["scores"])
         if isinstance(detection, bool) or not isinstance(detection, int) or not 0 <= detection < count:
-            raise ValueError(f"detection must be an int in 0..{count - 1} (image {image} has {count} detections), "
+            raise ValueError(f"detection must be an int in 0..{count - 1} "
+                             f"(image {image} has {count} detections), "
                              f"got {detection!r}")
         roi = int(heads.detection_rois[image][detection])
         candidate = int(rpn.nms_keep[image][roi])
@@ -101,12 +104,14 @@ class Trace:
             image=image, detection=detection, label=label, score=float(found["scores"][detection]),
             final_score=float(self.detections[image]["scores"][detection]),
             anchor_index=anchor_index, anchor_level=int(rpn.pre_nms_levels[image][candidate]),
-            anchor=torch.cat(rpn.anchors)[anchor_index], objectness=float(rpn.pre_nms_scores[image][candidate]),
+            anchor=torch.cat(rpn.anchors)[anchor_index],
+            objectness=float(rpn.pre_nms_scores[image][candidate]),
             rpn_box=rpn.decoded_boxes[image, anchor_index], candidate=candidate, roi=roi,
             proposal=heads.proposals[image][roi], roi_level=int(heads.roi_levels[image][roi]),
             class_scores=heads.class_scores[image][roi], refined=heads.refined_boxes[image][roi, label],
             mask_logits=heads.detection_mask_logits[image][detection], mask=found["masks"][detection, 0],
-            final_box=self.detections[image]["boxes"][detection], final_mask=self.detections[image]["masks"][detection, 0],
+            final_box=self.detections[image]["boxes"][detection],
+            final_mask=self.detections[image]["masks"][detection, 0],
         )
 
 
@@ -148,7 +153,8 @@ class DetectionLineage:
 
 
 def _operations(config: Config):
-    """The kernels: NMS, the RoI pooling of the heads, and RoIAlign (for mask targets) -- ours or torchvision's."""
+    """The kernels: NMS, the RoI pooling of the heads, and RoIAlign (for mask targets): ours or
+    torchvision's."""
     if config.ops == "torchvision":
         nms, align, pool = torchvision.ops.batched_nms, torchvision.ops.roi_align, torchvision.ops.roi_pool
     else:
@@ -174,13 +180,14 @@ def _unchanged(model: nn.Module):
     finally:
         model.train(was_training)
         for buffer, saved in buffers:
-            if not torch.equal(buffer, saved):  # only what changed: an untouched buffer keeps its autograd version
+            # only what changed: an untouched buffer keeps its autograd version
+            if not torch.equal(buffer, saved):
                 buffer.copy_(saved)
         for generator, state in generator_states:
             generator.set_state(state)
 
 
-def load_checkpoint(path, map_location="cpu") -> tuple["MaskRCNN", dict]:
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple["MaskRCNN", dict]:
     """Rebuild the model saved with ``weights.save_checkpoint`` -> ``(model, checkpoint dict)``."""
     checkpoint = read_checkpoint(path, map_location=map_location)
     model = MaskRCNN(Config.from_dict(checkpoint["config"]))
@@ -202,7 +209,8 @@ class MaskRCNN(nn.Module):
         self.backbone = build_backbone(self.config)
         channels = self.backbone.out_channels
         self.rpn = RegionProposalNetwork(self.config, channels, batched_nms=nms, generator=generator)
-        self.roi_heads = RoIHeads(self.config, channels, roi_op=roi_op, batched_nms=nms, generator=generator, align_op=align)
+        self.roi_heads = RoIHeads(self.config, channels, roi_op=roi_op, batched_nms=nms, generator=generator,
+                                  align_op=align)
 
     def generators(self) -> list[torch.Generator | None]:
         """The random generators of the two samplers (``None``: torch's global one)."""
@@ -215,27 +223,36 @@ class MaskRCNN(nn.Module):
         stages = self.backbone.body(batch.tensors)  # C2..C5
         features = self.backbone.fpn(stages)  # P2..P6
         rpn = self.rpn(batch, features, targets)
-        heads = self.roi_heads(features[:4], rpn.proposals, batch.image_sizes, targets)  # P6 is for the RPN only
-        trace = Trace(batch=batch, original_sizes=original_sizes, stages=stages, features=features, rpn=rpn, heads=heads,
-                      detections=None, targets=targets, losses=None,
+        heads = self.roi_heads(features[:4], rpn.proposals, batch.image_sizes, targets)  # P6: the RPN's only
+        trace = Trace(batch=batch, original_sizes=original_sizes, stages=stages, features=features, rpn=rpn,
+                      heads=heads, detections=None, targets=targets, losses=None,
                       image_mean=self.config.image_mean, image_std=self.config.image_std)
         if targets is not None:
             trace.losses = {**rpn.losses, **heads.losses}
         else:
-            trace.detections = postprocess(heads.detections, batch.image_sizes, original_sizes, self.config.aligned)
+            trace.detections = postprocess(heads.detections, batch.image_sizes, original_sizes,
+                                           self.config.aligned)
             if self.config.mask_overlap_rescore:
                 rescored = [rescore_by_mask_overlap(d) for d in trace.detections]
                 trace.detections = [d for d, _ in rescored]
-                heads.reorder_detections([order for _, order in rescored])  # detection k: the same one in both
+                heads.reorder_detections([order for _, order in rescored])  # detection k: one in both
         return trace
 
-    def forward(self, images: list[Tensor], targets: list[dict] | None = None):
+    def forward(self, images: list[Tensor], targets: list[dict] | None = None) -> list[dict] | dict:
+        """torchvision's interface. ``images``: float ``[3, H, W]`` tensors in 0..1, of any sizes.
+
+        In eval mode -> per image a dict of ``boxes [D, 4]`` (xyxy, in that image's pixels), ``labels [D]``,
+        ``scores [D]`` (best first) and ``masks [D, 1, H, W]`` (probabilities, pasted into the image).
+        In train mode, with ``targets`` (per image ``boxes [G, 4]``, ``labels [G]``, ``masks [G, H, W]``)
+        -> the five losses: ``loss_objectness``, ``loss_rpn_box_reg`` (RPN), ``loss_classifier``,
+        ``loss_box_reg``, ``loss_mask`` (heads). ``trace`` returns every stage in between.
+        """
         if self.training and targets is None:
             raise ValueError("in training mode the model needs targets; call model.eval() for detections")
         trace = self._run(images, targets if self.training else None)
         return trace.losses if self.training else trace.detections
 
-    def trace(self, images, targets: list[dict] | dict | None = None) -> Trace:
+    def trace(self, images: Tensor | list[Tensor], targets: list[dict] | dict | None = None) -> Trace:
         """Run one image (a ``[3, H, W]`` tensor) or a list, and return every stage.
 
         Without targets: inference, as ``model.eval()(images)`` computes it, with the detections.
@@ -256,7 +273,8 @@ class MaskRCNN(nn.Module):
     # Loading ---------------------------------------------------------------------------------------
 
     @classmethod
-    def from_torchvision(cls, path_or_state_dict, config: Config | None = None) -> "MaskRCNN":
+    def from_torchvision(cls, path_or_state_dict: str | Path | dict,
+                         config: Config | None = None) -> "MaskRCNN":
         """A model with the weights of torchvision's ``maskrcnn_resnet50_fpn`` (a file or a state dict).
 
         Without a ``config``, the class count is read from the weights; torchvision's 91-entry COCO
@@ -265,12 +283,13 @@ class MaskRCNN(nn.Module):
         state_dict = read_state_dict(path_or_state_dict)
         if config is None:
             num_classes = state_dict["roi_heads.box_predictor.cls_score.weight"].shape[0]
-            config = Config(num_classes=num_classes, class_names=tuple(COCO_CLASS_NAMES) if num_classes == 91 else ())
+            names = tuple(COCO_CLASS_NAMES) if num_classes == len(COCO_CLASS_NAMES) else ()
+            config = Config(num_classes=num_classes, class_names=names)
         model = cls(config)
         load_torchvision(model, state_dict)
         return model
 
     @classmethod
-    def from_checkpoint(cls, path, map_location="cpu") -> "MaskRCNN":
+    def from_checkpoint(cls, path: str | Path, map_location: str | torch.device = "cpu") -> "MaskRCNN":
         """Rebuild a model saved with ``weights.save_checkpoint``: its config travels with it."""
         return load_checkpoint(path, map_location=map_location)[0]

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable
 
 import torch
 from torch import Tensor, nn
@@ -18,13 +19,17 @@ from .anchors import AnchorGenerator
 from .losses import rpn_loss
 from .matching import BACKGROUND, BACKGROUND_LABEL, IGNORE, BalancedSampler, Matcher
 
+if TYPE_CHECKING:  # annotations only: the config and the batch are built elsewhere
+    from .config import Config
+    from .transform import ImageBatch
+
 __all__ = ["RPNHead", "RegionProposalNetwork", "RPNOutput", "flatten_level_predictions"]
 
 
 class RPNHead(nn.Module):
     """Per level: features ``[N, C, H, W]`` -> objectness ``[N, A, H, W]`` and deltas ``[N, 4A, H, W]``."""
 
-    def __init__(self, in_channels: int, num_anchors: int):
+    def __init__(self, in_channels: int, num_anchors: int) -> None:
         super().__init__()
         self.conv = nn.Conv2d(in_channels, in_channels, 3, padding=1)
         self.objectness = nn.Conv2d(in_channels, num_anchors, 1)
@@ -34,6 +39,8 @@ class RPNHead(nn.Module):
             nn.init.zeros_(layer.bias)
 
     def forward(self, features: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
+        """Per level ``[N, C, H_l, W_l]`` -> objectness logits ``[N, A, H_l, W_l]`` and deltas
+        ``[N, 4A, H_l, W_l]``."""
         hidden = [torch.relu(self.conv(f)) for f in features]
         return [self.objectness(h) for h in hidden], [self.deltas(h) for h in hidden]
 
@@ -41,7 +48,8 @@ class RPNHead(nn.Module):
 def flatten_level_predictions(prediction: Tensor, values_per_anchor: int) -> Tensor:
     """``[N, A * V, H, W]`` -> ``[N, H * W * A, V]``, in the anchors' order (cell-major, then anchor)."""
     n, _, height, width = prediction.shape
-    return prediction.view(n, -1, values_per_anchor, height, width).permute(0, 3, 4, 1, 2).reshape(n, -1, values_per_anchor)
+    per_anchor = prediction.view(n, -1, values_per_anchor, height, width)  # [N, A, V, H, W]
+    return per_anchor.permute(0, 3, 4, 1, 2).reshape(n, -1, values_per_anchor)  # [N, H*W*A, V]
 
 
 @dataclass
@@ -58,13 +66,17 @@ class RPNOutput:
     pre_nms_levels: list[Tensor]  # per image [T]: FPN level index, 0 = P2 ... 4 = P6
     pre_nms_anchor_index: list[Tensor]  # per image [T]: the anchor each box came from
     nms_survivors: list[Tensor]  # per image [S]: indices into pre_nms_boxes that NMS kept, best first
-    nms_keep: list[Tensor]  # per image [P]: the first post_nms_top_n survivors, the proposals (the rest: cut by the top-k)
+    # per image [P]: the first post_nms_top_n survivors, the proposals (the rest: cut by the top-k)
+    nms_keep: list[Tensor]
     proposals: list[Tensor]  # per image [P, 4], after NMS
     proposal_scores: list[Tensor]  # per image [P]
     # Training only (with targets), per image over all anchors:
-    anchor_labels: list[Tensor] | None = None  # [A_total] 1 object, 0 background (BACKGROUND_LABEL), -1 ignored (IGNORE)
-    matched_boxes: list[Tensor] | None = None  # [A_total, 4]: the object each anchor was matched to (any box for non-positives)
-    regression_targets: list[Tensor] | None = None  # [A_total, 4]: the deltas that would move the anchor onto it
+    # [A_total] 1 object, 0 background (BACKGROUND_LABEL), -1 ignored (IGNORE)
+    anchor_labels: list[Tensor] | None = None
+    # [A_total, 4]: the object each anchor was matched to (any box for non-positives)
+    matched_boxes: list[Tensor] | None = None
+    # [A_total, 4]: the deltas that would move the anchor onto it
+    regression_targets: list[Tensor] | None = None
     sampled_positive: list[Tensor] | None = None  # [S+]: indices of the anchors sampled as positives
     sampled_negative: list[Tensor] | None = None  # [S-]: ... and as negatives
     losses: dict | None = None
@@ -95,18 +107,23 @@ class _Selection:
 class RegionProposalNetwork(nn.Module):
     """Anchors + head + proposal selection + (in training) targets and losses."""
 
-    def __init__(self, config, in_channels: int, batched_nms=box_ops.batched_nms, generator=None):
+    def __init__(self, config: Config, in_channels: int, batched_nms: Callable = box_ops.batched_nms,
+                 generator: torch.Generator | None = None) -> None:
         super().__init__()
         self.anchor_generator = AnchorGenerator(config.anchor_sizes, config.aspect_ratios)
         self.head = RPNHead(in_channels, self.anchor_generator.num_anchors_per_location()[0])
         self.box_coder = box_ops.BoxCoder((1.0, 1.0, 1.0, 1.0))
-        self.matcher = Matcher(config.rpn_fg_iou_thresh, config.rpn_bg_iou_thresh, allow_low_quality_matches=True)
-        self.sampler = BalancedSampler(config.rpn_batch_size_per_image, config.rpn_positive_fraction, generator)
+        self.matcher = Matcher(config.rpn_fg_iou_thresh, config.rpn_bg_iou_thresh,
+                               allow_low_quality_matches=True)
+        self.sampler = BalancedSampler(config.rpn_batch_size_per_image, config.rpn_positive_fraction,
+                                       generator)
         self.config = config
         self.batched_nms = batched_nms
         self.min_size = 1e-3
 
     def top_n(self, stage: str) -> int:
+        """How many boxes ``stage`` ("pre": per level before NMS, "post": per image after) keeps, in
+        the current mode (training keeps more)."""
         c = self.config
         table = {
             ("pre", True): c.rpn_pre_nms_top_n_train, ("pre", False): c.rpn_pre_nms_top_n_test,
@@ -114,8 +131,10 @@ class RegionProposalNetwork(nn.Module):
         }
         return table[(stage, self.training)]
 
-    def select_proposals(self, boxes: Tensor, objectness: Tensor, anchors_per_level: list[int], image_sizes) -> _Selection:
-        """``boxes [N, A_total, 4]``, ``objectness [N, A_total]`` -> per image pre-NMS boxes and what NMS kept."""
+    def select_proposals(self, boxes: Tensor, objectness: Tensor, anchors_per_level: list[int],
+                         image_sizes: list[tuple[int, int]]) -> _Selection:
+        """``boxes [N, A_total, 4]``, ``objectness [N, A_total]`` -> per image pre-NMS boxes and what
+        NMS kept."""
         # 1. The best pre_nms_top_n anchors of each level (top-k per level keeps every scale in play).
         top_indices, levels, offset = [], [], 0
         for level, level_scores in enumerate(objectness.split(anchors_per_level, dim=1)):
@@ -129,7 +148,8 @@ class RegionProposalNetwork(nn.Module):
         boxes, scores = boxes[image_index, top_indices], torch.sigmoid(objectness[image_index, top_indices])
 
         selection = _Selection()
-        for image_boxes, image_scores, anchor_index, size in zip(boxes, scores, top_indices, image_sizes):  # per image
+        # per image
+        for image_boxes, image_scores, anchor_index, size in zip(boxes, scores, top_indices, image_sizes):
             # 2. Clip to the image, drop boxes of (almost) no size and those under the score threshold.
             image_boxes = box_ops.clip_boxes_to_image(image_boxes, size)
             keep = box_ops.remove_small_boxes(image_boxes, self.min_size)
@@ -146,7 +166,8 @@ class RegionProposalNetwork(nn.Module):
         return selection
 
     def anchor_targets(self, anchors: Tensor, targets: list[dict]) -> tuple[list[Tensor], list[Tensor]]:
-        """Per image: labels ``[A]`` (1 object, 0 background, -1 ignored) and matched boxes ``[A, 4]``."""
+        """``anchors [A, 4]`` -> per image: labels ``[A]`` (1 object, 0 background, -1 ignored) and
+        matched boxes ``[A, 4]``."""
         labels, matched_boxes = [], []
         for target in targets:
             gt_boxes = target["boxes"]
@@ -163,15 +184,16 @@ class RegionProposalNetwork(nn.Module):
         return labels, matched_boxes
 
     def training_targets(self, output: RPNOutput, all_anchors: Tensor, targets: list[dict]) -> None:
-        """Label, match and sample the anchors of each image (recorded in ``output``)."""
+        """Label, match and sample the anchors ``[A_total, 4]`` of each image (recorded in ``output``)."""
         output.anchor_labels, output.matched_boxes = self.anchor_targets(all_anchors, targets)
         output.regression_targets = [self.box_coder.encode(m, all_anchors) for m in output.matched_boxes]
         positive_masks, negative_masks = self.sampler(output.anchor_labels)
         output.sampled_positive = [torch.where(m)[0] for m in positive_masks]
         output.sampled_negative = [torch.where(m)[0] for m in negative_masks]
 
-    def losses(self, output: RPNOutput, flat_objectness: Tensor, flat_deltas: Tensor) -> dict:
-        """The two RPN losses over the sampled anchors of the whole batch."""
+    def losses(self, output: RPNOutput, flat_objectness: Tensor, flat_deltas: Tensor) -> dict[str, Tensor]:
+        """The two RPN losses (scalars) over the sampled anchors of the whole batch, from
+        ``flat_objectness [N, A_total]`` and ``flat_deltas [N, A_total, 4]``."""
         num_anchors = flat_objectness.shape[1]
         # Indices into the batch's flattened anchors: image i's anchor a is i * A_total + a.
         positive = torch.cat([p + i * num_anchors for i, p in enumerate(output.sampled_positive)])
@@ -182,18 +204,22 @@ class RegionProposalNetwork(nn.Module):
         )
         return {"loss_objectness": loss_objectness, "loss_rpn_box_reg": loss_box}
 
-    def forward(self, images, features: list[Tensor], targets: list[dict] | None = None) -> RPNOutput:
-        """``images``: the padded ``ImageBatch``; ``features``: the FPN levels P2..P6."""
+    def forward(self, images: ImageBatch, features: list[Tensor],
+                targets: list[dict] | None = None) -> RPNOutput:
+        """``images``: the padded ``ImageBatch``; ``features``: the FPN levels P2..P6, each
+        ``[N, C, H_l, W_l]``; ``targets``: per image ``boxes [G, 4]`` (training) -> ``RPNOutput``."""
         objectness, deltas = self.head(features)
         anchors = self.anchor_generator(tuple(images.tensors.shape[-2:]), features)
         anchors_per_level = [len(a) for a in anchors]
         all_anchors = torch.cat(anchors)  # [A_total, 4]
-        flat_objectness = torch.cat([flatten_level_predictions(o, 1) for o in objectness], dim=1)[..., 0]  # [N, A_total]
+        # [N, A_total]
+        flat_objectness = torch.cat([flatten_level_predictions(o, 1) for o in objectness], dim=1)[..., 0]
         flat_deltas = torch.cat([flatten_level_predictions(d, 4) for d in deltas], dim=1)  # [N, A_total, 4]
 
         # Proposals are inputs to the heads, not something to backpropagate through.
         boxes = self.box_coder.decode(flat_deltas.detach(), all_anchors[None])  # [N, A_total, 4]
-        selection = self.select_proposals(boxes, flat_objectness.detach(), anchors_per_level, images.image_sizes)
+        selection = self.select_proposals(boxes, flat_objectness.detach(), anchors_per_level,
+                                          images.image_sizes)
         output = RPNOutput(
             objectness=objectness, deltas=deltas, anchors=anchors, decoded_boxes=boxes,
             pre_nms_boxes=selection.pre_nms_boxes, pre_nms_scores=selection.pre_nms_scores,

@@ -58,8 +58,43 @@ def _coco_split(data_dir, split: str, ann_file=None, image_dir=None, train: bool
         image_dir = image_dir or root / f"{split}2017"
     for path in (ann_file, image_dir):
         if not Path(path).exists():
-            raise ValueError(f"{path} does not exist (expected the COCO 2017 layout: annotations/, {split}2017/)")
-    return CocoDataset(image_dir, ann_file, keep_empty=not train, transforms=train_transforms() if train else None)
+            raise ValueError(f"{path} does not exist "
+                             f"(expected the COCO 2017 layout: annotations/, {split}2017/)")
+    return CocoDataset(image_dir, ann_file, keep_empty=not train,
+                       transforms=train_transforms() if train else None)
+
+
+def _training_data(dataset_name: str, args: argparse.Namespace):
+    """The recipe's data and schedule -> ``(train_set, val_set, settings, group_ids)``: the Shapes
+    recipe, or torchvision's COCO recipe with aspect-ratio groups (wide and tall images apart)."""
+    import torch
+
+    from .data import ShapesDataset
+    from .training import coco_schedule, shapes_schedule, shapes_training_set
+    from .training.recipes import SHAPES_VAL_IMAGES, SHAPES_VAL_SEED
+
+    if dataset_name == "shapes":
+        settings = shapes_schedule(args.steps, args.batch_size, args.lr, args.seed)
+        return shapes_training_set(), ShapesDataset(SHAPES_VAL_IMAGES, seed=SHAPES_VAL_SEED), settings, None
+    train_set = _coco_split(args.data_dir, "train", train=True)
+    images = [train_set.coco.imgs[i] for i in train_set.image_ids]
+    group_ids = torch.tensor([int(image["width"] >= image["height"]) for image in images])
+    settings = coco_schedule(len(train_set), args.batch_size or 16, args.steps, args.lr, args.seed)
+    return train_set, _coco_split(args.data_dir, "val"), settings, group_ids
+
+
+def _initial_weights(model, path: str, train_set, dataset_name: str) -> None:
+    """``--init``: our checkpoint's or torchvision's weights; torchvision's 91 COCO class rows are cut
+    down to the dataset's categories (its predictors are indexed by category id)."""
+    from .weights import load_torchvision, read_state_dict, select_classes
+
+    state = read_state_dict(path)
+    class_rows = state.get("roi_heads.box_predictor.cls_score.weight")
+    num_classes = model.config.num_classes
+    if dataset_name == "coco" and class_rows is not None and len(class_rows) == 91 and num_classes != 91:
+        rows = [0, *[train_set.label_to_category_id[label] for label in range(1, num_classes)]]
+        state = select_classes(state, rows)
+    load_torchvision(model, state)  # our own checkpoints' keys pass through unchanged
 
 
 def train(args: argparse.Namespace) -> int:
@@ -67,128 +102,34 @@ def train(args: argparse.Namespace) -> int:
     import torch
 
     from .config import coco_r50_fpn, shapes
-    from .data import ShapesDataset
     from .model import MaskRCNN
-    from .training import coco_schedule, fit, shapes_schedule, shapes_training_set
-    from .training.recipes import SHAPES_VAL_IMAGES, SHAPES_VAL_SEED
+    from .training import fit
     from .visualize import draw_detections
-    from .weights import load_torchvision, read_state_dict, select_classes
 
     dataset_name = _check_dataset(args.dataset)
     device = _device(args.device)
     config_name = args.config or ("shapes" if dataset_name == "shapes" else "coco_r50_fpn")
     if config_name not in ("shapes", "coco_r50_fpn"):
         raise ValueError(f"--config must be shapes or coco_r50_fpn, got {config_name!r}")
-    group_ids = None
-    if dataset_name == "shapes":
-        train_set = shapes_training_set()
-        val_set = ShapesDataset(SHAPES_VAL_IMAGES, seed=SHAPES_VAL_SEED)
-        class_names = tuple(train_set.class_names)
-        settings = shapes_schedule(args.steps, args.batch_size, args.lr, args.seed)
-    else:
-        train_set = _coco_split(args.data_dir, "train", train=True)
-        val_set = _coco_split(args.data_dir, "val")
-        class_names = tuple(train_set.class_names)
-        images = [train_set.coco.imgs[i] for i in train_set.image_ids]
-        group_ids = torch.tensor([int(im["width"] >= im["height"]) for im in images])
-        settings = coco_schedule(len(train_set), args.batch_size or 16, args.steps, args.lr, args.seed)
+    train_set, val_set, settings, group_ids = _training_data(dataset_name, args)
+    class_names = tuple(train_set.class_names)
     base = shapes() if config_name == "shapes" else coco_r50_fpn()
     config = base.replace(num_classes=len(class_names), class_names=class_names)
     torch.manual_seed(args.seed)  # the initial weights: the same command gives the same model
     model = MaskRCNN(config)
     if args.init:
-        state = read_state_dict(args.init)
-        class_rows = state.get("roi_heads.box_predictor.cls_score.weight")
-        if dataset_name == "coco" and class_rows is not None and len(class_rows) == 91 and config.num_classes != 91:
-            # torchvision's COCO predictors are indexed by category id: keep the rows of our labels.
-            state = select_classes(state, [0, *[train_set.label_to_category_id[i] for i in range(1, config.num_classes)]])
-        load_torchvision(model, state)  # our own checkpoints' keys pass through unchanged
-    print(f"training {config.backbone} Mask R-CNN on {dataset_name} for {settings.steps} steps of {settings.batch_size} images, "
-          f"on {device}; writing {args.out}")
-    summary = fit(model, train_set, args.out, settings, val_dataset=val_set, resume=args.resume, device=device,
-                  group_ids=group_ids, draw_detections=draw_detections)
-    print(f"done: {summary['steps']} steps, best validation mask AP {summary['best_ap']:.3f}, last checkpoint {summary['last']}")
+        _initial_weights(model, args.init, train_set, dataset_name)
+    print(f"training {config.backbone} Mask R-CNN on {dataset_name} for {settings.steps} steps of "
+          f"{settings.batch_size} images, on {device}; writing {args.out}")
+    summary = fit(model, train_set, args.out, settings, val_dataset=val_set, resume=args.resume,
+                  device=device, group_ids=group_ids, draw_detections=draw_detections)
+    print(f"done: {summary['steps']} steps, best validation mask AP {summary['best_ap']:.3f}, "
+          f"last checkpoint {summary['last']}")
     return 0
 
 
-# Loading a model: our checkpoints, or torchvision's Mask R-CNN weights -------------------------------
-
-# Keys every torchvision Mask R-CNN state dict has, in its current and its older layout alike.
-TORCHVISION_KEYS = ("backbone.body.conv1.weight", "roi_heads.box_predictor.cls_score.weight")
 SHAPES_NOTE = ("note: this model knows only circles, squares and triangles (the Shapes set); "
                "it will label anything it finds as one of those")
-
-
-def _read_weights_file(path):
-    """What ``torch.load`` finds in ``path`` (tensors, dicts and lists only: ``weights_only``)."""
-    import pickle
-    from pathlib import Path
-
-    import torch
-
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    # torch's message is about trust; the cause is what the file holds
-    except pickle.UnpicklingError as error:
-        raise ValueError(f"{path} is not a readable checkpoint (not written by torch.save, or it holds more than "
-                         "tensors, numbers, strings, lists and dicts)") from error
-    except Exception as error:  # a truncated file, another format, ...
-        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise ValueError(f"{path} is not a readable checkpoint ({first_line})") from error
-
-
-def weights_kind(saved) -> str:
-    """``"maskrcnn-edu"``, ``"torchvision"`` or ``""``: what a loaded weights file holds.
-
-    Decided by content, not by the file's name: our checkpoints (``weights.save_checkpoint``) are
-    a dict with a ``"config"`` and a ``"model"`` entry; torchvision's are a flat state dict with
-    its own key names (``backbone.body.conv1.weight``, ``roi_heads.box_predictor.cls_score.weight``).
-    """
-    if not isinstance(saved, dict):
-        return ""
-    if "config" in saved and isinstance(saved.get("model"), dict):
-        return "maskrcnn-edu"
-    if all(key in saved for key in TORCHVISION_KEYS):
-        return "torchvision"
-    return ""
-
-
-def load_model(path, min_size: int | None = None, max_size: int | None = None):
-    """A ``MaskRCNN`` from one of our checkpoints or from torchvision's ``maskrcnn_resnet50_fpn`` weights.
-
-    torchvision's 91-class COCO layout gets COCO's category names (label = COCO category id).
-    ``min_size`` / ``max_size``, when given, replace the input resize of the model's config.
-    """
-    from pathlib import Path
-
-    from .config import coco_r50_fpn
-    from .coco_names import COCO_CLASS_NAMES
-    from .model import MaskRCNN
-
-    sizes = {name: value for name, value in (("min_size", min_size), ("max_size", max_size)) if value is not None}
-    for name, value in sizes.items():
-        if value < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be at least 1 pixel, got {value}")
-    saved = _read_weights_file(path)
-    kind = weights_kind(saved)
-    if kind == "torchvision":
-        num_classes = saved[TORCHVISION_KEYS[1]].shape[0]
-        names = COCO_CLASS_NAMES if num_classes == len(COCO_CLASS_NAMES) else ()
-        return MaskRCNN.from_torchvision(saved, coco_r50_fpn(num_classes, class_names=names, **sizes))
-    if kind != "maskrcnn-edu":
-        raise ValueError(
-            f"{path} is neither a maskrcnn-edu checkpoint (a dict with 'config' and 'model' entries) nor a "
-            f"torchvision Mask R-CNN state dict (keys such as {', '.join(TORCHVISION_KEYS)})"
-        )
-    model = MaskRCNN.from_checkpoint(Path(path).expanduser())
-    if sizes:  # the config is frozen and the parts are built from it: build again with the new sizes
-        resized = MaskRCNN(model.config.replace(**sizes))
-        resized.load_state_dict(model.state_dict())
-        model = resized
-    return model
 
 
 def labels_are_coco_ids(model) -> bool:
@@ -232,16 +173,17 @@ def _with_dataset_labels(model, label_to_category_id: dict):
 
 def evaluate(args: argparse.Namespace) -> int:
     """``evaluate``: COCO metrics of a checkpoint on Shapes (held-out seed) or COCO-format data."""
-
     from .data import ShapesDataset
     from .evaluation.coco import coco_evaluate, format_metrics
     from .files import write_json
+    from .model import load_model
     from .training.recipes import SHAPES_TEST_IMAGES, SHAPES_TEST_SEED
 
     dataset_name = _check_dataset(args.dataset)
     model = load_model(args.checkpoint, args.min_size, args.max_size).to(_device(args.device))
     if dataset_name == "shapes":
-        dataset = ShapesDataset(args.num_images or SHAPES_TEST_IMAGES, seed=SHAPES_TEST_SEED if args.seed is None else args.seed,
+        dataset = ShapesDataset(args.num_images or SHAPES_TEST_IMAGES,
+                                seed=SHAPES_TEST_SEED if args.seed is None else args.seed,
                                 variant=args.variant)
     else:
         dataset = _coco_split(args.data_dir, "val", args.ann_file, args.image_dir)
@@ -255,46 +197,60 @@ def evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def detect(args: argparse.Namespace) -> int:
-    """``detect``: draw each image's instances into OUT/, and write OUT/detections.json (COCO results)."""
-    from pathlib import Path
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def _read_image(path: str):
+    """An image file -> float ``[3, H, W]`` in 0..1 (RGB), or a ``ValueError`` that names the file."""
     import numpy as np
     import torch
     from PIL import Image
 
+    try:
+        pixels = np.asarray(Image.open(path).convert("RGB"))
+    except (OSError, ValueError) as error:
+        raise ValueError(f"cannot read image {path}: {error}") from error
+    return torch.from_numpy(pixels.copy()).permute(2, 0, 1).float() / 255
+
+
+def _draw_to_file(image, detections: dict, names, score_threshold: float, path) -> None:
+    """The image with its detections drawn, saved as a PNG at ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .visualize import draw_detections
+
+    fig, ax = plt.subplots(figsize=(6, 6 * image.shape[1] / image.shape[2]))
+    draw_detections(ax, image, detections, names, score_threshold=score_threshold)
+    ax.set_axis_off()
+    fig.savefig(path, bbox_inches="tight", dpi=100)
+    plt.close(fig)
+
+
+def detect(args: argparse.Namespace) -> int:
+    """``detect``: draw each image's instances into OUT/, and write OUT/detections.json (COCO results)."""
+    from pathlib import Path
+
+    import torch
+
     from .config import SHAPES_CLASSES
     from .evaluation.coco import detections_to_coco
     from .files import write_json
-    from .visualize import draw_detections
+    from .model import load_model
 
     model = load_model(args.checkpoint, args.min_size, args.max_size).eval()
     if tuple(model.config.class_names) == SHAPES_CLASSES:
         print(SHAPES_NOTE, file=sys.stderr)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    names = model.config.class_names or None
     results = []
     for image_id, path in enumerate(args.images):
-        try:
-            pixels = np.asarray(Image.open(path).convert("RGB"))
-        except (OSError, ValueError) as error:
-            raise ValueError(f"cannot read image {path}: {error}") from error
-        image = torch.from_numpy(pixels.copy()).permute(2, 0, 1).float() / 255
+        image = _read_image(path)
         with torch.no_grad():
             detections = model([image])[0]
-        for result in detections_to_coco([detections], [image_id], None):
-            results.append({**result, "file_name": str(path)})
-        fig, ax = plt.subplots(figsize=(6, 6 * image.shape[1] / image.shape[2]))
-        draw_detections(ax, image, detections, names, score_threshold=args.score_threshold)
-        ax.set_axis_off()
+        results += [{**result, "file_name": str(path)} for result in detections_to_coco([detections],
+                                                                                        [image_id])]
         drawn = out / f"{Path(path).stem}_detections.png"
-        fig.savefig(drawn, bbox_inches="tight", dpi=100)
-        plt.close(fig)
+        _draw_to_file(image, detections, model.config.class_names or None, args.score_threshold, drawn)
         kept = int((detections["scores"] >= args.score_threshold).sum())
         print(f"{path}: {kept} instances above {args.score_threshold} -> {drawn}")
     write_json(out / "detections.json", results, indent=None)
@@ -313,25 +269,20 @@ def export_model(args: argparse.Namespace) -> int:
     return 0
 
 
-CHECKPOINT_HELP = ("one of our checkpoints (.pt from train or export-model) or torchvision's Mask R-CNN weights "
-                   "(e.g. maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth)")
+CHECKPOINT_HELP = ("one of our checkpoints (.pt from train or export-model) or torchvision's Mask R-CNN "
+                   "weights (e.g. maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth)")
 
 
 def _size_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--min-size", type=int, metavar="PX",
-                         help="resize images so the short side is PX (default: the checkpoint's; 800 for COCO)")
+                         help="resize images so the short side is PX "
+                         "(default: the checkpoint's; 800 for COCO)")
     command.add_argument("--max-size", type=int, metavar="PX",
-                         help="... unless the long side would exceed PX (default: the checkpoint's; 1333 for COCO)")
+                         help="... unless the long side would exceed PX "
+                         "(default: the checkpoint's; 1333 for COCO)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="maskrcnn-edu",
-        description="Mask R-CNN, taught as a book of Jupyter chapters. Open the book with: jupyter lab book/",
-    )
-    parser.add_argument("--version", action="version", version=f"maskrcnn-edu {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-
+def _add_export_shapes(commands) -> None:
     shapes = commands.add_parser(
         "export-shapes",
         help="write the synthetic Shapes set as COCO data",
@@ -341,14 +292,19 @@ def build_parser() -> argparse.ArgumentParser:
     shapes.add_argument("--num-images", type=int, required=True, metavar="N", help="how many images")
     shapes.add_argument("--seed", type=int, default=0, metavar="S", help="the set's seed (default 0)")
     shapes.add_argument("--variant", choices=("edu", "keras"), default="edu",
-                        help="edu: this book's Shapes (default); keras: the Keras Mask R-CNN notebook's train_shapes")
+                        help="edu: this book's Shapes (default); keras: the Keras Mask R-CNN notebook's "
+                        "train_shapes")
     shapes.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
-    shapes.add_argument("--image-size", type=int, default=128, metavar="PX", help="image side in pixels (default 128)")
+    shapes.add_argument("--image-size", type=int, default=128, metavar="PX",
+                        help="image side in pixels (default 128)")
     shapes.add_argument("--quiet", action="store_true", help="no progress bar")
     shapes.set_defaults(run=export_shapes)
 
+
+def _add_train(commands) -> None:
     fit = commands.add_parser("train", help="train Mask R-CNN (no arguments: the Shapes model)",
-                              description="Train Mask R-CNN. With no arguments, the Shapes model of data/shapes_model/.")
+                              description="Train Mask R-CNN. With no arguments, the Shapes model of "
+                              "data/shapes_model/.")
     fit.add_argument("--dataset", default="shapes", help="shapes (built in) or coco (needs --data-dir)")
     fit.add_argument("--data-dir", help="COCO root with annotations/ and train2017/, val2017/")
     fit.add_argument("--config", help="shapes or coco_r50_fpn (default: the dataset's)")
@@ -358,10 +314,13 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--lr", type=float, help="base learning rate")
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--resume", action="store_true", help="continue exactly from OUT/last.pt")
-    fit.add_argument("--init", help="start from torchvision's maskrcnn_resnet50_fpn weights or one of our checkpoints")
+    fit.add_argument("--init",
+                     help="start from torchvision's maskrcnn_resnet50_fpn weights or one of our checkpoints")
     fit.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     fit.set_defaults(run=train)
 
+
+def _add_evaluate(commands) -> None:
     score = commands.add_parser("evaluate", help="COCO bbox and mask AP of a checkpoint")
     score.add_argument("--checkpoint", required=True, help=CHECKPOINT_HELP)
     score.add_argument("--dataset", default="shapes", help="shapes (200 held-out images) or coco")
@@ -370,12 +329,15 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--image-dir", help="the images of --ann-file")
     score.add_argument("--num-images", type=int, help="Shapes images to score (default 200)")
     score.add_argument("--seed", type=int, help="Shapes seed (default: the held-out test seed)")
-    score.add_argument("--variant", choices=("edu", "keras"), default="edu", help="which Shapes (default edu; keras: the seed project's)")
+    score.add_argument("--variant", choices=("edu", "keras"), default="edu",
+                       help="which Shapes (default edu; keras: the seed project's)")
     score.add_argument("--json", help="write the metrics here")
     score.add_argument("--device", help="cpu or cuda")
     _size_options(score)
     score.set_defaults(run=evaluate)
 
+
+def _add_detect_and_export_model(commands) -> None:
     find = commands.add_parser("detect", help="draw a checkpoint's detections on images")
     find.add_argument("images", nargs="+", metavar="IMAGE")
     find.add_argument("--checkpoint", required=True, help=CHECKPOINT_HELP)
@@ -389,6 +351,18 @@ def build_parser() -> argparse.ArgumentParser:
     ship.add_argument("--checkpoint", required=True)
     ship.add_argument("--out", required=True)
     ship.set_defaults(run=export_model)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``maskrcnn-edu`` command and its subcommands, each with the function that runs it (``run``)."""
+    parser = argparse.ArgumentParser(
+        prog="maskrcnn-edu",
+        description="Mask R-CNN, taught as a book of Jupyter chapters. Open the book with: jupyter lab book/",
+    )
+    parser.add_argument("--version", action="version", version=f"maskrcnn-edu {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for add in (_add_export_shapes, _add_train, _add_evaluate, _add_detect_and_export_model):
+        add(commands)
     return parser
 
 

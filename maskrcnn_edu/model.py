@@ -15,6 +15,7 @@ and the samplers' random state are as they were).
 from __future__ import annotations
 
 import contextlib
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from . import boxes as box_ops
 from . import roi_ops
 from .backbone import build_backbone
 from .coco_names import COCO_CLASS_NAMES
-from .config import Config
+from .config import Config, coco_r50_fpn
 from .inputs import check_inputs
 from .masks import rescore_by_mask_overlap
 from .roi_heads import RoIHeads, RoIHeadsOutput
@@ -34,7 +35,7 @@ from .rpn import RegionProposalNetwork, RPNOutput
 from .transform import ImageBatch, postprocess, prepare_batch
 from .weights import load_torchvision, load_weights, read_checkpoint, read_state_dict
 
-__all__ = ["MaskRCNN", "Trace", "DetectionLineage", "load_checkpoint"]
+__all__ = ["MaskRCNN", "Trace", "DetectionLineage", "load_checkpoint", "load_model", "weights_kind"]
 
 
 @dataclass
@@ -293,3 +294,71 @@ class MaskRCNN(nn.Module):
     def from_checkpoint(cls, path: str | Path, map_location: str | torch.device = "cpu") -> "MaskRCNN":
         """Rebuild a model saved with ``weights.save_checkpoint``: its config travels with it."""
         return load_checkpoint(path, map_location=map_location)[0]
+
+
+# Loading any weights file: our checkpoints, or torchvision's Mask R-CNN weights ----------------------
+
+# Keys every torchvision Mask R-CNN state dict has, in its current and its older layout alike.
+TORCHVISION_KEYS = ("backbone.body.conv1.weight", "roi_heads.box_predictor.cls_score.weight")
+
+
+def _read_weights_file(path: str | Path) -> object:
+    """What ``torch.load`` finds in ``path`` (tensors, dicts and lists only: ``weights_only``)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    # torch's message is about trust; the cause is what the file holds
+    except pickle.UnpicklingError as error:
+        raise ValueError(f"{path} is not a readable checkpoint (not written by torch.save, or it holds "
+                         "more than tensors, numbers, strings, lists and dicts)") from error
+    except Exception as error:  # a truncated file, another format, ...
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ValueError(f"{path} is not a readable checkpoint ({first_line})") from error
+
+
+def weights_kind(saved: object) -> str:
+    """``"maskrcnn-edu"``, ``"torchvision"`` or ``""``: what a loaded weights file holds.
+
+    Decided by content, not by the file's name: our checkpoints (``weights.save_checkpoint``) are
+    a dict with a ``"config"`` and a ``"model"`` entry; torchvision's are a flat state dict with
+    its own key names (``backbone.body.conv1.weight``, ``roi_heads.box_predictor.cls_score.weight``).
+    """
+    if not isinstance(saved, dict):
+        return ""
+    if "config" in saved and isinstance(saved.get("model"), dict):
+        return "maskrcnn-edu"
+    if all(key in saved for key in TORCHVISION_KEYS):
+        return "torchvision"
+    return ""
+
+
+def load_model(path: str | Path, min_size: int | None = None, max_size: int | None = None) -> MaskRCNN:
+    """A ``MaskRCNN`` from one of our checkpoints or from torchvision's ``maskrcnn_resnet50_fpn`` weights.
+
+    torchvision's 91-class COCO layout gets COCO's category names (label = COCO category id).
+    ``min_size`` / ``max_size``, when given, replace the input resize of the model's config.
+    """
+    requested = {"min_size": min_size, "max_size": max_size}
+    sizes = {name: value for name, value in requested.items() if value is not None}
+    for name, value in sizes.items():
+        if value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1 pixel, got {value}")
+    saved = _read_weights_file(path)
+    kind = weights_kind(saved)
+    if kind == "torchvision":
+        num_classes = saved[TORCHVISION_KEYS[1]].shape[0]
+        names = COCO_CLASS_NAMES if num_classes == len(COCO_CLASS_NAMES) else ()
+        return MaskRCNN.from_torchvision(saved, coco_r50_fpn(num_classes, class_names=names, **sizes))
+    if kind != "maskrcnn-edu":
+        raise ValueError(
+            f"{path} is neither a maskrcnn-edu checkpoint (a dict with 'config' and 'model' entries) nor a "
+            f"torchvision Mask R-CNN state dict (keys such as {', '.join(TORCHVISION_KEYS)})"
+        )
+    model = MaskRCNN.from_checkpoint(Path(path).expanduser())
+    if sizes:  # the config is frozen and the parts are built from it: build again with the new sizes
+        resized = MaskRCNN(model.config.replace(**sizes))
+        resized.load_state_dict(model.state_dict())
+        model = resized
+    return model

@@ -30,7 +30,8 @@ from pathlib import Path
 
 import pytest
 
-websocket = pytest.importorskip("websocket", reason="websocket-client (a jupyter_server dependency) is not installed")
+websocket = pytest.importorskip("websocket",
+                                reason="websocket-client (a jupyter_server dependency) is not installed")
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL_PATH = REPO / "data" / "shapes_model" / "model.pt"
@@ -90,11 +91,13 @@ class Browser:
             stdout=self.log, stderr=subprocess.STDOUT,
         )
         active_port = profile / "DevToolsActivePort"
-        wait_for(lambda: active_port.exists() and active_port.read_text().strip(), 30, "Chromium's DevTools port")
+        wait_for(lambda: active_port.exists() and active_port.read_text().strip(), 30,
+                 "Chromium's DevTools port")
         port = int(active_port.read_text().split()[0])
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as answer:
             pages = [target for target in json.load(answer) if target["type"] == "page"]
-        self.socket = websocket.create_connection(pages[0]["webSocketDebuggerUrl"], timeout=60, suppress_origin=True)
+        self.socket = websocket.create_connection(pages[0]["webSocketDebuggerUrl"], timeout=60,
+                                                  suppress_origin=True)
         self.next_id = 0
         self.console_errors: list[str] = []
         self.send("Runtime.enable")
@@ -117,7 +120,8 @@ class Browser:
         result = self.send("Runtime.evaluate", expression=expression, awaitPromise=True, returnByValue=True)
         if "exceptionDetails" in result:
             details = result["exceptionDetails"]
-            raise RuntimeError(f"{expression[:80]}...: {details.get('exception', {}).get('description', details)}")
+            description = details.get("exception", {}).get("description", details)
+            raise RuntimeError(f"{expression[:80]}...: {description}")
         return result["result"].get("value")
 
     def open(self, url: str) -> None:
@@ -166,7 +170,8 @@ class JupyterLab:
                                  ("JUPYTERLAB_WORKSPACES_DIR", "workspaces"), ("IPYTHONDIR", "ipython")):
             environment[variable] = str(home / folder)
         # No news, no update checks: the page asks nothing and fetches nothing.
-        notifications = home / "settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+        settings = home / "settings" / "@jupyterlab" / "apputils-extension"
+        notifications = settings / "notification.jupyterlab-settings"
         notifications.parent.mkdir(parents=True, exist_ok=True)
         notifications.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
         environment["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{environment.get('PATH', '')}"
@@ -175,8 +180,10 @@ class JupyterLab:
         self.log = open(home / "jupyterlab.log", "w")
         self.process = subprocess.Popen(
             [
-                sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", "--ServerApp.ip=127.0.0.1",
-                f"--ServerApp.port={self.port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={self.token}",
+                sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root",
+                "--ServerApp.ip=127.0.0.1",
+                f"--ServerApp.port={self.port}", "--ServerApp.port_retries=0",
+                f"--IdentityProvider.token={self.token}",
                 f"--ServerApp.root_dir={root}", "--LabApp.expose_app_in_browser=True",
                 "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
             ],
@@ -300,11 +307,12 @@ def test_stepper_in_jupyterlab(tmp_path, browser, stored_explorer):
         first = wait_for(lambda: picture(browser), 60, "the stepper's picture")
         assert first.startswith(b"\x89PNG")
         assert browser.evaluate(CAPTION).startswith("Input:")
-        wait_for(lambda: browser.evaluate("document.querySelectorAll('.jp-OutputArea-output .widget-image').length")
-                 == 2, 30, "the RoI explorer")
+        widget_images = "document.querySelectorAll('.jp-OutputArea-output .widget-image').length"
+        wait_for(lambda: browser.evaluate(widget_images) == 2, 30, "the RoI explorer")
         # The static pictures are in the outputs, but hidden under the live widgets: no duplicates.
         assert browser.evaluate(
-            "Array.from(document.querySelectorAll('.maskrcnn-edu-static')).map(n => getComputedStyle(n).display)"
+            "Array.from(document.querySelectorAll('.maskrcnn-edu-static'))"
+            ".map(n => getComputedStyle(n).display)"
         ) == ["none", "none"]
         # A 1000-pixel window with the file browser open leaves a column of about 550 pixels:
         # both widgets fit it (no sideways scrolling) and every slider shows its value.
@@ -328,7 +336,8 @@ def test_stepper_in_jupyterlab(tmp_path, browser, stored_explorer):
           select.dispatchEvent(new Event('change', {bubbles: true}));
         })()""")
         wait_for(lambda: "NMS kept" in browser.evaluate(CAPTION), 30, "the NMS stage's caption")
-        third = wait_for(lambda: (lambda p: p if p and p not in (first, second) else None)(picture(browser)), 30,
+        third = wait_for(lambda: (lambda p: p if p and p not in (first, second) else None)(picture(browser)),
+                         30,
                          "a new picture for the NMS stage")
         assert third.startswith(b"\x89PNG")
         check_no_errors(browser)
@@ -358,7 +367,8 @@ def stored_explorer(tmp_path_factory):
     path = folder / "explorer.ipynb"
     write_notebook(path, "from maskrcnn_edu.explorers.roi import RoIExplorer\nRoIExplorer()")
     notebook = nbformat.read(path, as_version=4)
-    client = NotebookClient(notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(folder)}})
+    client = NotebookClient(notebook, timeout=120, kernel_name="python3",
+                            resources={"metadata": {"path": str(folder)}})
     client.execute()
     assert "application/vnd.jupyter.widget-state+json" in notebook.metadata["widgets"]
     return notebook

@@ -7,7 +7,8 @@ import sys
 import pytest
 import torch
 
-from maskrcnn_edu.cli import SHAPES_NOTE, load_model, main
+from maskrcnn_edu.cli import SHAPES_NOTE, main
+from maskrcnn_edu.model import load_model
 from maskrcnn_edu.model import MaskRCNN
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -26,19 +27,22 @@ def test_train_writes_checkpoints_and_logs(trained):
     assert (trained / "last.pt").exists()
     assert not (trained / "best.pt").exists()  # the only validation ended the run: best would copy last
     assert any((trained / "tensorboard").iterdir())
-    assert MaskRCNN.from_checkpoint(trained / "last.pt").config.class_names == ("background", "square", "circle", "triangle")
+    assert MaskRCNN.from_checkpoint(trained / "last.pt").config.class_names == ("background", "square",
+                                                                                "circle", "triangle")
 
 
 def test_evaluate_prints_a_table_and_writes_json(trained, capsys):
     metrics_path = trained / "metrics.json"
-    assert main(["evaluate", "--checkpoint", str(trained / "last.pt"), "--num-images", "4", "--json", str(metrics_path)]) == 0
+    assert main(["evaluate", "--checkpoint", str(trained / "last.pt"), "--num-images", "4", "--json",
+                 str(metrics_path)]) == 0
     assert "AP50" in capsys.readouterr().out
     metrics = json.loads(metrics_path.read_text())
     assert set(metrics["segm"]) >= {"AP", "AP50", "AP75", "per_class"}
 
 
 def test_detect_draws_and_writes_coco_results(trained, tmp_path, capsys):
-    assert main(["detect", SAMPLE_IMAGE, "--checkpoint", str(trained / "last.pt"), "--out", str(tmp_path), "--score-threshold", "0.0"]) == 0
+    assert main(["detect", SAMPLE_IMAGE, "--checkpoint", str(trained / "last.pt"), "--out", str(tmp_path),
+                 "--score-threshold", "0.0"]) == 0
     assert (tmp_path / "000000_detections.png").stat().st_size > 0
     results = json.loads((tmp_path / "detections.json").read_text())
     assert all({"image_id", "category_id", "bbox", "score", "segmentation"} <= set(r) for r in results)
@@ -48,7 +52,9 @@ def test_detect_draws_and_writes_coco_results(trained, tmp_path, capsys):
     assert "circles, squares and triangles" in SHAPES_NOTE
 
 
-def test_detect_writes_to_detections_by_default_and_notes_the_shipped_model_knows_three_shapes(tmp_path, monkeypatch, capsys):
+def test_detect_writes_to_detections_by_default_and_notes_the_shipped_model_knows_three_shapes(tmp_path,
+                                                                                               monkeypatch,
+                                                                                               capsys):
     monkeypatch.chdir(tmp_path)
     assert main(["detect", SAMPLE_IMAGE, "--checkpoint", SHIPPED_MODEL]) == 0
     assert (tmp_path / "detections" / "000000_detections.png").stat().st_size > 0
@@ -65,7 +71,8 @@ def test_min_size_and_max_size_replace_the_checkpoints_input_size():
 
 
 def test_export_model_halves_the_file(trained, tmp_path):
-    assert main(["export-model", "--checkpoint", str(trained / "last.pt"), "--out", str(tmp_path / "small.pt")]) == 0
+    assert main(["export-model", "--checkpoint", str(trained / "last.pt"), "--out",
+                 str(tmp_path / "small.pt")]) == 0
     assert (tmp_path / "small.pt").stat().st_size < 0.3 * (trained / "last.pt").stat().st_size
     model = MaskRCNN.from_checkpoint(tmp_path / "small.pt")
     assert model.roi_heads.box_head.fc6.weight.dtype == torch.float32
@@ -75,13 +82,17 @@ def test_export_model_halves_the_file(trained, tmp_path):
     "argv, message",
     [
         (["train", "--dataset", "coco"], "--dataset coco needs --data-dir"),
-        (["train", "--dataset", "coco", "--data-dir", "/no/such/folder"], "--data-dir /no/such/folder is not a folder"),
+        (["train", "--dataset", "coco", "--data-dir", "/no/such/folder"],
+         "--data-dir /no/such/folder is not a folder"),
         (["train", "--dataset", "imagenet"], "--dataset must be shapes or coco, got 'imagenet'"),
         (["evaluate", "--checkpoint", "/no/such.pt"], "no checkpoint at /no/such.pt"),
         (["evaluate", "--checkpoint", SAMPLE_IMAGE], "is not a readable checkpoint"),
-        (["detect", "/no/image.png", "--checkpoint", "/no/such.pt", "--out", "/tmp/x"], "no checkpoint at /no/such.pt"),
-        (["detect", SAMPLE_IMAGE, "--checkpoint", "/no/such.pt", "--out", "/tmp/x", "--min-size", "0"], "--min-size must be at least 1"),
-        (["evaluate", "--checkpoint", os.path.join(ROOT, "README.md")], "README.md is not a readable checkpoint"),
+        (["detect", "/no/image.png", "--checkpoint", "/no/such.pt", "--out", "/tmp/x"],
+         "no checkpoint at /no/such.pt"),
+        (["detect", SAMPLE_IMAGE, "--checkpoint", "/no/such.pt", "--out", "/tmp/x", "--min-size", "0"],
+         "--min-size must be at least 1"),
+        (["evaluate", "--checkpoint", os.path.join(ROOT, "README.md")],
+         "README.md is not a readable checkpoint"),
     ],
 )
 def test_bad_arguments_exit_non_zero_with_one_line(argv, message, capsys):
@@ -99,7 +110,8 @@ def test_the_keras_shapes_variant_from_the_shell(tmp_path, capsys):
     """``--variant keras``: export-shapes writes the seed project's Shapes, and evaluate scores on them."""
     from maskrcnn_edu.data import CocoDataset, ShapesDataset
 
-    assert main(["export-shapes", "--num-images", "3", "--seed", "4", "--variant", "keras", "--out", str(tmp_path), "--quiet"]) == 0
+    assert main(["export-shapes", "--num-images", "3", "--seed", "4", "--variant", "keras", "--out",
+                 str(tmp_path), "--quiet"]) == 0
     exported = CocoDataset(str(tmp_path / "images"), str(tmp_path / "annotations.json"))
     expected = ShapesDataset(3, seed=4, variant="keras")
     for i in range(3):

@@ -15,7 +15,8 @@ import torch
 import torchvision
 from PIL import Image
 
-from maskrcnn_edu.cli import SHAPES_NOTE, _with_dataset_labels, load_model, main, weights_kind
+from maskrcnn_edu.cli import SHAPES_NOTE, _with_dataset_labels, main
+from maskrcnn_edu.model import load_model, weights_kind
 from maskrcnn_edu.evaluation.coco import detections_to_coco
 from maskrcnn_edu.config import coco_r50_fpn, shapes
 from maskrcnn_edu.coco_names import COCO_CLASS_NAMES
@@ -31,7 +32,8 @@ SIZE = ["--min-size", "64", "--max-size", "96"]
 def torchvision_pth(tmp_path_factory):
     """torchvision's model, COCO layout, random weights, saved as its COCO checkpoint is saved."""
     torch.manual_seed(0)
-    model = torchvision.models.detection.maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=91)
+    model = torchvision.models.detection.maskrcnn_resnet50_fpn(weights=None, weights_backbone=None,
+                                                               num_classes=91)
     path = tmp_path_factory.mktemp("tv") / "maskrcnn_resnet50_fpn_random.pth"
     torch.save(model.state_dict(), path)
     return path
@@ -49,7 +51,8 @@ def test_coco_class_names_are_torchvision_coco_categories():
     categories = torchvision.models.detection.MaskRCNN_ResNet50_FPN_Weights.COCO_V1.meta["categories"]
     assert len(COCO_CLASS_NAMES) == len(categories) == 91
     assert list(COCO_CLASS_NAMES[1:]) == categories[1:]  # index = label = COCO category id
-    assert COCO_CLASS_NAMES[1] == "person" and COCO_CLASS_NAMES[12] == "N/A" and COCO_CLASS_NAMES[90] == "toothbrush"
+    assert COCO_CLASS_NAMES[1] == "person" and COCO_CLASS_NAMES[12] == "N/A"
+    assert COCO_CLASS_NAMES[90] == "toothbrush"
 
 
 def test_the_kind_of_weights_is_read_from_the_content(torchvision_pth, tmp_path):
@@ -73,19 +76,23 @@ def test_a_file_of_neither_kind_is_one_line_naming_it(tmp_path, capsys):
     assert main(["detect", "x.png", "--checkpoint", str(path), "--out", str(tmp_path)]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
-    assert f"{path} is neither a maskrcnn-edu checkpoint" in err and "torchvision Mask R-CNN state dict" in err
+    assert f"{path} is neither a maskrcnn-edu checkpoint" in err
+    assert "torchvision Mask R-CNN state dict" in err
 
 
-def test_detect_with_a_torchvision_checkpoint_gives_what_from_torchvision_gives(torchvision_pth, photo, tmp_path, capsys):
+def test_detect_with_a_torchvision_checkpoint_gives_what_from_torchvision_gives(torchvision_pth, photo,
+                                                                                tmp_path, capsys):
     out = tmp_path / "detections"
-    argv = ["detect", str(photo), "--checkpoint", str(torchvision_pth), "--out", str(out), "--score-threshold", "0"]
+    argv = ["detect", str(photo), "--checkpoint", str(torchvision_pth), "--out", str(out),
+            "--score-threshold", "0"]
     assert main(argv + SIZE) == 0
     assert SHAPES_NOTE not in capsys.readouterr().err  # COCO's classes: no Shapes warning
     assert (out / "coffee_detections.png").stat().st_size > 0
     written = json.loads((out / "detections.json").read_text())
 
     model = MaskRCNN.from_torchvision(torchvision_pth, coco_r50_fpn(91, min_size=64, max_size=96)).eval()
-    image = torch.from_numpy(np.asarray(Image.open(photo).convert("RGB")).copy()).permute(2, 0, 1).float() / 255
+    image = torch.from_numpy(np.asarray(Image.open(photo).convert("RGB")).copy()).permute(2, 0,
+                                                                                          1).float() / 255
     with torch.no_grad():
         detections = model([image])[0]
     expected = detections_to_coco([detections], [0])
@@ -102,13 +109,15 @@ def test_detect_with_a_torchvision_checkpoint_gives_what_from_torchvision_gives(
 def test_evaluate_with_a_torchvision_checkpoint_on_a_coco_format_set(torchvision_pth, tmp_path):
     metrics_path = tmp_path / "metrics.json"
     argv = ["evaluate", "--checkpoint", str(torchvision_pth), "--dataset", "coco",
-            "--ann-file", os.path.join(EDGE_CASES, "annotations.json"), "--image-dir", os.path.join(EDGE_CASES, "images"),
+            "--ann-file", os.path.join(EDGE_CASES, "annotations.json"), "--image-dir",
+            os.path.join(EDGE_CASES, "images"),
             "--json", str(metrics_path)]
     assert main(argv + SIZE) == 0
     metrics = json.loads(metrics_path.read_text())
     assert metrics["checkpoint"] == str(torchvision_pth)
     for iou_type in ("bbox", "segm"):
-        assert set(metrics[iou_type]["per_class"]) == {"square", "disk"}  # the dataset's classes, not COCO's 80
+        # the dataset's classes, not COCO's 80
+        assert set(metrics[iou_type]["per_class"]) == {"square", "disk"}
 
 
 def test_coco_category_ids_become_the_dataset_labels():
@@ -120,7 +129,8 @@ def test_coco_category_ids_become_the_dataset_labels():
         def forward(self, images, targets=None):
             labels = torch.tensor([1, 3, 7, 3, 90])  # person, car, train, car, toothbrush
             return [{"boxes": torch.arange(20.0).reshape(5, 4), "labels": labels,
-                     "scores": torch.tensor([0.9, 0.8, 0.7, 0.6, 0.5]), "masks": torch.arange(80.0).reshape(5, 1, 4, 4) / 80}]
+                     "scores": torch.tensor([0.9, 0.8, 0.7, 0.6, 0.5]),
+                     "masks": torch.arange(80.0).reshape(5, 1, 4, 4) / 80}]
 
     fixed = FixedDetections()
     original = fixed([])[0]

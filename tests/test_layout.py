@@ -110,7 +110,8 @@ def test_the_block_does_block():
 def test_visualize_never_imports_ipywidgets():
     for path in package_files("visualize"):
         assert not any(name.startswith("ipywidgets") for name in imported_modules(path)), path.name
-    result = run_python(BLOCK_TOOLS.format(blocked=("ipywidgets", "IPython")) + "import maskrcnn_edu.visualize")
+    block = BLOCK_TOOLS.format(blocked=("ipywidgets", "IPython"))
+    result = run_python(block + "import maskrcnn_edu.visualize")
     assert result.returncode == 0, result.stderr[-2000:]
 
 
@@ -119,7 +120,8 @@ def test_training_draws_through_a_callback_and_never_imports_visualize():
         imports = imported_modules(path)
         assert not any(name.startswith("maskrcnn_edu.visualize") for name in imports), path.name
         assert not any(name.startswith("maskrcnn_edu.explorers") for name in imports), path.name
-    result = run_python(BLOCK_TOOLS.format(blocked=("matplotlib", "ipywidgets")) + "import maskrcnn_edu.training")
+    block = BLOCK_TOOLS.format(blocked=("matplotlib", "ipywidgets"))
+    result = run_python(block + "import maskrcnn_edu.training")
     assert result.returncode == 0, result.stderr[-2000:]
 
 

@@ -24,7 +24,8 @@ def photo(name, crop=None):
 def torchvision_pair(num_classes, min_size=800, max_size=1333, seed=0):
     """torchvision's Mask R-CNN with seeded random weights, and ours with its state dict loaded."""
     torch.manual_seed(seed)
-    theirs = torchvision.models.detection.maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=num_classes)
+    theirs = torchvision.models.detection.maskrcnn_resnet50_fpn(weights=None, weights_backbone=None,
+                                                                num_classes=num_classes)
     # Random mask logits sit near 0, where thresholding at 0.5 is a coin toss; make them decisive.
     theirs.roi_heads.mask_predictor.mask_fcn_logits.weight.data *= 100
     theirs.roi_heads.score_thresh = 0.0  # so that random weights still give 100 detections
@@ -131,7 +132,8 @@ def shapes_image(seed=0, size=(128, 128)):
 
 
 def test_images_without_objects_train_with_zero_box_and_mask_losses(shapes_model):
-    empty = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64), "masks": torch.zeros(0, 128, 128, dtype=torch.uint8)}
+    empty = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64),
+             "masks": torch.zeros(0, 128, 128, dtype=torch.uint8)}
     losses = shapes_model.train()([shapes_image(1), shapes_image(2)], [empty, dict(empty)])
     shapes_model.eval()
     assert all(torch.isfinite(v) for v in losses.values())
@@ -205,15 +207,21 @@ def good_target():
 @pytest.mark.parametrize(
     "images, targets, message",
     [
-        ([torch.rand(128, 128)], None, r"images\[0\]: image must be a \[3, H, W\] tensor, got a tensor of shape \(128, 128\)"),
+        ([torch.rand(128, 128)], None,
+         r"images\[0\]: image must be a \[3, H, W\] tensor, got a tensor of shape \(128, 128\)"),
         ([torch.rand(1, 3, 128, 128)], None, r"images\[0\]: image must be a \[3, H, W\] tensor"),
-        ([torch.randint(0, 255, (3, 128, 128), dtype=torch.uint8)], None, r"images\[0\]: image must be float in 0..1, got dtype torch.uint8"),
+        ([torch.randint(0, 255, (3, 128, 128), dtype=torch.uint8)], None,
+         r"images\[0\]: image must be float in 0..1, got dtype torch.uint8"),
         ([torch.rand(3, 128, 128) * 255], None, r"images\[0\]: image values must lie in 0..1"),
-        ([torch.rand(3, 128, 128)], [{**good_target(), "labels": torch.tensor([1, 2])}], r"targets\[0\]: 1 boxes, 2 labels and 1 masks"),
-        ([torch.rand(3, 128, 128)], [{**good_target(), "boxes": torch.tensor([[50.0, 10.0, 50.0, 60.0]])}], r"targets\[0\]: target\['boxes'\]\[0\] .* has no area"),
+        ([torch.rand(3, 128, 128)], [{**good_target(), "labels": torch.tensor([1, 2])}],
+         r"targets\[0\]: 1 boxes, 2 labels and 1 masks"),
+        ([torch.rand(3, 128, 128)], [{**good_target(), "boxes": torch.tensor([[50.0, 10.0, 50.0, 60.0]])}],
+         r"targets\[0\]: target\['boxes'\]\[0\] .* has no area"),
         ([torch.rand(3, 128, 128)], [good_target(), good_target()], r"got 2 for 1 images"),
-        ([torch.rand(3, 128, 128)], [{**good_target(), "labels": torch.tensor([9])}], r"targets\[0\]: target\['labels'\] must be below num_classes=4"),
-        ([torch.rand(3, 128, 128)], [{**good_target(), "boxes": [[10.0, 10.0, 50.0, 60.0]]}], r"targets\[0\]: target\['boxes'\] must be a \[N, 4\] float tensor, got a list"),
+        ([torch.rand(3, 128, 128)], [{**good_target(), "labels": torch.tensor([9])}],
+         r"targets\[0\]: target\['labels'\] must be below num_classes=4"),
+        ([torch.rand(3, 128, 128)], [{**good_target(), "boxes": [[10.0, 10.0, 50.0, 60.0]]}],
+         r"targets\[0\]: target\['boxes'\] must be a \[N, 4\] float tensor, got a list"),
     ],
 )
 def test_bad_input_is_a_clear_error(shapes_model, images, targets, message):

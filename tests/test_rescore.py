@@ -41,7 +41,8 @@ def test_overlap_with_a_worse_detection_costs_nothing_and_an_empty_mask_keeps_it
 
 
 def test_no_detections_come_back_as_they_went():
-    empty = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64), "scores": torch.zeros(0),
+    empty = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64),
+             "scores": torch.zeros(0),
              "masks": torch.zeros(0, 1, 8, 8)}
     out, order = rescore_by_mask_overlap(empty)
     assert order.shape == (0,) and order.dtype == torch.int64
@@ -91,7 +92,8 @@ def test_the_model_applies_it_to_its_pasted_detections():
         on = model(images)
     model.config = model.config.replace(mask_overlap_rescore=False)
     trace = model.trace(images)  # the heads' detections in NMS's order
-    plain = postprocess(trace.heads.detections, trace.batch.image_sizes, trace.original_sizes, model.config.aligned)
+    plain = postprocess(trace.heads.detections, trace.batch.image_sizes, trace.original_sizes,
+                        model.config.aligned)
     changed = reordered = 0
     for got, before in zip(on, plain):
         expected, order = rescore_by_mask_overlap(before)
@@ -115,18 +117,22 @@ def test_the_traces_heads_follow_the_rescored_order():
     plain = model.trace(images)
     for i in range(2):
         final, heads = trace.detections[i], trace.heads.detections[i]
-        _, order = rescore_by_mask_overlap(postprocess([plain.heads.detections[i]], [(128, 128)], [(128, 128)],
+        _, order = rescore_by_mask_overlap(postprocess([plain.heads.detections[i]], [(128, 128)], [(128,
+                                                                                                    128)],
                                                        model.config.aligned)[0])
         assert (order != torch.arange(len(order))).any()  # the order did change
         assert torch.equal(final["labels"], heads["labels"])
         assert torch.equal(final["boxes"], heads["boxes"])  # 128 x 128: no resize between them
-        assert torch.equal(heads["scores"], plain.heads.detections[i]["scores"][order])  # NMS's scores, reordered
+        # NMS's scores, reordered
+        assert torch.equal(heads["scores"], plain.heads.detections[i]["scores"][order])
         assert torch.equal(trace.heads.detection_rois[i], plain.heads.detection_rois[i][order])
         assert torch.allclose(torch.sigmoid(trace.heads.detection_mask_logits[i]), heads["masks"][:, 0])
     counts = [len(d["scores"]) for d in plain.heads.detections]
     rows = torch.arange(sum(counts))
     own = [rows[:counts[0]], rows[counts[0]:]]
-    first, second = (rescore_by_mask_overlap(d)[1] for d in postprocess(plain.heads.detections, [(128, 128)] * 2,
-                                                                          [(128, 128)] * 2, model.config.aligned))
+    first, second = (rescore_by_mask_overlap(d)[1] for d in postprocess(plain.heads.detections, [(128,
+                                                                                                  128)] * 2,
+                                                                          [(128, 128)] * 2,
+                                                                          model.config.aligned))
     expected = plain.heads.mask_logits[torch.cat([own[0][first], own[1][second]])]
     assert torch.equal(trace.heads.mask_logits, expected)

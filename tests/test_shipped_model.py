@@ -13,7 +13,8 @@ from maskrcnn_edu.evaluation.coco import coco_evaluate
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODEL = os.path.join(ROOT, "data", "shapes_model", "model.pt")
 METRICS_50 = os.path.join(ROOT, "data", "shapes_model", "metrics_50.json")  # `evaluate --num-images 50`
-METRICS_KERAS_50 = os.path.join(ROOT, "data", "shapes_model", "metrics_keras_50.json")  # ... `--variant keras`
+# ... `--variant keras`
+METRICS_KERAS_50 = os.path.join(ROOT, "data", "shapes_model", "metrics_keras_50.json")
 
 
 def test_shipped_model_is_small_and_loads():

@@ -33,7 +33,9 @@ def test_trace_changes_nothing_and_keeps_no_gradients(model, sample, mode, with_
     assert model.training == (mode == "train")
     after = snapshot(model)
     assert before.keys() == after.keys()
-    assert all(torch.equal(before[k], after[k]) for k in before), [k for k in before if not torch.equal(before[k], after[k])]
+    assert all(torch.equal(before[k],
+                           after[k]) for k in before), [k for k in before if not torch.equal(before[k],
+                                                                                             after[k])]
     assert torch.equal(torch.get_rng_state(), generator_state)
     assert not any(t.requires_grad for t in trace.features + trace.stages)
     assert not trace.heads.class_logits.requires_grad
@@ -63,7 +65,8 @@ def test_trace_with_targets_equals_the_training_forward(model, sample):
         losses = model([image], [target])  # draws the same samples: trace restored the RNG
     model.load_state_dict({k: v for k, v in saved.items() if k in model.state_dict()})
     model.eval()
-    assert set(trace.losses) == {"loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg", "loss_mask"}
+    assert set(trace.losses) == {"loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg",
+                                 "loss_mask"}
     for name, value in losses.items():
         assert torch.allclose(trace.losses[name], value, atol=1e-6), name
 
@@ -94,7 +97,8 @@ def test_rpn_records_where_each_box_came_from(model, sample):
     # The proposals are exactly the pre-NMS boxes NMS kept, and NMS kept what torchvision keeps.
     keep = rpn.nms_keep[0]
     assert torch.equal(rpn.proposals[0], rpn.pre_nms_boxes[0][keep])
-    expected = torchvision.ops.batched_nms(rpn.pre_nms_boxes[0], rpn.pre_nms_scores[0], rpn.pre_nms_levels[0], 0.7)
+    expected = torchvision.ops.batched_nms(rpn.pre_nms_boxes[0], rpn.pre_nms_scores[0], rpn.pre_nms_levels[0],
+                                           0.7)
     assert torch.equal(keep, expected[: len(keep)])
     assert torch.equal(rpn.proposal_levels[0], level_of_anchor[rpn.proposal_anchor_index[0]])
     assert len(anchors) == rpn.decoded_boxes.shape[1]
@@ -146,7 +150,8 @@ def test_training_trace_records_targets(model, sample):
     assert set(heads.mask_rois[0].tolist()) <= set(torch.where(positives)[0].tolist())
     assert len(heads.mask_rois[0]) == min(int(positives.sum()), cap)
     assert heads.mask_targets[0].shape == (len(heads.mask_rois[0]), 28, 28)
-    assert heads.mask_targets[0].min() >= 0 and heads.mask_targets[0].max() <= 1 + 1e-6  # bilinear crops of a 0/1 mask
+    # bilinear crops of a 0/1 mask
+    assert heads.mask_targets[0].min() >= 0 and heads.mask_targets[0].max() <= 1 + 1e-6
 
 
 def test_trace_image_is_the_input_resized():
@@ -156,7 +161,8 @@ def test_trace_image_is_the_input_resized():
     assert trace.original_sizes == [(64, 80)]
     assert trace.batch.image_sizes == [(76, 96)]
     assert trace.scales[0] == pytest.approx((76 / 64, 96 / 80))
-    resized = torch.nn.functional.interpolate(image[None], size=(76, 96), mode="bilinear", align_corners=False)[0]
+    resized = torch.nn.functional.interpolate(image[None], size=(76, 96), mode="bilinear",
+                                              align_corners=False)[0]
     assert torch.allclose(trace.image(0), resized.clamp(0, 1), atol=1e-5)
 
 

@@ -33,9 +33,8 @@ def test_trace_changes_nothing_and_keeps_no_gradients(model, sample, mode, with_
     assert model.training == (mode == "train")
     after = snapshot(model)
     assert before.keys() == after.keys()
-    assert all(torch.equal(before[k],
-                           after[k]) for k in before), [k for k in before if not torch.equal(before[k],
-                                                                                             after[k])]
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    assert not changed, changed
     assert torch.equal(torch.get_rng_state(), generator_state)
     assert not any(t.requires_grad for t in trace.features + trace.stages)
     assert not trace.heads.class_logits.requires_grad
@@ -100,6 +99,9 @@ def test_rpn_records_where_each_box_came_from(model, sample):
     expected = torchvision.ops.batched_nms(rpn.pre_nms_boxes[0], rpn.pre_nms_scores[0], rpn.pre_nms_levels[0],
                                            0.7)
     assert torch.equal(keep, expected[: len(keep)])
+    # NMS's survivors are all it kept; the proposals are the first of them, the rest cut by the top-k.
+    assert torch.equal(rpn.nms_survivors[0], expected)
+    assert len(rpn.nms_survivors[0]) > len(keep) == model.config.rpn_post_nms_top_n_test
     assert torch.equal(rpn.proposal_levels[0], level_of_anchor[rpn.proposal_anchor_index[0]])
     assert len(anchors) == rpn.decoded_boxes.shape[1]
 
@@ -122,6 +124,43 @@ def test_heads_record_where_each_detection_came_from(model, sample):
     # Pre-NMS candidates are every (RoI, class) pair above the threshold, each pointing at its RoI.
     pre = heads.pre_nms[0]
     assert torch.equal(pre["boxes"], heads.refined_boxes[0][pre["rois"], pre["labels"]])
+    # Per-class NMS's survivors are what torchvision's batched NMS keeps of the candidates, and each
+    # detection points at its own candidate (after the rescoring's reordering, too).
+    survivors = torchvision.ops.batched_nms(pre["boxes"], pre["scores"], pre["labels"], 0.5)
+    assert torch.equal(heads.nms_survivors[0], survivors)
+    candidates = heads.detection_candidates[0]
+    assert set(candidates.tolist()) == set(survivors[: model.config.detections_per_img].tolist())
+    assert torch.equal(pre["boxes"][candidates], detections["boxes"])
+    assert torch.equal(pre["rois"][candidates], rois)
+
+
+def test_lineage_follows_each_detection_back_to_its_anchor(model):
+    images = [ShapesDataset(4, seed=3)[i][0] for i in (1, 2)]
+    trace = model.trace(images)
+    rpn, heads = trace.rpn, trace.heads
+    for image in (0, 1):
+        count = len(trace.detections[image]["boxes"])
+        assert count > 0
+        for k in range(count):
+            line = trace.lineage(k, image)
+            # The anchor, moved by its deltas and clipped, is the proposal the detection's RoI was.
+            assert torch.equal(line.anchor, torch.cat(rpn.anchors)[line.anchor_index])
+            assert torch.equal(line.rpn_box, rpn.decoded_boxes[image, line.anchor_index])
+            assert torch.equal(line.proposal, rpn.pre_nms_boxes[image][line.candidate])
+            assert torch.equal(line.proposal, trace.proposals[image][line.roi])
+            # The refinement of its class is the detection's box, in the resized image's pixels.
+            assert torch.equal(line.refined, heads.detections[image]["boxes"][k])
+            assert torch.equal(line.final_box, trace.detections[image]["boxes"][k])
+            assert line.label == int(trace.detections[image]["labels"][k])
+            assert line.final_score == pytest.approx(float(trace.detections[image]["scores"][k]))
+            assert line.objectness == pytest.approx(float(rpn.pre_nms_scores[image][line.candidate]))
+    count = len(trace.detections[0]["boxes"])
+    with pytest.raises(ValueError, match=rf"detection must be an int in 0..{count - 1} \(image 0 has {count} "):
+        trace.lineage(count)
+    with pytest.raises(ValueError, match="image must be an int in 0..1"):
+        trace.lineage(0, 2)
+    with pytest.raises(ValueError, match="trace has no detections"):
+        model.trace(*ShapesDataset(1, seed=3)[0]).lineage(0)
 
 
 def test_training_trace_records_targets(model, sample):

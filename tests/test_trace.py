@@ -155,7 +155,8 @@ def test_lineage_follows_each_detection_back_to_its_anchor(model):
             assert line.final_score == pytest.approx(float(trace.detections[image]["scores"][k]))
             assert line.objectness == pytest.approx(float(rpn.pre_nms_scores[image][line.candidate]))
     count = len(trace.detections[0]["boxes"])
-    with pytest.raises(ValueError, match=rf"detection must be an int in 0..{count - 1} \(image 0 has {count} "):
+    message = rf"detection must be an int in 0..{count - 1} \(image 0 has {count} detections\)"
+    with pytest.raises(ValueError, match=message):
         trace.lineage(count)
     with pytest.raises(ValueError, match="image must be an int in 0..1"):
         trace.lineage(0, 2)

@@ -14,7 +14,8 @@ from torch import Tensor
 __all__ = ["AnchorGenerator", "cell_anchors"]
 
 
-def cell_anchors(sizes: Sequence[float], aspect_ratios: Sequence[float], dtype=torch.float32, device=None) -> Tensor:
+def cell_anchors(sizes: Sequence[float], aspect_ratios: Sequence[float], dtype: torch.dtype = torch.float32,
+                 device: torch.device | str | None = None) -> Tensor:
     """The anchors of one cell, centred on (0, 0) -> ``[len(ratios) * len(sizes), 4]``.
 
     An anchor of size ``s`` and ratio ``r = h / w`` keeps the area ``s^2``: ``w = s / sqrt(r)``,
@@ -43,10 +44,15 @@ class AnchorGenerator:
         self.aspect_ratios = tuple(tuple(r) for r in aspect_ratios)
 
     def num_anchors_per_location(self) -> list[int]:
+        """``A`` of every level: how many anchors sit at each cell (sizes x ratios)."""
         return [len(s) * len(r) for s, r in zip(self.sizes, self.aspect_ratios)]
 
-    def level_anchors(self, grid_size, stride, level: int, dtype=torch.float32, device=None) -> Tensor:
-        """Anchors of one level: ``[H * W * A, 4]``, cell-major (all A anchors of cell 0, then cell 1...)."""
+    def level_anchors(self, grid_size: tuple[int, int], stride: tuple[int, int], level: int,
+                      dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> Tensor:
+        """Anchors of one level: ``[H * W * A, 4]``, cell-major (all A anchors of cell 0, then cell 1...).
+
+        ``grid_size = (H, W)`` cells, ``stride = (s_h, s_w)`` image pixels per cell.
+        """
         (grid_h, grid_w), (stride_h, stride_w) = grid_size, stride
         base = cell_anchors(self.sizes[level], self.aspect_ratios[level], dtype, device)  # [A, 4]
         shift_x = torch.arange(grid_w, device=device) * stride_w
@@ -58,7 +64,8 @@ class AnchorGenerator:
     def __call__(self, padded_size: tuple[int, int], feature_maps: Sequence[Tensor]) -> list[Tensor]:
         """Anchors for a batch padded to ``padded_size = (H, W)`` -> per level ``[H_l * W_l * A, 4]``.
 
-        A level's stride is the padded image size divided (integer division) by its grid size;
+        ``feature_maps``: one ``[N, C, H_l, W_l]`` per level (only their sizes, dtype and device are
+        read). A level's stride is the padded image size divided (integer division) by its grid size;
         every image of the batch shares these anchors.
         """
         if len(feature_maps) != len(self.sizes):

@@ -13,7 +13,12 @@ import torch.nn.functional as F
 import torchvision
 from torch import Tensor, nn
 
-__all__ = ["FrozenBatchNorm2d", "ResNetBody", "FPN", "Backbone", "build_backbone", "body_parameter_trains", "RESNET_STAGES"]
+from .config import Config
+
+__all__ = [
+    "FrozenBatchNorm2d", "ResNetBody", "FPN", "Backbone", "build_backbone", "body_parameter_trains",
+    "RESNET_STAGES",
+]
 
 STAGE_CHANNELS = {
     "resnet18": (64, 128, 256, 512),
@@ -49,7 +54,8 @@ class FrozenBatchNorm2d(nn.Module):
     def __init__(self, num_features: int, eps: float = 1e-5):
         super().__init__()
         self.eps = eps
-        for name, init in (("weight", torch.ones), ("bias", torch.zeros), ("running_mean", torch.zeros), ("running_var", torch.ones)):
+        for name, init in (("weight", torch.ones), ("bias", torch.zeros),
+                           ("running_mean", torch.zeros), ("running_var", torch.ones)):
             self.register_buffer(name, init(num_features))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
@@ -57,6 +63,7 @@ class FrozenBatchNorm2d(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, x: Tensor) -> Tensor:
+        """``x [N, C, H, W]`` -> ``[N, C, H, W]``, each channel scaled and shifted."""
         scale = self.weight * (self.running_var + self.eps).rsqrt()
         shift = self.bias - self.running_mean * scale
         return x * scale[None, :, None, None] + shift[None, :, None, None]
@@ -71,15 +78,21 @@ class ResNetBody(nn.Module):
         resnet = getattr(torchvision.models, name)(weights=None, norm_layer=norm_layer)
         # Same attribute names as torchvision's ResNet, so its state dicts load as they are.
         self.conv1, self.bn1, self.relu, self.maxpool = resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool
-        self.layer1, self.layer2, self.layer3, self.layer4 = resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4
+        self.layer1, self.layer2 = resnet.layer1, resnet.layer2
+        self.layer3, self.layer4 = resnet.layer3, resnet.layer4
         self.out_channels = STAGE_CHANNELS[name]
 
     def freeze(self, trainable_layers: int) -> None:
-        """Train only the top ``trainable_layers`` stages (5 = everything, 0 = nothing); see ``body_parameter_trains``."""
+        """Train only the top ``trainable_layers`` stages (5 = everything, 0 = nothing).
+
+        See ``body_parameter_trains``.
+        """
         for name, parameter in self.named_parameters():
             parameter.requires_grad_(body_parameter_trains(name, trainable_layers))
 
     def forward(self, x: Tensor) -> list[Tensor]:
+        """Images ``x [N, 3, H, W]`` -> ``[C2, C3, C4, C5]``, each ``[N, out_channels[i], H_k, W_k]``
+        at strides 4, 8, 16 and 32 (``H_k`` about ``H / stride``)."""
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))  # stride 4
         c2 = self.layer1(x)
         c3 = self.layer2(c2)
@@ -101,6 +114,10 @@ class FPN(nn.Module):
         self.out_channels = out_channels
 
     def forward(self, stages: list[Tensor]) -> list[Tensor]:
+        """``stages``: C2..C5, ``[N, C_k, H_k, W_k]`` each -> P2..P6, ``[N, out_channels, H_l, W_l]`` each.
+
+        P2..P5 have C2..C5's sizes; P6 has half of P5's (rounded up).
+        """
         top_down = self.lateral[-1](stages[-1])
         pyramid = [self.output[-1](top_down)]
         for level in range(len(stages) - 2, -1, -1):  # from the coarsest but one down to the finest
@@ -120,10 +137,12 @@ class Backbone(nn.Module):
         self.out_channels = fpn.out_channels
 
     def forward(self, images: Tensor) -> list[Tensor]:
+        """``images [N, 3, H, W]`` -> P2..P6, each ``[N, out_channels, H_l, W_l]`` (strides 4..64)."""
         return self.fpn(self.body(images))
 
 
-def build_backbone(config) -> Backbone:
+def build_backbone(config: Config) -> Backbone:
+    """The backbone that ``config`` names: its ResNet, norm and trainable stages, and an FPN."""
     body = ResNetBody(config.backbone, config.norm)
     body.freeze(config.trainable_layers)
     return Backbone(body, FPN(body.out_channels, config.fpn_channels))

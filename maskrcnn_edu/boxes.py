@@ -10,6 +10,7 @@ each one to its ``torchvision.ops`` twin.
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import torch
 from torch import Tensor
@@ -71,8 +72,10 @@ def box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
     check_boxes(boxes2, "boxes2")
     boxes1, boxes2 = _widened(boxes1), _widened(boxes2)
     # Overlap along each axis, [N, M]: how far the smaller right edge is past the larger left edge.
-    overlap_x = torch.min(boxes1[:, None, 2], boxes2[None, :, 2]) - torch.max(boxes1[:, None, 0], boxes2[None, :, 0])
-    overlap_y = torch.min(boxes1[:, None, 3], boxes2[None, :, 3]) - torch.max(boxes1[:, None, 1], boxes2[None, :, 1])
+    overlap_x = (torch.min(boxes1[:, None, 2], boxes2[None, :, 2])
+                 - torch.max(boxes1[:, None, 0], boxes2[None, :, 0]))
+    overlap_y = (torch.min(boxes1[:, None, 3], boxes2[None, :, 3])
+                 - torch.max(boxes1[:, None, 1], boxes2[None, :, 1]))
     intersection = overlap_x.clamp(min=0) * overlap_y.clamp(min=0)  # 0 where disjoint
     union = box_area(boxes1)[:, None] + box_area(boxes2)[None, :] - intersection
     return intersection / union  # integer / integer divides to float32
@@ -97,7 +100,8 @@ class BoxCoder:
     ``[N, K, 4]`` decode against proposals ``[N, 1, 4]``.
     """
 
-    def __init__(self, weights=(1.0, 1.0, 1.0, 1.0), scale_clamp: float = DEFAULT_SCALE_CLAMP):
+    def __init__(self, weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
+                 scale_clamp: float = DEFAULT_SCALE_CLAMP):
         if len(weights) != 4:
             raise ValueError(f"weights must have 4 entries (wx, wy, ww, wh), got {weights!r}")
         self.weights = tuple(float(w) for w in weights)
@@ -145,11 +149,12 @@ def remove_small_boxes(boxes: Tensor, min_size: float) -> Tensor:
 
 
 def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
-    """Greedy non-maximum suppression -> indices ``[K]`` of kept boxes, best score first (ties: lower index).
+    """Greedy non-maximum suppression -> indices ``[K]`` of the kept boxes, best score first.
 
-    Greedy NMS visits boxes from the best score down and keeps a box unless it overlaps
-    (IoU > ``iou_threshold``) a box already kept. Written as a loop that is one box at a time.
-    Here it is a fixed point instead (``_greedy_keep``).
+    ``boxes [N, 4]``, ``scores [N]``; of two equal scores, the lower index comes first. Greedy NMS
+    visits boxes from the best score down and keeps a box unless it overlaps (IoU >
+    ``iou_threshold``) a box already kept. Written as a loop that is one box at a time. Here it is
+    a fixed point instead (``_greedy_keep``).
     """
     check_boxes(boxes)
     if scores.dim() != 1 or scores.shape[0] != boxes.shape[0]:

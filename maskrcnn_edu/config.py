@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = ["Config", "coco_r50_fpn", "shapes"]
 
@@ -109,28 +110,38 @@ class Config:
             if value not in allowed:
                 raise ValueError(f"Config.{name} must be one of {allowed}, got {value!r}")
         if self.num_classes < 2:
-            raise ValueError(f"Config.num_classes counts the background too, so it must be >= 2, got {self.num_classes}")
+            raise ValueError(
+                f"Config.num_classes counts the background too, so it must be >= 2, got {self.num_classes}"
+            )
         if self.class_names and len(self.class_names) != self.num_classes:
-            raise ValueError(f"Config.class_names has {len(self.class_names)} names for num_classes={self.num_classes}")
+            raise ValueError(
+                f"Config.class_names has {len(self.class_names)} names for num_classes={self.num_classes}"
+            )
         if len(self.anchor_sizes) != len(self.aspect_ratios):
             raise ValueError("Config.anchor_sizes and Config.aspect_ratios need one entry per FPN level each")
         if self.mask_positives_per_image < 0:
-            raise ValueError(f"Config.mask_positives_per_image must be 0 (all positives) or more, got {self.mask_positives_per_image}")
+            raise ValueError(
+                "Config.mask_positives_per_image must be 0 (all positives) or more, "
+                f"got {self.mask_positives_per_image}"
+            )
         if not 0 <= self.trainable_layers <= 5:
             raise ValueError(f"Config.trainable_layers must be in 0..5, got {self.trainable_layers}")
 
-    def replace(self, **changes) -> "Config":
+    def replace(self, **changes: Any) -> "Config":
         """A copy with some fields changed (the config itself is frozen)."""
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
+        """Every field by name (nested tuples stay tuples; ``json`` writes them as lists)."""
         return dataclasses.asdict(self)
 
     def to_json(self) -> str:
+        """The fields as indented JSON, as checkpoints store them."""
         return json.dumps(self.to_dict(), indent=2)
 
     @classmethod
     def from_dict(cls, values: dict) -> "Config":
+        """A config from ``to_dict``'s output, or JSON's (lists for tuples); unknown fields raise."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -139,10 +150,11 @@ class Config:
 
     @classmethod
     def from_json(cls, text: str) -> "Config":
+        """A config from ``to_json``'s text."""
         return cls.from_dict(json.loads(text))
 
 
-def coco_r50_fpn(num_classes: int = 91, **changes) -> Config:
+def coco_r50_fpn(num_classes: int = 91, **changes: Any) -> Config:
     """torchvision's ``maskrcnn_resnet50_fpn``: ResNet-50-FPN, 800/1333, the paper's settings."""
     return Config(num_classes=num_classes, **changes)
 
@@ -150,7 +162,8 @@ def coco_r50_fpn(num_classes: int = 91, **changes) -> Config:
 SHAPES_CLASSES = ("background", "square", "circle", "triangle")
 
 
-def shapes(**changes) -> Config:
+# One piece: each bullet of the docstring explains settings of the one call below, read side by side.
+def shapes(**changes: Any) -> Config:
     """A small Mask R-CNN for 128 x 128 Shapes images that trains from scratch on a 2-core CPU.
 
     Why each change from the COCO preset (``data/shapes_model/README.md`` has the measurements):

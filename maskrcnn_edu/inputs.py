@@ -13,27 +13,32 @@ image index, or the dataset index and image id), the field, what was expected an
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 from torch import Tensor
 
 __all__ = ["describe_value", "check_image", "check_target", "check_sample", "check_inputs"]
 
 
-def describe_value(x) -> str:
+def describe_value(x: object) -> str:
     """A short description of ``x`` for error messages: its shape and dtype, or its type."""
     if isinstance(x, Tensor):
         return f"a tensor of shape {tuple(x.shape)} and dtype {x.dtype}"
     return f"a {type(x).__name__}"
 
 
-def check_image(image, where: str) -> None:
-    """``image`` must be a float ``[3, H, W]`` tensor with values in 0..1."""
+def check_image(image: Tensor, where: str) -> None:
+    """``image`` must be a float ``[3, H, W]`` tensor with values in 0..1; ``where`` names it."""
     if not isinstance(image, Tensor) or image.dim() != 3 or image.shape[0] != 3:
         raise ValueError(f"{where}: image must be a [3, H, W] tensor, got {describe_value(image)}")
     if not image.is_floating_point():
-        raise ValueError(f"{where}: image must be float in 0..1, got dtype {image.dtype} (divide a uint8 image by 255)")
+        raise ValueError(
+            f"{where}: image must be float in 0..1, got dtype {image.dtype} (divide a uint8 image by 255)"
+        )
     if image.numel() and (image.min() < 0 or image.max() > 1):
-        raise ValueError(f"{where}: image values must lie in 0..1, got {image.min().item():.3g}..{image.max().item():.3g}")
+        low, high = image.min().item(), image.max().item()
+        raise ValueError(f"{where}: image values must lie in 0..1, got {low:.3g}..{high:.3g}")
 
 
 def _check_field(target: dict, key: str, dims: int, layout: str, where: str) -> Tensor:
@@ -43,64 +48,99 @@ def _check_field(target: dict, key: str, dims: int, layout: str, where: str) -> 
     return value
 
 
-def check_target(target, image_size: tuple[int, int], where: str, num_classes: int | None = None) -> None:
+def check_target(target: dict, image_size: tuple[int, int], where: str,
+                 num_classes: int | None = None) -> None:
     """``target`` must hold ``boxes``, ``labels`` and ``masks`` of one image of ``image_size (H, W)``.
 
-    Checks the types, shapes and dtypes, that the three agree on N, that labels are ``1..K`` (below
-    ``num_classes`` when given: the model's classes include the background) and that every box is
-    finite with ``x1 > x0`` and ``y1 > y0``.
+    ``boxes``: float ``[N, 4]``; ``labels``: int64 ``[N]``; ``masks``: uint8 ``[N, H, W]``. Checks
+    the types, shapes and dtypes, that the three agree on N (``_check_layout``), that labels are
+    ``1..K`` (below ``num_classes`` when given: the model's classes include the background) and that
+    every box is finite with ``x1 > x0`` and ``y1 > y0`` (``_check_values``).
     """
     if not isinstance(target, dict):
-        raise ValueError(f"{where}: target must be a dict with boxes, labels and masks, got {describe_value(target)}")
+        raise ValueError(
+            f"{where}: target must be a dict with boxes, labels and masks, got {describe_value(target)}"
+        )
     missing = [key for key in ("boxes", "labels", "masks") if key not in target]
     if missing:
-        raise ValueError(f"{where}: target lacks {', '.join(missing)} (has {', '.join(map(str, target)) or 'no keys'})")
+        present = ", ".join(map(str, target)) or "no keys"
+        raise ValueError(f"{where}: target lacks {', '.join(missing)} (has {present})")
+    boxes, labels, _ = _check_layout(target, image_size, where)
+    _check_values(boxes, labels, where, num_classes)
+
+
+def _check_layout(target: dict, image_size: tuple[int, int], where: str) -> tuple[Tensor, Tensor, Tensor]:
+    """The fields' shapes and dtypes -> ``boxes [N, 4]``, ``labels [N]``, ``masks [N, H, W]``."""
     boxes = _check_field(target, "boxes", 2, "[N, 4] float", where)
     labels = _check_field(target, "labels", 1, "[N] int64", where)
     masks = _check_field(target, "masks", 3, "[N, H, W] uint8", where)
     if boxes.shape[1] != 4:
         raise ValueError(f"{where}: target['boxes'] must be [N, 4], got {describe_value(boxes)}")
     if not len(boxes) == len(labels) == len(masks):
-        raise ValueError(f"{where}: {len(boxes)} boxes, {len(labels)} labels and {len(masks)} masks: one of each per instance")
+        raise ValueError(
+            f"{where}: {len(boxes)} boxes, {len(labels)} labels and {len(masks)} masks: "
+            "one of each per instance"
+        )
     if tuple(masks.shape[1:]) != tuple(image_size):
-        raise ValueError(f"{where}: target['masks'] are {tuple(masks.shape[1:])} but the image is {tuple(image_size)}")
+        raise ValueError(
+            f"{where}: target['masks'] are {tuple(masks.shape[1:])} but the image is {tuple(image_size)}"
+        )
     if not boxes.is_floating_point():
         raise ValueError(f"{where}: target['boxes'] must be float, got dtype {boxes.dtype}")
     if labels.dtype != torch.int64:
         raise ValueError(f"{where}: target['labels'] must be int64, got dtype {labels.dtype}")
     if masks.dtype != torch.uint8:
         raise ValueError(f"{where}: target['masks'] must be uint8, got dtype {masks.dtype}")
+    return boxes, labels, masks
+
+
+def _check_values(boxes: Tensor, labels: Tensor, where: str, num_classes: int | None) -> None:
+    """``labels [N]`` of 1 or more (below ``num_classes`` when given); ``boxes [N, 4]`` finite, each with
+    an area."""
     if (labels < 1).any():
-        raise ValueError(f"{where}: target['labels'] must be >= 1 (0 is the background), got {labels.tolist()}")
+        raise ValueError(
+            f"{where}: target['labels'] must be >= 1 (0 is the background), got {labels.tolist()}"
+        )
     if num_classes is not None and (labels >= num_classes).any():
         raise ValueError(
-            f"{where}: target['labels'] must be below num_classes={num_classes} (classes 1..{num_classes - 1}), "
-            f"got {labels.tolist()}"
+            f"{where}: target['labels'] must be below num_classes={num_classes} "
+            f"(classes 1..{num_classes - 1}), got {labels.tolist()}"
         )
     if not torch.isfinite(boxes).all():
         raise ValueError(f"{where}: target['boxes'] must be finite, got {boxes.tolist()}")
     degenerate = torch.where((boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1]))[0]
     if len(degenerate):
         k = degenerate[0].item()
-        raise ValueError(f"{where}: target['boxes'][{k}] = {boxes[k].tolist()} has no area: need x1 > x0 and y1 > y0")
+        raise ValueError(
+            f"{where}: target['boxes'][{k}] = {boxes[k].tolist()} has no area: need x1 > x0 and y1 > y0"
+        )
 
 
-def check_sample(image, target, where: str, num_classes: int | None = None) -> None:
-    """One dataset sample ``(image, target)``; ``where`` names it (e.g. ``"dataset index 3 (image id 17)"``)."""
+def check_sample(image: Tensor, target: dict, where: str, num_classes: int | None = None) -> None:
+    """One dataset sample: ``image [3, H, W]`` and its ``target`` (see ``check_target``).
+
+    ``where`` names the sample in the error, e.g. ``"dataset index 3 (image id 17)"``.
+    """
     check_image(image, where)
     check_target(target, tuple(image.shape[1:]), where, num_classes)
 
 
-def check_inputs(images, targets=None, num_classes: int | None = None) -> None:
-    """The model's inputs: a non-empty list of images and, in training, one target per image."""
+def check_inputs(images: Sequence[Tensor], targets: Sequence[dict] | None = None,
+                 num_classes: int | None = None) -> None:
+    """The model's inputs: a non-empty list of images ``[3, H_i, W_i]`` and, in training, one target
+    per image (``check_target``)."""
     if not isinstance(images, (list, tuple)) or len(images) == 0:
-        raise ValueError(f"images must be a non-empty list of [3, H, W] float tensors, got {describe_value(images)}")
+        raise ValueError(
+            f"images must be a non-empty list of [3, H, W] float tensors, got {describe_value(images)}"
+        )
     for i, image in enumerate(images):
         check_image(image, f"images[{i}]")
     if targets is None:
         return
     if not isinstance(targets, (list, tuple)) or len(targets) != len(images):
         count = len(targets) if isinstance(targets, (list, tuple)) else describe_value(targets)
-        raise ValueError(f"targets must be a list of one dict per image: got {count} for {len(images)} images")
+        raise ValueError(
+            f"targets must be a list of one dict per image: got {count} for {len(images)} images"
+        )
     for i, (image, target) in enumerate(zip(images, targets)):
         check_target(target, tuple(image.shape[1:]), f"targets[{i}]", num_classes)

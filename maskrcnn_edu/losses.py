@@ -21,7 +21,10 @@ SMOOTH_L1_BETA = 1.0 / 9
 
 
 def smooth_l1(prediction: Tensor, target: Tensor, beta: float = SMOOTH_L1_BETA) -> Tensor:
-    """Summed smooth L1: ``0.5 x^2 / beta`` where ``|x| < beta``, else ``|x| - 0.5 beta``."""
+    """Summed smooth L1 of ``prediction - target`` (same shape, any) -> scalar.
+
+    Per element: ``0.5 x^2 / beta`` where ``|x| < beta``, else ``|x| - 0.5 beta``.
+    """
     error = (prediction - target).abs()
     return torch.where(error < beta, 0.5 * error**2 / beta, error - 0.5 * beta).sum()
 
@@ -41,12 +44,13 @@ def rpn_loss(objectness: Tensor, deltas: Tensor, labels: Tensor, target_deltas: 
     return loss_objectness, loss_box
 
 
-def box_head_loss(class_logits: Tensor, box_deltas: Tensor, labels: Tensor, target_deltas: Tensor) -> tuple[Tensor, Tensor]:
+def box_head_loss(class_logits: Tensor, box_deltas: Tensor, labels: Tensor,
+                  target_deltas: Tensor) -> tuple[Tensor, Tensor]:
     """Box-head losses over the sampled RoIs.
 
     Args:
-        class_logits ``[R, K]``, box_deltas ``[R, K * 4]`` (one box per class), labels ``[R]`` (0 = background),
-        target_deltas ``[R, 4]``.
+        class_logits ``[R, K]``, box_deltas ``[R, K * 4]`` (one box per class), labels ``[R]``
+        (0 = background), target_deltas ``[R, 4]``.
     Only the deltas of each positive RoI's own class are regressed.
     Returns ``(loss_classifier, loss_box_reg)``.
     """
@@ -69,9 +73,11 @@ def mask_loss_softmax(mask_logits: Tensor, labels: Tensor, mask_targets: Tensor)
     """The variant the paper rejects: a softmax over the K class masks at every pixel.
 
     Foreground pixels must pick the RoI's class, background pixels class 0, so the classes compete
-    for every pixel. Same arguments and shapes as ``mask_loss``.
+    for every pixel. Same arguments and shapes as ``mask_loss``: ``mask_logits [P, K, M, M]``,
+    ``labels [P]``, ``mask_targets [P, M, M]`` -> scalar.
     """
     if mask_targets.numel() == 0:
         return mask_logits.sum() * 0
-    pixel_class = torch.where(mask_targets >= 0.5, labels[:, None, None], torch.zeros_like(labels)[:, None, None])
+    background = torch.zeros_like(labels)[:, None, None]
+    pixel_class = torch.where(mask_targets >= 0.5, labels[:, None, None], background)
     return F.cross_entropy(mask_logits, pixel_class)

@@ -69,7 +69,8 @@ class BalancedSampler:
     global generator (so seeding torch makes a run repeatable).
     """
 
-    def __init__(self, batch_size_per_image: int, positive_fraction: float, generator: torch.Generator | None = None):
+    def __init__(self, batch_size_per_image: int, positive_fraction: float,
+                 generator: torch.Generator | None = None):
         self.batch_size_per_image = batch_size_per_image
         self.positive_fraction = positive_fraction
         self.generator = generator
@@ -79,6 +80,7 @@ class BalancedSampler:
         return candidates[order[:count]]
 
     def __call__(self, labels_per_image: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
+        """Per image, ``labels [A_i]`` -> a positive and a negative mask, uint8 ``[A_i]`` each (1 = drawn)."""
         positive_masks, negative_masks = [], []
         for labels in labels_per_image:
             positive = torch.where(labels >= 1)[0]

@@ -30,8 +30,8 @@ from torch import Tensor
 
 from .matching import BACKGROUND, IGNORE
 
-__all__ = ["box_iou_loop", "nms_loop", "bilinear", "roi_align_loop", "roi_pool_loop", "paste_masks_loop", "rescore_by_mask_overlap_loop",
-           "match_loop"]
+__all__ = ["box_iou_loop", "nms_loop", "bilinear", "roi_align_loop", "roi_pool_loop", "paste_masks_loop",
+           "rescore_by_mask_overlap_loop", "match_loop"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -118,6 +118,7 @@ def bilinear(feature: Tensor, y: float, x: float) -> Tensor:
     )
 
 
+# One piece: the loop twin of ``roi_align`` is read top to bottom, box -> bin -> sampling point.
 def roi_align_loop(
     input: Tensor,
     rois: Tensor,
@@ -234,7 +235,8 @@ def paste_masks_loop(masks: Tensor, boxes: Tensor, image_size: tuple[int, int], 
         left, top = int(centre_x - half_w), int(centre_y - half_h)
         right, bottom = int(centre_x + half_w), int(centre_y + half_h)
         box_w, box_h = max(right - left + 1, 1), max(bottom - top + 1, 1)
-        resized = F.interpolate(mask[None, None], size=(box_h, box_w), mode="bilinear", align_corners=False)[0, 0]
+        resized = F.interpolate(mask[None, None], size=(box_h, box_w), mode="bilinear",
+                                align_corners=False)[0, 0]
         # Write it at (top, left), keeping only the part inside the image.
         row_from, row_to = max(top, 0), min(top + box_h, height)
         col_from, col_to = max(left, 0), min(left + box_w, width)

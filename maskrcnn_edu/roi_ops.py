@@ -37,7 +37,7 @@ Results agree with ``torchvision.ops.roi_pool`` / ``roi_align`` (tests hold them
 from __future__ import annotations
 
 import math
-from typing import Sequence, Union
+from typing import Callable, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -57,6 +57,8 @@ __all__ = [
 ]
 
 BoxesArg = Union[Tensor, Sequence[Tensor]]
+# ``7`` for a 7 x 7 output, or ``(PH, PW)``.
+SizeArg = Union[int, Sequence[int]]
 # Adaptive RoIAlign builds at most this many (cell, weight) bag entries at a time (~200 MB).
 MAX_BAG_ENTRIES = 2**24
 
@@ -71,7 +73,7 @@ def _check_input(input: Tensor) -> None:
         raise ValueError(f"input must be a 4-D feature map [N, C, H, W], got {describe_value(input)}")
 
 
-def _pair(output_size) -> tuple[int, int]:
+def _pair(output_size: SizeArg) -> tuple[int, int]:
     """``7`` or ``(7, 7)`` -> ``(height, width)``, both positive integers."""
     size = (output_size, output_size) if isinstance(output_size, int) else tuple(output_size)
     if len(size) != 2 or not all(isinstance(s, int) and s > 0 for s in size):
@@ -94,7 +96,9 @@ def boxes_to_rois(boxes: BoxesArg, num_images: int | None = None) -> Tensor:
     elif isinstance(boxes, (list, tuple)):
         for i, b in enumerate(boxes):
             if not isinstance(b, Tensor) or b.dim() != 2 or b.shape[1] != 4:
-                raise ValueError(f"boxes[{i}] must be a [K_i, 4] tensor of (x0, y0, x1, y1), got {describe_value(b)}")
+                raise ValueError(
+                    f"boxes[{i}] must be a [K_i, 4] tensor of (x0, y0, x1, y1), got {describe_value(b)}"
+                )
         if len(boxes) == 0:
             raise ValueError("boxes is an empty list: give one [K_i, 4] tensor per image")
         batch_index = torch.cat(
@@ -102,7 +106,9 @@ def boxes_to_rois(boxes: BoxesArg, num_images: int | None = None) -> Tensor:
         )
         rois = torch.cat([batch_index, torch.cat(list(boxes))], dim=1)
     else:
-        raise ValueError(f"boxes must be a [K, 5] tensor or a list of [K_i, 4] tensors, got {describe_value(boxes)}")
+        raise ValueError(
+            f"boxes must be a [K, 5] tensor or a list of [K_i, 4] tensors, got {describe_value(boxes)}"
+        )
     if num_images is not None and len(rois) and not (0 <= rois[:, 0].min() and rois[:, 0].max() < num_images):
         raise ValueError(f"boxes name batch indices outside 0..{num_images - 1} of the feature map")
     return rois
@@ -217,7 +223,8 @@ def _sample_coords(start: Tensor, bin_size: Tensor, num_bins: int, grid: int) ->
 
 
 def _sampling_points(start: Tensor, size: Tensor, output_size, grid) -> tuple[Tensor, Tensor]:
-    """Every box's sampling points: ``start, size [K, 2]`` as (x, y) -> ``ys [K, PH, gy]``, ``xs [K, PW, gx]``."""
+    """Every box's sampling points: ``start, size [K, 2]`` as (x, y) -> ``ys [K, PH, gy]``,
+    ``xs [K, PW, gx]``."""
     (out_h, out_w), (gy, gx) = output_size, grid
     xs = _sample_coords(start[:, 0], size[:, 0] / out_w, out_w, gx)
     ys = _sample_coords(start[:, 1], size[:, 1] / out_h, out_h, gy)
@@ -261,14 +268,15 @@ def _align_fixed_grid(table, rois, start, size, output_size, grid, feature_hw) -
     weight = y_weights[:, :, None, :, :, None, None] * x_weights[:, None, :, None, None, :, :] / (gy * gx)
 
     bag_size = gy * 2 * gx * 2
-    pooled = _weighted_bags(cell_index.reshape(-1, bag_size), table, weight.reshape(-1, bag_size).to(table.dtype))  # [K*PH*PW, C]
+    bags, bag_weights = cell_index.reshape(-1, bag_size), weight.reshape(-1, bag_size).to(table.dtype)
+    pooled = _weighted_bags(bags, table, bag_weights)  # [K*PH*PW, C]
     return pooled.reshape(k, out_h, out_w, table.shape[1]).permute(0, 3, 1, 2)
 
 
 def roi_align(
     input: Tensor,
     boxes: BoxesArg,
-    output_size,
+    output_size: SizeArg,
     spatial_scale: float = 1.0,
     sampling_ratio: int = -1,
     aligned: bool = False,
@@ -291,8 +299,8 @@ def roi_align(
     return _in_float32(_roi_align, input, rois, _pair(output_size), spatial_scale, sampling_ratio, aligned)
 
 
-def _roi_align(input: Tensor, rois: Tensor, out_hw: tuple[int, int], spatial_scale: float, sampling_ratio: int,
-               aligned: bool) -> Tensor:
+def _roi_align(input: Tensor, rois: Tensor, out_hw: tuple[int, int], spatial_scale: float,
+               sampling_ratio: int, aligned: bool) -> Tensor:
     """``roi_align`` on checked arguments, in ``input``'s dtype: ``rois [K, 5]`` -> ``[K, C, PH, PW]``."""
     rois = rois.to(input.dtype)
     if len(rois) == 0:
@@ -312,12 +320,16 @@ def _roi_align(input: Tensor, rois: Tensor, out_hw: tuple[int, int], spatial_sca
         # Large boxes on a fine map sample many points: cap the bag entries built at once.
         chunk = max(1, MAX_BAG_ENTRIES // (out_hw[0] * out_hw[1] * 4 * max(1, grid_xy[0] * grid_xy[1])))
         for part in members.split(chunk):
-            output[part] = _align_fixed_grid(table, rois[part], start[part], size[part], out_hw, grid_xy[::-1], feature_hw)
+            output[part] = _align_fixed_grid(
+                table, rois[part], start[part], size[part], out_hw, grid_xy[::-1], feature_hw
+            )
     return output
 
 
 def _adaptive_grid(size: Tensor, out_hw: tuple[int, int]) -> Tensor:
-    """Adaptive sampling, ``ceil(bin size)`` points per bin and axis: ``size [K, 2]`` -> ``[K, 2]`` (long).
+    """Adaptive sampling, ``ceil(bin size)`` points per bin and axis: ``size [K, 2]`` -> ``[K, 2]``.
+
+    The counts are long integers, ``(gx, gy)`` per box.
 
     An aligned box inverted along an axis (x1 < x0) has a negative size there, hence a negative
     count; torchvision's loops over it run zero times, so such a box samples nothing, as an empty one.
@@ -327,7 +339,8 @@ def _adaptive_grid(size: Tensor, out_hw: tuple[int, int]) -> Tensor:
 
 
 def roi_align_sampling_points(
-    box: Sequence[float], output_size, spatial_scale: float = 1.0, sampling_ratio: int = -1, aligned: bool = False
+    box: Sequence[float], output_size: SizeArg, spatial_scale: float = 1.0, sampling_ratio: int = -1,
+    aligned: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """Where RoIAlign samples one box: ``ys [PH, gy]`` and ``xs [PW, gx]`` in feature-map cells.
 
@@ -378,7 +391,7 @@ def _pool_bin_edges(rois: Tensor, spatial_scale: float, output_size) -> tuple[Te
     return edges(start[:, 1], length[:, 1], out_h), edges(start[:, 0], length[:, 0], out_w)
 
 
-def roi_pool(input: Tensor, boxes: BoxesArg, output_size, spatial_scale: float = 1.0) -> Tensor:
+def roi_pool(input: Tensor, boxes: BoxesArg, output_size: SizeArg, spatial_scale: float = 1.0) -> Tensor:
     """RoI max pooling over quantized bins (Fast R-CNN) -> ``[K, C, PH, PW]``.
 
     Args are as ``roi_align``'s. A bin that falls wholly outside the feature map outputs 0.
@@ -422,7 +435,8 @@ def _roi_pool(input: Tensor, rois: Tensor, output_size: tuple[int, int], spatial
     return pooled.reshape(k, out_h, out_w, c).permute(0, 3, 1, 2)
 
 
-def roi_pool_bins(box: Sequence[float], output_size, spatial_scale: float = 1.0) -> tuple[Tensor, Tensor]:
+def roi_pool_bins(box: Sequence[float], output_size: SizeArg,
+                  spatial_scale: float = 1.0) -> tuple[Tensor, Tensor]:
     """RoIPool's quantized bins for one box: ``rows [PH, 2]``, ``cols [PW, 2]`` (half-open cell ranges).
 
     For drawing (chapter 01); ``roi_pool`` uses the same edges, clipped to the feature map.
@@ -436,10 +450,12 @@ def roi_pool_bins(box: Sequence[float], output_size, spatial_scale: float = 1.0)
 # ---------------------------------------------------------------------------------------------
 
 
-def fpn_level(boxes: Tensor, min_level: int, max_level: int, canonical_size: float = 224.0, canonical_level: int = 4) -> Tensor:
+def fpn_level(boxes: Tensor, min_level: int, max_level: int, canonical_size: float = 224.0,
+              canonical_level: int = 4) -> Tensor:
     """The FPN paper's rule, eq. (1): ``k = floor(k0 + log2(sqrt(wh) / 224))``, clamped -> ``[K]`` level.
 
-    A 224 x 224 box (ImageNet's size) goes to level 4 (stride 16); a box half as wide, one level finer.
+    ``boxes [K, 4]``; the levels are int64. A 224 x 224 box (ImageNet's size) goes to level 4
+    (stride 16); a box half as wide, one level finer.
     """
     sizes = torch.sqrt(box_area(boxes))
     levels = torch.floor(canonical_level + torch.log2(sizes / canonical_size) + 1e-6)
@@ -466,27 +482,32 @@ class MultiScaleRoIAlign:
     and the level of each box is computed in float32.
     """
 
-    def __init__(self, output_size: int, sampling_ratio: int = 2, aligned: bool = False, op=None,
-                 canonical_size: float = 224.0):
+    def __init__(self, output_size: int, sampling_ratio: int = 2, aligned: bool = False,
+                 op: Callable | None = None, canonical_size: float = 224.0):
         self.output_size = output_size
         self.canonical_size = canonical_size  # the box size read from level 4 (``fpn_level``)
         self.sampling_ratio = sampling_ratio
         self.aligned = aligned
         self.op = op if op is not None else roi_align
 
-    def __call__(self, features: Sequence[Tensor], boxes: Sequence[Tensor], image_sizes: Sequence[tuple[int, int]]) -> Tensor:
-        """``features``: the levels to read (finest first), ``boxes``: per image ``[K_i, 4]`` -> ``[K, C, S, S]``."""
+    def __call__(self, features: Sequence[Tensor], boxes: Sequence[Tensor],
+                 image_sizes: Sequence[tuple[int, int]]) -> Tensor:
+        """``features``: the levels to read, finest first, each ``[N, C, H_l, W_l]``; ``boxes``: per image
+        ``[K_i, 4]``; ``image_sizes``: each image's ``(h, w)`` -> ``[K, C, S, S]``, images in order."""
         largest_image = (max(h for h, _ in image_sizes), max(w for _, w in image_sizes))
         scales = [_level_scale(f, largest_image) for f in features]
         min_level, max_level = round(-math.log2(scales[0])), round(-math.log2(scales[-1]))
         rois = boxes_to_rois(list(boxes))
-        if rois.dtype in LOW_PRECISION:  # the level rule's log2 in 16 bits would misplace boxes near a boundary
+        # The level rule's log2 in 16 bits would misplace boxes near a boundary.
+        if rois.dtype in LOW_PRECISION:
             rois = rois.float()
-        levels = fpn_level(rois[:, 1:], min_level, max_level, self.canonical_size) - min_level  # [K], 0 = finest
+        # [K]: each box's level, 0 = the finest.
+        levels = fpn_level(rois[:, 1:], min_level, max_level, self.canonical_size) - min_level
         first = features[0]
         output = first.new_zeros(len(rois), first.shape[1], self.output_size, self.output_size)
         for level, (feature, scale) in enumerate(zip(features, scales)):  # a loop over the 4 levels
             members = torch.where(levels == level)[0]
-            pooled = self.op(feature, rois[members], self.output_size, scale, self.sampling_ratio, self.aligned)
+            pooled = self.op(feature, rois[members], self.output_size, scale, self.sampling_ratio,
+                             self.aligned)
             output[members] = pooled.to(output.dtype)
         return output

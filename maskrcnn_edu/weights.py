@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -62,7 +63,7 @@ def _first_line(error: Exception) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
-def read_state_dict(path_or_state_dict) -> dict:
+def read_state_dict(path_or_state_dict: dict | str | Path) -> dict:
     """A state dict from a dict, or from a file holding one (or a checkpoint with a "model" entry)."""
     if isinstance(path_or_state_dict, dict):
         state = path_or_state_dict
@@ -80,13 +81,15 @@ def read_state_dict(path_or_state_dict) -> dict:
 
 
 def load_weights(model: torch.nn.Module, state_dict: dict, source: str = "the state dict") -> None:
-    """Load ``state_dict`` (our key names) into ``model``; predictors made for another class count are re-initialised.
+    """Load ``state_dict`` (our key names) into ``model``.
 
-    Raises ``ValueError`` naming the keys when the state dict is of another architecture.
+    Predictors made for another class count are re-initialised (with a warning). Raises
+    ``ValueError`` naming the keys when the state dict is of another architecture.
     """
     own = model.state_dict()
     # BatchNorm's step counter means nothing to a frozen BatchNorm: drop it where the model has none.
-    state_dict = {k: v for k, v in state_dict.items() if k in own or not k.endswith("num_batches_tracked")}
+    state_dict = {k: v for k, v in state_dict.items()
+                  if k in own or not k.endswith("num_batches_tracked")}
     unexpected = sorted(set(state_dict) - set(own))
     if unexpected:
         raise ValueError(
@@ -94,10 +97,11 @@ def load_weights(model: torch.nn.Module, state_dict: dict, source: str = "the st
             "is it from another architecture or backbone?"
         )
     skipped = [k for k in CLASS_DEPENDENT if k in state_dict and state_dict[k].shape != own[k].shape]
-    their_classes = state_dict[skipped[0]].shape[0] // (4 if "bbox_pred" in skipped[0] else 1) if skipped else None
-    for key in skipped:
-        del state_dict[key]
     if skipped:
+        # bbox_pred has 4 rows per class, the other predictor tensors 1.
+        their_classes = state_dict[skipped[0]].shape[0] // (4 if "bbox_pred" in skipped[0] else 1)
+        for key in skipped:
+            del state_dict[key]
         warnings.warn(
             f"{source} was made for {their_classes} classes, this model has "
             f"{model.config.num_classes}: the box and mask predictors are re-initialised",
@@ -106,14 +110,15 @@ def load_weights(model: torch.nn.Module, state_dict: dict, source: str = "the st
     mismatched = [k for k, v in state_dict.items() if v.shape != own[k].shape]
     if mismatched:
         k = mismatched[0]
-        raise ValueError(f"{source}: {k} has shape {tuple(state_dict[k].shape)}, the model expects {tuple(own[k].shape)}")
+        raise ValueError(
+            f"{source}: {k} has shape {tuple(state_dict[k].shape)}, the model expects {tuple(own[k].shape)}"
+        )
     # BatchNorm's step counter is absent from frozen-BN checkpoints; anything else missing is an error.
-    missing = [k for k in own if k not in state_dict and k not in skipped and not k.endswith("num_batches_tracked")]
+    missing = [k for k in own
+               if k not in state_dict and k not in skipped and not k.endswith("num_batches_tracked")]
     if missing:
         raise ValueError(f"{source} lacks {len(missing)} of the model's tensors, e.g. {missing[:3]}")
     model.load_state_dict(state_dict, strict=False)
-
-
 
 
 def select_classes(state_dict: dict, rows: list[int]) -> dict:
@@ -135,11 +140,14 @@ def select_classes(state_dict: dict, rows: list[int]) -> dict:
 
 def load_torchvision(model: torch.nn.Module, state_dict: dict) -> None:
     """Load a torchvision ``maskrcnn_resnet50_fpn`` state dict (any class count) into our ``model``."""
-    load_weights(model, {torchvision_key(k): v for k, v in state_dict.items()}, source="the torchvision state dict")
+    renamed = {torchvision_key(k): v for k, v in state_dict.items()}
+    load_weights(model, renamed, source="the torchvision state dict")
 
 
-def save_checkpoint(path, model, half: bool = False, **extra) -> Path:
+def save_checkpoint(path: str | Path, model: torch.nn.Module, half: bool = False, **extra: Any) -> Path:
     """Write ``{"config", "model", **extra}`` to ``path`` atomically; returns the path.
+
+    ``model`` is a ``MaskRCNN``: its ``config`` is stored with its state dict.
 
     ``half=True`` stores floating-point weights as float16 (half the file; they load back into a
     float32 model), for shipping a trained model rather than resuming its training.
@@ -148,10 +156,12 @@ def save_checkpoint(path, model, half: bool = False, **extra) -> Path:
     state = model.state_dict()
     if half:
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
-    return atomic_write(path, lambda file: torch.save({"config": model.config.to_dict(), "model": state, **extra}, file))
+    return atomic_write(
+        path, lambda file: torch.save({"config": model.config.to_dict(), "model": state, **extra}, file)
+    )
 
 
-def read_checkpoint(path, map_location="cpu") -> dict:
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
     """Read one of our checkpoints -> its dict (``config``, ``model`` and what training added).
 
     ``MaskRCNN.from_checkpoint`` (or ``model.load_checkpoint``) builds the model from it.

@@ -89,7 +89,8 @@ def test_box_coder_matches_torchvision(gen):
     weights = (10.0, 10.0, 5.0, 5.0)
     ours, theirs = B.BoxCoder(weights), TorchvisionBoxCoder(weights)
     anchors, targets = random_boxes(64, gen), random_boxes(64, gen)
-    torch.testing.assert_close(ours.encode(targets, anchors), theirs.encode_single(targets, anchors), atol=1e-5, rtol=0)
+    torch.testing.assert_close(ours.encode(targets, anchors), theirs.encode_single(targets, anchors),
+                               atol=1e-5, rtol=0)
     deltas = torch.randn(64, 3 * 4, generator=gen) * 2  # three classes, some dw/dh beyond the clamp
     deltas[0, 2] = 50.0
     expected = theirs.decode_single(deltas, anchors).reshape(64, 3, 4)
@@ -99,7 +100,8 @@ def test_box_coder_matches_torchvision(gen):
 
 def test_clip_and_remove_small_match_torchvision(gen):
     boxes = random_boxes(100, gen, image_size=120.0) - 10
-    torch.testing.assert_close(B.clip_boxes_to_image(boxes, (90, 70)), tvo.clip_boxes_to_image(boxes, (90, 70)))
+    torch.testing.assert_close(B.clip_boxes_to_image(boxes, (90, 70)),
+                               tvo.clip_boxes_to_image(boxes, (90, 70)))
     assert torch.equal(B.remove_small_boxes(boxes, 15.0), tvo.remove_small_boxes(boxes, 15.0))
 
 
@@ -116,7 +118,8 @@ def test_batched_nms_indices_equal_torchvision(n, gen):
     boxes = random_boxes(n, gen, image_size=200.0, max_size=60.0)
     scores = torch.randperm(n, generator=gen).float()
     categories = torch.randint(0, 5, (n,), generator=gen)
-    assert torch.equal(B.batched_nms(boxes, scores, categories, 0.5), tvo.batched_nms(boxes, scores, categories, 0.5))
+    assert torch.equal(B.batched_nms(boxes, scores, categories, 0.5),
+                       tvo.batched_nms(boxes, scores, categories, 0.5))
 
 
 @pytest.mark.parametrize("tied", [False, True])  # tied: 9 distinct scores, as low-precision logits give
@@ -246,7 +249,9 @@ extent = st.floats(min_value=0.5, max_value=500, allow_nan=False, width=32)
 @st.composite
 def box_tensors(draw, max_boxes=6):
     n = draw(st.integers(1, max_boxes))
-    rows = [[x, y, x + w, y + h] for x, y, w, h in draw(st.lists(st.tuples(coordinate, coordinate, extent, extent), min_size=n, max_size=n))]
+    corner_and_size = st.tuples(coordinate, coordinate, extent, extent)
+    corners_and_sizes = draw(st.lists(corner_and_size, min_size=n, max_size=n))
+    rows = [[x, y, x + w, y + h] for x, y, w, h in corners_and_sizes]
     return torch.tensor(rows, dtype=torch.float64)
 
 
@@ -270,7 +275,8 @@ def test_decode_inverts_encode(boxes, anchors, weights):
     n = min(len(boxes), len(anchors))
     boxes, anchors = boxes[:n], anchors[:n]
     coder = B.BoxCoder(weights, scale_clamp=math.inf)
-    torch.testing.assert_close(coder.decode(coder.encode(boxes, anchors), anchors), boxes, atol=1e-6, rtol=1e-9)
+    round_trip = coder.decode(coder.encode(boxes, anchors), anchors)
+    torch.testing.assert_close(round_trip, boxes, atol=1e-6, rtol=1e-9)
 
 
 @settings(max_examples=100, deadline=None)

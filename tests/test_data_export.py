@@ -86,18 +86,23 @@ def test_cli_export_shapes(tmp_path, capsys):
     code = main(["export-shapes", *arguments])
     assert code == 0
     assert "wrote 3 Shapes images" in capsys.readouterr().out
-    assert_same_samples(ShapesDataset(3, image_size=64, seed=4), CocoDataset(out / "images", out / "annotations.json"))
+    exported = CocoDataset(out / "images", out / "annotations.json")
+    assert_same_samples(ShapesDataset(3, image_size=64, seed=4), exported)
 
 
 @pytest.mark.parametrize(
     "arguments, message",
-    [(["--num-images", "0"], "--num-images must be at least 1"), (["--num-images", "2", "--seed", "-1"], "seed")],
+    [
+        (["--num-images", "0"], "--num-images must be at least 1"),
+        (["--num-images", "2", "--seed", "-1"], "seed"),
+    ],
 )
 def test_cli_errors_are_one_line_and_exit_non_zero(tmp_path, capsys, arguments, message):
     code = main(["export-shapes", *arguments, "--out", str(tmp_path / "x"), "--quiet"])
     error = capsys.readouterr().err
     assert code == 1
-    assert error.count("\n") == 1 and error.startswith("maskrcnn-edu export-shapes: error:") and message in error
+    assert error.count("\n") == 1 and error.startswith("maskrcnn-edu export-shapes: error:")
+    assert message in error
 
 
 def test_no_temporary_files_are_left(exported):

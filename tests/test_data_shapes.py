@@ -371,14 +371,17 @@ def test_an_instance_covered_entirely_is_dropped():
 
 def test_keras_shapes_cross_the_border(keras_samples, keras_drawn):
     def touches_edge(masks):
-        return bool(masks[:, 0, :].any() or masks[:, -1, :].any() or masks[:, :, 0].any() or masks[:, :, -1].any())
+        return bool(masks[:, 0, :].any() or masks[:, -1, :].any()
+                    or masks[:, :, 0].any() or masks[:, :, -1].any())
 
     touching = sum(touches_edge(target["masks"]) for _, target in keras_samples)
     assert touching >= NUM // 4
     # ... because the shapes reach past it: half-size 32 on pixel 20 (centre 20.5) by 11.5 px,
     # 12 pixels cut off. The edu variant's do not.
     def overhang(drawn):
-        return np.maximum(drawn.sizes[:, None] - drawn.centres, drawn.centres + drawn.sizes[:, None] - 128).max()
+        before_start = drawn.sizes[:, None] - drawn.centres
+        past_end = drawn.centres + drawn.sizes[:, None] - 128
+        return np.maximum(before_start, past_end).max()
 
     assert max(overhang(d) for d in keras_drawn) == 11.5
     assert max(overhang(S.random_shapes(np.random.default_rng([SEED, i]), 128, 4)) for i in range(NUM)) <= 0
@@ -437,7 +440,8 @@ def test_edu_variant_is_the_default_and_unchanged(samples):
     for i in (0, 5, 9):
         assert_same_sample(edu[i], samples[i])
         drawn, expected = edu.drawn_shapes(i), S.random_shapes(np.random.default_rng([SEED, i]), 128, 4)
-        assert np.array_equal(drawn.centres, expected.centres) and np.array_equal(drawn.colours, expected.colours)
+        assert np.array_equal(drawn.centres, expected.centres)
+        assert np.array_equal(drawn.colours, expected.colours)
 
 
 @pytest.mark.parametrize("image_size", [16, 64])

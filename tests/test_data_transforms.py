@@ -73,7 +73,8 @@ def test_v2_moves_boxes_with_the_masks_within_a_pixel(samples):
     # cut object gets a clamped box: see the next test.)
     torch.manual_seed(0)
     geometry = DetectionTransform(
-        v2.Compose([v2.RandomHorizontalFlip(), v2.RandomAffine(degrees=0, scale=(1.0, 1.5))]), boxes_from_masks=False
+        v2.Compose([v2.RandomHorizontalFlip(), v2.RandomAffine(degrees=0, scale=(1.0, 1.5))]),
+        boxes_from_masks=False,
     )
     compared = 0
     for image, target in samples:

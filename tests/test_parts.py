@@ -26,7 +26,8 @@ def test_config_json_round_trip_and_validation():
         Config.from_dict({"colour": 1})
     with pytest.raises(ValueError, match=r"Config.mask_positives_per_image must be 0 .*got -1"):
         Config(mask_positives_per_image=-1)
-    assert coco_r50_fpn().rpn_post_nms_top_n_test == 1000 and coco_r50_fpn().box_weights == (10.0, 10.0, 5.0, 5.0)
+    assert coco_r50_fpn().rpn_post_nms_top_n_test == 1000
+    assert coco_r50_fpn().box_weights == (10.0, 10.0, 5.0, 5.0)
 
 
 @pytest.mark.parametrize("name", ["resnet18", "resnet34", "resnet50", "resnet101"])
@@ -96,13 +97,15 @@ def _crowded_heads_step(cap: int, seed: int):
     config = shapes(box_positive_fraction=0.5, mask_positives_per_image=cap)
     torch.manual_seed(0)
     heads = RoIHeads(config, config.fpn_channels, generator=torch.Generator().manual_seed(seed))
-    features = [torch.randn(1, config.fpn_channels, 128 // s, 128 // s, generator=gen) for s in (4, 8, 16, 32)]
+    features = [torch.randn(1, config.fpn_channels, 128 // s, 128 // s, generator=gen)
+                for s in (4, 8, 16, 32)]
     return heads.train_step(features, [proposals], [(128, 128)], [target])
 
 
 def test_mask_positives_per_image_caps_the_mask_head_not_the_box_head():
     capped, every = _crowded_heads_step(cap=5, seed=1), _crowded_heads_step(cap=0, seed=1)
-    for output in (capped, every):  # the box head takes every positive, 60 proposals and 2 objects, either way
+    # The box head takes every positive, 60 proposals and 2 objects, either way.
+    for output in (capped, every):
         assert int((output.sampled_labels[0] > 0).sum()) == 62
     positives = torch.where(capped.sampled_labels[0] > 0)[0]
     chosen = capped.mask_rois[0]
@@ -135,12 +138,14 @@ def test_aligned_paste_masks_samples_every_pixel_centre_like_grid_sample():
     boxes = torch.cat([corners.min(1).values, corners.max(1).values], 1)
     boxes[0] = torch.tensor([5.0, 5.0, 5.5, 5.2])  # smaller than a pixel
     height, width = 100, 140
-    # Each pixel centre's place in the box, as grid_sample's [-1, 1] coordinates (align_corners=False).
-    gx = ((torch.arange(width) + 0.5)[None] - boxes[:, 0:1]) / (boxes[:, 2:3] - boxes[:, 0:1]) * 2 - 1  # [N, W]
-    gy = ((torch.arange(height) + 0.5)[None] - boxes[:, 1:2]) / (boxes[:, 3:4] - boxes[:, 1:2]) * 2 - 1  # [N, H]
+    # Each pixel centre's place in the box, as grid_sample's [-1, 1] coordinates (align_corners=False):
+    # gx [N, W], gy [N, H].
+    gx = ((torch.arange(width) + 0.5)[None] - boxes[:, 0:1]) / (boxes[:, 2:3] - boxes[:, 0:1]) * 2 - 1
+    gy = ((torch.arange(height) + 0.5)[None] - boxes[:, 1:2]) / (boxes[:, 3:4] - boxes[:, 1:2]) * 2 - 1
     grid = torch.stack([gx[:, None, :].expand(-1, height, -1), gy[:, :, None].expand(-1, -1, width)], dim=-1)
     expected = torch.nn.functional.grid_sample(masks, grid, align_corners=False, padding_mode="zeros")
-    torch.testing.assert_close(paste_masks(masks, boxes, (height, width), aligned=True), expected, atol=1e-5, rtol=0)
+    pasted = paste_masks(masks, boxes, (height, width), aligned=True)
+    torch.testing.assert_close(pasted, expected, atol=1e-5, rtol=0)
 
 
 def test_aligned_mask_targets_and_paste_give_ground_truth_back():
@@ -158,7 +163,8 @@ def test_aligned_mask_targets_and_paste_give_ground_truth_back():
             pasted = paste_masks(crops[:, None], boxes, tuple(gt.shape[-2:]), aligned=aligned)[:, 0] >= 0.5
             ious[aligned] += ((pasted & gt).flatten(1).sum(1) / (pasted | gt).flatten(1).sum(1)).tolist()
     aligned, unaligned = torch.tensor(ious[True]), torch.tensor(ious[False])
-    assert aligned.mean() > 0.99 and (aligned > 0.95).float().mean() > 0.98  # a few occluded slivers fit worse
+    # A few occluded slivers fit worse.
+    assert aligned.mean() > 0.99 and (aligned > 0.95).float().mean() > 0.98
     assert unaligned.mean() < aligned.mean() - 0.03
 
 
@@ -182,9 +188,11 @@ def test_batch_mask_targets_are_each_images_own(monkeypatch):
         sample.rois.append(torch.cat([corners.min(1).values, corners.max(1).values + 4], 1))
         sample.objects.append(torch.randint(max(1, len(target["boxes"])), (count,), generator=gen))
     positive = [torch.arange(len(r)) for r in sample.rois]
-    expected = [mask_targets(t["masks"], r, o, 28, aligned=True) for t, r, o in zip(images, sample.rois, sample.objects)]
+    expected = [mask_targets(t["masks"], r, o, 28, aligned=True)
+                for t, r, o in zip(images, sample.rois, sample.objects)]
     calls = []
-    monkeypatch.setattr(roi_heads, "mask_targets", lambda *a, **k: calls.append(len(a[1])) or mask_targets(*a, **k))
+    monkeypatch.setattr(roi_heads, "mask_targets",
+                        lambda *a, **k: calls.append(len(a[1])) or mask_targets(*a, **k))
     batch = heads.mask_targets(images, sample, 28, positive)
     assert calls == [15] and [len(b) for b in batch] == [5, 0, 5, 5]
     assert all(torch.equal(b, e) for b, e in zip(batch, expected))
@@ -201,7 +209,8 @@ def test_smooth_l1_golden_and_as_torch():
     beta = 1 / 9
     expected = sum(0.5 * e * e / beta if abs(e) < beta else abs(e) - 0.5 * beta for e in error.tolist())
     assert losses.smooth_l1(error, torch.zeros(5)).item() == pytest.approx(expected, rel=1e-6)
-    torch.testing.assert_close(losses.smooth_l1(error, torch.zeros(5)), torch.nn.functional.smooth_l1_loss(error, torch.zeros(5), beta=beta, reduction="sum"))
+    as_torch = torch.nn.functional.smooth_l1_loss(error, torch.zeros(5), beta=beta, reduction="sum")
+    torch.testing.assert_close(losses.smooth_l1(error, torch.zeros(5)), as_torch)
 
 
 def test_sigmoid_mask_loss_reads_only_the_own_class():
@@ -224,6 +233,7 @@ def test_select_classes_keeps_the_rows_of_the_chosen_categories():
     }
     picked = select_classes(state, [0, 3, 5])  # labels 1, 2 <- categories 3, 5
     assert picked["roi_heads.box_predictor.cls_score.weight"][:, 0].tolist() == [0, 3, 5]
-    assert picked["roi_heads.box_predictor.bbox_pred.bias"].tolist() == [0, 1, 2, 3, 12, 13, 14, 15, 20, 21, 22, 23]
+    bbox_rows = [0, 1, 2, 3, 12, 13, 14, 15, 20, 21, 22, 23]
+    assert picked["roi_heads.box_predictor.bbox_pred.bias"].tolist() == bbox_rows
     assert picked["roi_heads.mask_predictor.mask_fcn_logits.bias"].tolist() == [0, 3, 5]
     assert torch.equal(picked["roi_heads.box_head.fc6.bias"], state["roi_heads.box_head.fc6.bias"])

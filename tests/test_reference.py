@@ -127,9 +127,9 @@ def test_roi_align_loop_golden():
     border = torch.tensor([[0.0, -1.0, 2.0, 0.0, 3.0], [0.0, -2.5, 2.0, -1.5, 3.0]])
     expected_border = torch.tensor([10.0, 0.0]).view(2, 1, 1, 1)
     torch.testing.assert_close(reference.roi_align_loop(features, border, 1, 1.0, 1), expected_border)
+    inside = torch.tensor([[0.0, 1.0, 1.0, 3.0, 3.0]])
     torch.testing.assert_close(
-        reference.roi_align_loop(features, torch.tensor([[0.0, 1.0, 1.0, 3.0, 3.0]]), 1, 1.0, 1, aligned=True),
-        torch.tensor([[[[7.5]]]]),
+        reference.roi_align_loop(features, inside, 1, 1.0, 1, aligned=True), torch.tensor([[[[7.5]]]])
     )
 
 

@@ -25,7 +25,8 @@ SHORT_RUN = textwrap.dedent("""
     torch.set_num_threads(2)
     torch.manual_seed(0)
     model = MaskRCNN(shapes(fpn_channels=32, representation_size=64, mask_layers=(16,)))
-    settings = TrainSettings(steps=4, batch_size=2, optimizer="adamw", lr=1e-3, warmup_steps=2, checkpoint_every=100)
+    settings = TrainSettings(steps=4, batch_size=2, optimizer="adamw", lr=1e-3, warmup_steps=2,
+                             checkpoint_every=100)
     with tempfile.TemporaryDirectory() as out:
         fit(model, ShapesDataset(32, seed=1), out, settings, progress=False)
     weights = model.state_dict()
@@ -40,13 +41,14 @@ def weights_hash(state_dict):
 def test_two_processes_train_the_same_weights():
     """Each process starts with a different default RNG state: only the seeds may decide the result."""
     environment = {**os.environ, "OMP_NUM_THREADS": "2"}
-    hashes = [subprocess.run([sys.executable, "-c", SHORT_RUN], cwd=ROOT, env=environment, capture_output=True,
-                             text=True, check=True).stdout.split()[-1] for _ in range(2)]
+    hashes = [subprocess.run([sys.executable, "-c", SHORT_RUN], cwd=ROOT, env=environment,
+                             capture_output=True, text=True, check=True).stdout.split()[-1]
+              for _ in range(2)]
     assert hashes[0] == hashes[1]
 
 
 def test_the_train_command_twice_gives_the_same_weights(tmp_path, monkeypatch):
-    """``maskrcnn-edu train`` twice (in one process: the global RNG is in a different state the second time)."""
+    """``maskrcnn-edu train`` twice, in one process: the global RNG is in another state the second time."""
     monkeypatch.setattr(recipes, "SHAPES_VAL_IMAGES", 2)  # a quick validation
     hashes = []
     for run in ("a", "b"):

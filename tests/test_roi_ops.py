@@ -51,7 +51,8 @@ def features(gen):
 @pytest.mark.parametrize("aligned", [False, True])
 @pytest.mark.parametrize("sampling_ratio", [-1, 0, 1, 2, 3])
 @pytest.mark.parametrize("output_size", [(7, 7), (3, 5)])
-def test_roi_align_forward_and_gradient_match_torchvision(features, gen, aligned, sampling_ratio, output_size):
+def test_roi_align_forward_and_gradient_match_torchvision(features, gen, aligned, sampling_ratio,
+                                                         output_size):
     rois = make_rois(gen)
     args = (output_size, 0.25, sampling_ratio, aligned)
     ours_in, theirs_in = features.clone().requires_grad_(), features.clone().requires_grad_()
@@ -107,7 +108,8 @@ def test_empty_box_list(features, op):
     assert fn(features, torch.zeros(0, 5), (7, 6), 0.25).shape == (0, 4, 7, 6)
     if op == "roi_align":
         assert fn(features, torch.zeros(0, 5), (7, 6), 0.25, sampling_ratio=2).shape == (0, 4, 7, 6)
-    out = fn(features, [torch.zeros(0, 4), torch.tensor([[1.0, 2.0, 30.0, 40.0]]), torch.zeros(0, 4)], 7, 0.25)
+    boxes = [torch.zeros(0, 4), torch.tensor([[1.0, 2.0, 30.0, 40.0]]), torch.zeros(0, 4)]
+    out = fn(features, boxes, 7, 0.25)
     assert out.shape == (1, 4, 7, 7)
 
 
@@ -153,7 +155,10 @@ def test_weights_that_need_a_gradient_get_one():
     x = torch.randn(1, 2, 6, 7, generator=gen, dtype=torch.float64)
     corners = torch.tensor([[0.3, 1.1, 4.2, 5.0]], dtype=torch.float64, requires_grad=True)
     image = torch.zeros(1, 1, dtype=torch.float64)
-    assert torch.autograd.gradcheck(lambda c: roi_ops.roi_align(x, torch.cat([image, c], 1), 3, 1.0, 2, True), (corners,))
+    def align(c):
+        return roi_ops.roi_align(x, torch.cat([image, c], 1), 3, 1.0, 2, True)
+
+    assert torch.autograd.gradcheck(align, (corners,))
 
 
 # --- defects found by running torchvision's and detectron2's test cases ---------------------------------
@@ -223,7 +228,8 @@ def test_roi_align_on_boxes_inverted_along_one_axis_is_the_loop_twin(gen, sampli
     rois = torch.tensor([[0, 9.0, 2.0, 4.0, 12.0], [0, 2.0, 9.0, 12.0, 4.0]], dtype=torch.float64)
     for aligned in (True, False):
         ours = roi_ops.roi_align(x, rois, (3, 2), 1.0, sampling_ratio, aligned)
-        torch.testing.assert_close(ours, reference.roi_align_loop(x, rois, (3, 2), 1.0, sampling_ratio, aligned))
+        loop = reference.roi_align_loop(x, rois, (3, 2), 1.0, sampling_ratio, aligned)
+        torch.testing.assert_close(ours, loop)
     if sampling_ratio <= 0:
         assert roi_ops.roi_align(x, rois, (3, 2), 1.0, sampling_ratio, True).abs().max() == 0
 
@@ -234,10 +240,12 @@ def test_roi_align_on_boxes_inverted_along_one_axis_is_the_loop_twin(gen, sampli
 def test_roi_align_reads_a_linear_ramp_exactly():
     """Bilinear interpolation of a linear function is exact, so each bin equals the ramp at its centre."""
     height, width = 10, 12
-    ys, xs = torch.meshgrid(torch.arange(height, dtype=torch.float64), torch.arange(width, dtype=torch.float64), indexing="ij")
+    ys, xs = torch.meshgrid(torch.arange(height, dtype=torch.float64),
+                            torch.arange(width, dtype=torch.float64), indexing="ij")
     ramp = (2 * xs + 3 * ys)[None, None]  # [1, 1, H, W]
     box = [2.0, 1.0, 9.0, 8.0]  # pixels; aligned=True puts its left edge at x = 1.5 on the map
-    out = roi_ops.roi_align(ramp, torch.tensor([[0.0, *box]], dtype=torch.float64), (7, 7), 1.0, 2, aligned=True)
+    rois = torch.tensor([[0.0, *box]], dtype=torch.float64)
+    out = roi_ops.roi_align(ramp, rois, (7, 7), 1.0, 2, aligned=True)
     centres_x = box[0] - 0.5 + (torch.arange(7, dtype=torch.float64) + 0.5)
     centres_y = box[1] - 0.5 + (torch.arange(7, dtype=torch.float64) + 0.5)
     expected = 2 * centres_x[None, :] + 3 * centres_y[:, None]
@@ -257,7 +265,8 @@ def test_quantization_makes_roi_pool_blind_to_small_shifts(features):
     box = torch.tensor([[0, 40.0, 32.0, 80.0, 72.0]])
     shifted = box + torch.tensor([0, 1.0, 1.0, 1.0, 1.0])  # a quarter of a cell at spatial_scale 1/4
     assert torch.equal(roi_ops.roi_pool(features, box, 7, 0.25), roi_ops.roi_pool(features, shifted, 7, 0.25))
-    assert not torch.allclose(roi_ops.roi_align(features, box, 7, 0.25, 2), roi_ops.roi_align(features, shifted, 7, 0.25, 2))
+    assert not torch.allclose(roi_ops.roi_align(features, box, 7, 0.25, 2),
+                              roi_ops.roi_align(features, shifted, 7, 0.25, 2))
 
 
 def test_sampling_points_helper_is_what_roi_align_reads():
@@ -280,7 +289,8 @@ def test_bad_input_raises_value_error_naming_the_argument(features, op):
         op(features, torch.zeros(3, 4), 7)
     with pytest.raises(ValueError, match=r"boxes\[1\] must be a \[K_i, 4\].*got a tensor of shape \(2, 5\)"):
         op(features, [torch.zeros(1, 4), torch.zeros(2, 5)], 7)
-    with pytest.raises(ValueError, match=r"input must be a 4-D feature map \[N, C, H, W\], got a tensor of shape \(4, 23, 31\)"):
+    not_4d = r"input must be a 4-D feature map \[N, C, H, W\], got a tensor of shape \(4, 23, 31\)"
+    with pytest.raises(ValueError, match=not_4d):
         op(features[0], torch.zeros(1, 5), 7)
     for bad_size in (0, -3, (7, 0), (2, 3, 4)):
         with pytest.raises(ValueError, match=r"output_size must be a positive int.*got"):
@@ -319,7 +329,8 @@ def test_under_autocast_the_ops_compute_in_float32(gen, op, args):
         mixed = fn(features, rois, *args)
         unchanged = fn(features.float(), rois, *args)  # a float32 map stays float32
     assert mixed.dtype == torch.bfloat16 and unchanged.dtype == torch.float32
-    torch.testing.assert_close(mixed.float(), in_float32, atol=1e-6, rtol=2**-8)  # bfloat16 rounding of the result
+    # rtol: the result's bfloat16 rounding.
+    torch.testing.assert_close(mixed.float(), in_float32, atol=1e-6, rtol=2**-8)
     assert torch.equal(mixed, in_float32.bfloat16())
     assert torch.equal(unchanged, in_float32)
 
@@ -340,7 +351,8 @@ def test_under_autocast_the_gradient_is_the_float32_one(gen):
 
 def test_multiscale_roi_align_under_autocast_computes_in_float32(gen):
     image_size = (256, 320)
-    features = [torch.randn(2, 8, image_size[0] // s, image_size[1] // s, generator=gen).bfloat16() for s in (4, 8, 16, 32)]
+    features = [torch.randn(2, 8, image_size[0] // s, image_size[1] // s, generator=gen).bfloat16()
+                for s in (4, 8, 16, 32)]
     top_left = torch.rand(2, 30, 2, generator=gen) * torch.tensor([300.0, 240.0])
     boxes = [torch.cat([t, t + 4 + torch.rand(30, 2, generator=gen) * 200], dim=1) for t in top_left]
     pooler = roi_ops.MultiScaleRoIAlign(7, sampling_ratio=2)
@@ -358,10 +370,12 @@ def test_multiscale_roi_align_equals_torchvision_for_any_canonical_size(gen, can
     from torchvision.ops import MultiScaleRoIAlign as TorchvisionPooler
 
     image_size = (128, 160)
-    features = [torch.randn(2, 4, image_size[0] // s, image_size[1] // s, generator=gen) for s in (4, 8, 16, 32)]
+    features = [torch.randn(2, 4, image_size[0] // s, image_size[1] // s, generator=gen)
+                for s in (4, 8, 16, 32)]
     top_left = torch.rand(2, 40, 2, generator=gen) * torch.tensor([140.0, 110.0])
     boxes = [torch.cat([t, t + 2 + torch.rand(40, 2, generator=gen) * 120], dim=1) for t in top_left]
-    ours = roi_ops.MultiScaleRoIAlign(7, sampling_ratio=2, canonical_size=canonical_size)(features, boxes, [image_size] * 2)
+    pooler = roi_ops.MultiScaleRoIAlign(7, sampling_ratio=2, canonical_size=canonical_size)
+    ours = pooler(features, boxes, [image_size] * 2)
     theirs = TorchvisionPooler(["0", "1", "2", "3"], 7, 2, canonical_scale=int(canonical_size))(
         OrderedDict((str(i), f) for i, f in enumerate(features)), boxes, [image_size] * 2)
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)

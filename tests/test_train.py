@@ -17,8 +17,8 @@ from maskrcnn_edu.training import loop as train
 from maskrcnn_edu.config import coco_r50_fpn, shapes
 from maskrcnn_edu.data import CocoDataset, ShapesDataset, collate
 from maskrcnn_edu.model import MaskRCNN
-from maskrcnn_edu.training import (LAYER_STAGES, NonFiniteLossError, TrainSettings, fit, lr_factor, set_trainable_layers,
-                                trainable_parameter_counts)
+from maskrcnn_edu.training import (LAYER_STAGES, NonFiniteLossError, TrainSettings, fit, lr_factor,
+                                   set_trainable_layers, trainable_parameter_counts)
 from maskrcnn_edu.model import load_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -49,13 +49,16 @@ def fixed_batch_loss(model, dataset, indices=(0, 1, 2, 3)):
 def test_a_few_steps_on_shapes_reduce_the_loss(tmp_path):
     model, data = tiny_model(), ShapesDataset(64, seed=5)
     before = fixed_batch_loss(model, data)
-    fit(model, data, tmp_path, quick(steps=25, batch_size=4, lr=0.02, warmup_steps=5, checkpoint_every=100), progress=False)
+    settings = quick(steps=25, batch_size=4, lr=0.02, warmup_steps=5, checkpoint_every=100)
+    fit(model, data, tmp_path, settings, progress=False)
     assert fixed_batch_loss(model, data) < 0.8 * before
 
 
 def test_one_step_on_a_tiny_coco_format_sample(tmp_path):
-    data = CocoDataset(os.path.join(ROOT, "data/coco_edge_cases/images"), os.path.join(ROOT, "data/coco_edge_cases/annotations.json"))
-    model = tiny_model(num_classes=len(data.class_names), class_names=tuple(data.class_names), min_size=64, max_size=96)
+    data = CocoDataset(os.path.join(ROOT, "data/coco_edge_cases/images"),
+                       os.path.join(ROOT, "data/coco_edge_cases/annotations.json"))
+    model = tiny_model(num_classes=len(data.class_names), class_names=tuple(data.class_names), min_size=64,
+                       max_size=96)
     summary = fit(model, data, tmp_path, quick(steps=1, batch_size=2), progress=False)
     assert summary["steps"] == 1 and (tmp_path / "last.pt").exists()
 
@@ -131,24 +134,29 @@ def test_non_finite_loss_stops_with_a_clear_message(tmp_path, monkeypatch):
         return losses
 
     monkeypatch.setattr(model, "forward", poisoned)
-    with pytest.raises(NonFiniteLossError, match=r"step 3: the loss is not finite \(.*loss_mask=nan.*\).*last good checkpoint is .*last.pt"):
+    message = r"step 3: the loss is not finite \(.*loss_mask=nan.*\).*last good checkpoint is .*last.pt"
+    with pytest.raises(NonFiniteLossError, match=message):
         fit(model, data, tmp_path, quick(steps=6, checkpoint_every=2), progress=False)
     assert load_checkpoint(tmp_path / "last.pt")[1]["step"] == 2
 
 
 def test_lr_schedule_and_layer_stages():
-    settings = TrainSettings(steps=100, warmup_steps=10, warmup_factor=0.001, schedule="step", lr_milestones=(50, 80))
+    settings = TrainSettings(steps=100, warmup_steps=10, warmup_factor=0.001, schedule="step",
+                             lr_milestones=(50, 80))
     assert lr_factor(0, settings) == pytest.approx(0.001)
-    assert lr_factor(10, settings) == 1.0 and lr_factor(60, settings) == pytest.approx(0.1) and lr_factor(90, settings) == pytest.approx(0.01)
+    assert lr_factor(10, settings) == 1.0 and lr_factor(60, settings) == pytest.approx(0.1)
+    assert lr_factor(90, settings) == pytest.approx(0.01)
     cosine = TrainSettings(steps=100, warmup_steps=0)
-    assert lr_factor(50, cosine) == pytest.approx(0.5) and lr_factor(100, cosine) == pytest.approx(0.0, abs=1e-12)
+    assert lr_factor(50, cosine) == pytest.approx(0.5)
+    assert lr_factor(100, cosine) == pytest.approx(0.0, abs=1e-12)
     model = tiny_model()
     set_trainable_layers(model, "heads")
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable and all(not n.startswith("backbone.body.") for n in trainable)
     set_trainable_layers(model, "4+")
     assert any(n.startswith("backbone.body.layer3.") for n, p in model.named_parameters() if p.requires_grad)
-    assert not any(n.startswith("backbone.body.layer2.") for n, p in model.named_parameters() if p.requires_grad)
+    assert not any(n.startswith("backbone.body.layer2.")
+                   for n, p in model.named_parameters() if p.requires_grad)
 
 
 # --- best.pt: only when a validation chose it ------------------------------------------------------------
@@ -219,11 +227,13 @@ def tiny_coco_model():
 
 
 def trainable_groups(model):
-    """The top-level groups (``backbone.body.conv1``, ``backbone.body.layer1``, ..., ``rpn``) -> whether all train."""
+    """The top-level groups (``backbone.body.conv1``, ``backbone.body.layer1``, ..., ``rpn``) -> whether
+    all train."""
     groups = {}
     for name, p in model.named_parameters():
         parts = name.split(".")
-        group = ".".join(parts[:3] if name.startswith("backbone.body.") else parts[:2] if name.startswith("backbone.") else parts[:1])
+        depth = 3 if name.startswith("backbone.body.") else 2 if name.startswith("backbone.") else 1
+        group = ".".join(parts[:depth])
         groups.setdefault(group, set()).add(p.requires_grad)
     return {group: flags == {True} for group, flags in groups.items() if len(flags) == 1}
 
@@ -254,7 +264,8 @@ def test_heads_stage_trains_only_fpn_rpn_and_heads(tmp_path):
     trainable = {n.split(".")[0] + ("." + n.split(".")[1] if n.startswith("backbone.") else "")
                  for n, p in model.named_parameters() if p.requires_grad}
     assert trainable == {"backbone.fpn", "rpn", "roi_heads"}
-    assert all(torch.equal(p, before[n]) for n, p in model.named_parameters() if n.startswith("backbone.body."))
+    assert all(torch.equal(p, before[n])
+               for n, p in model.named_parameters() if n.startswith("backbone.body."))
 
 
 @pytest.mark.parametrize("trainable_layers", range(6))
@@ -264,9 +275,11 @@ def test_freezing_matches_torchvisions_rule(trainable_layers):
 
     theirs = resnet_fpn_backbone(backbone_name="resnet18", weights=None, norm_layer=torch.nn.BatchNorm2d,
                                  trainable_layers=trainable_layers)
-    expected = {n[len("body."):] for n, p in theirs.named_parameters() if n.startswith("body.") and p.requires_grad}
+    expected = {n[len("body."):] for n, p in theirs.named_parameters()
+                if n.startswith("body.") and p.requires_grad}
     model = MaskRCNN(shapes(trainable_layers=trainable_layers))  # norm="bn": bn1 has parameters to freeze
-    ours = {n[len("backbone.body."):] for n, p in model.named_parameters() if n.startswith("backbone.body.") and p.requires_grad}
+    ours = {n[len("backbone.body."):] for n, p in model.named_parameters()
+            if n.startswith("backbone.body.") and p.requires_grad}
     assert ours == expected
     stage = {0: "heads", 1: "5+", 2: "4+", 3: "3+", 5: "all"}.get(trainable_layers)
     if stage is not None:  # the stage of the same count applies the same rule
@@ -284,7 +297,8 @@ def test_trainable_parameter_counts_per_stage():
     assert counts["heads"] < counts["5+"] < counts["4+"] < counts["3+"] < counts["all"]
     flags = [p.requires_grad for p in model.parameters()]
     for stage, count in counts.items():
-        assert set_trainable_layers(model, stage) == count == sum(p.numel() for p in model.parameters() if p.requires_grad)
+        trained = set_trainable_layers(model, stage)
+        assert trained == count == sum(p.numel() for p in model.parameters() if p.requires_grad)
     assert set_trainable_layers(model) == counts["3+"]  # the COCO preset is stage "3+"
     assert [p.requires_grad for p in model.parameters()] == flags
 
@@ -299,9 +313,10 @@ def test_bad_layers_name_raises():
 # Per-image loss terms must weigh the same in both set-ups: no random sampling (take every
 # anchor and RoI), no "ignore" band, the same number of RoIs and positives per image, and no batch
 # statistics (frozen BatchNorm).
-DDP_CONFIG = dict(norm="frozen_bn", rpn_fg_iou_thresh=0.5, rpn_bg_iou_thresh=0.5, rpn_batch_size_per_image=10**6,
-                  rpn_positive_fraction=1.0, rpn_post_nms_top_n_train=40, box_batch_size_per_image=10**6,
-                  box_positive_fraction=1.0, box_fg_iou_thresh=0.99, box_bg_iou_thresh=0.99)
+DDP_CONFIG = dict(norm="frozen_bn", rpn_fg_iou_thresh=0.5, rpn_bg_iou_thresh=0.5,
+                  rpn_batch_size_per_image=10**6, rpn_positive_fraction=1.0, rpn_post_nms_top_n_train=40,
+                  box_batch_size_per_image=10**6, box_positive_fraction=1.0, box_fg_iou_thresh=0.99,
+                  box_bg_iou_thresh=0.99)
 
 
 class TwoObjectShapes(torch.utils.data.Dataset):
@@ -322,7 +337,8 @@ def _ddp_worker(rank, world_size, init_file, out_dirs, result_file):
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
     torch.set_num_threads(1)
     model = tiny_model(**DDP_CONFIG)
-    fit(model, TwoObjectShapes(), out_dirs[rank], quick(steps=3, batch_size=2, amp=False, checkpoint_every=1), progress=False)
+    settings = quick(steps=3, batch_size=2, amp=False, checkpoint_every=1)
+    fit(model, TwoObjectShapes(), out_dirs[rank], settings, progress=False)
     if rank == 0:
         torch.save(model.state_dict(), result_file)
     dist.destroy_process_group()
@@ -330,10 +346,12 @@ def _ddp_worker(rank, world_size, init_file, out_dirs, result_file):
 
 def test_ddp_two_processes_take_the_same_step_as_one(tmp_path):
     single = tiny_model(**DDP_CONFIG)
-    fit(single, TwoObjectShapes(), tmp_path / "single", quick(steps=3, batch_size=2, checkpoint_every=1), progress=False)
+    settings = quick(steps=3, batch_size=2, checkpoint_every=1)
+    fit(single, TwoObjectShapes(), tmp_path / "single", settings, progress=False)
 
     out_dirs = [str(tmp_path / "rank0"), str(tmp_path / "rank1")]
-    mp.spawn(_ddp_worker, args=(2, str(tmp_path / "init"), out_dirs, str(tmp_path / "ddp.pt")), nprocs=2, join=True)
+    mp.spawn(_ddp_worker, args=(2, str(tmp_path / "init"), out_dirs, str(tmp_path / "ddp.pt")), nprocs=2,
+             join=True)
     ddp_weights = torch.load(tmp_path / "ddp.pt")
     for name, value in single.state_dict().items():
         torch.testing.assert_close(ddp_weights[name], value, atol=1e-5, rtol=0, msg=name)
@@ -353,7 +371,8 @@ def test_tensorboard_logs_the_lr_each_step_used(tmp_path):
     events.Reload()
     logged = {e.step: e.value for e in events.Scalars("lr")}
     # Logged at step s + 1 (steps done), the rate of update s.
-    assert logged == pytest.approx({s + 1: settings.lr * lr_factor(s, settings) for s in range(settings.steps)})
+    expected = {s + 1: settings.lr * lr_factor(s, settings) for s in range(settings.steps)}
+    assert logged == pytest.approx(expected)
 
 
 def test_validation_during_training_does_not_change_the_weights(tmp_path):
@@ -361,7 +380,8 @@ def test_validation_during_training_does_not_change_the_weights(tmp_path):
     data, val = ShapesDataset(16, seed=5), ShapesDataset(2, seed=6)
     plain, validated = tiny_model(), tiny_model()
     fit(plain, data, tmp_path / "plain", quick(steps=4, eval_every=0), progress=False)
-    fit(validated, data, tmp_path / "validated", quick(steps=4, eval_every=2), val_dataset=val, progress=False)
+    fit(validated, data, tmp_path / "validated", quick(steps=4, eval_every=2), val_dataset=val,
+        progress=False)
     for (name, a), b in zip(plain.state_dict().items(), validated.state_dict().values()):
         assert torch.equal(a, b), name
 
@@ -372,11 +392,12 @@ def test_channels_last_trains_the_same_model_up_to_rounding(tmp_path):
     fit(plain, data, tmp_path / "plain", quick(steps=1), progress=False)
     fit(nhwc, data, tmp_path / "nhwc", quick(steps=1, channels_last=True), progress=False)
     stem = nhwc.backbone.body.conv1.weight
-    assert stem.is_contiguous(memory_format=torch.channels_last) and not plain.backbone.body.conv1.weight.is_contiguous(
-        memory_format=torch.channels_last)
+    assert stem.is_contiguous(memory_format=torch.channels_last)
+    assert not plain.backbone.body.conv1.weight.is_contiguous(memory_format=torch.channels_last)
     for (name, a), b in zip(plain.state_dict().items(), nhwc.state_dict().values()):
         torch.testing.assert_close(a, b, atol=2e-4, rtol=1e-3, msg=name)
-    reloaded, _ = load_checkpoint(tmp_path / "nhwc" / "last.pt")  # a channels_last checkpoint loads as any other
+    # A channels_last checkpoint loads as any other.
+    reloaded, _ = load_checkpoint(tmp_path / "nhwc" / "last.pt")
     torch.testing.assert_close(reloaded.state_dict()["backbone.body.conv1.weight"], stem.detach())
 
 

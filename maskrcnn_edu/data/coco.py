@@ -83,7 +83,10 @@ def _check_references(path, data: dict) -> None:
     category_ids = {category["id"] for category in data["categories"]}
     for ann in data["annotations"]:
         if ann["image_id"] not in images:
-            _fail(path, f"annotation {ann['id']!r} names image id {ann['image_id']!r}, which is not in 'images'")
+            _fail(
+                path,
+                f"annotation {ann['id']!r} names image id {ann['image_id']!r}, which is not in 'images'",
+            )
         if ann["category_id"] not in category_ids:
             _fail(
                 path,
@@ -91,7 +94,9 @@ def _check_references(path, data: dict) -> None:
                 f"'categories' (ids {sorted(category_ids)})",
             )
         segmentation, image = ann["segmentation"], images[ann["image_id"]]
-        if isinstance(segmentation, dict) and list(segmentation.get("size", [])) != [image["height"], image["width"]]:
+        if isinstance(segmentation, dict) and (
+            list(segmentation.get("size", [])) != [image["height"], image["width"]]
+        ):
             _fail(
                 path,
                 f"annotation {ann['id']!r}: RLE size {segmentation.get('size')!r} is not its image's "
@@ -174,7 +179,8 @@ class CocoDataset(Dataset):
         self.class_names = ["background"] + [self.coco.cats[cat_id]["name"] for cat_id in category_ids]
 
         self.image_ids = [
-            image_id for image_id in sorted(self.coco.imgs) if keep_empty or self._annotations(image_id, crowd=False)
+            image_id for image_id in sorted(self.coco.imgs)
+            if keep_empty or self._annotations(image_id, crowd=False)
         ]
 
     def _select_categories(self, categories) -> list[int]:
@@ -248,7 +254,8 @@ class CocoDataset(Dataset):
             masks = torch.from_numpy(np.ascontiguousarray(mask_utils.decode(rles).transpose(2, 0, 1)))
         else:
             masks = torch.zeros((0, height, width), dtype=torch.uint8)
-        labels = torch.tensor([self.category_id_to_label[ann["category_id"]] for ann in anns], dtype=torch.int64)
+        labels = torch.tensor([self.category_id_to_label[ann["category_id"]] for ann in anns],
+                              dtype=torch.int64)
         non_empty = (masks.flatten(1) != 0).any(dim=1)  # [N]: a degenerate polygon covers nothing
         masks, labels = masks[non_empty], labels[non_empty]
         return {"boxes": tight_boxes(masks), "labels": labels, "masks": masks}

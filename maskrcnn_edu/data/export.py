@@ -69,6 +69,22 @@ def _save_png(image: torch.Tensor, path: str) -> None:
     atomic_write(path, lambda file: Image.fromarray(pixels).save(file, format="PNG"))
 
 
+def _checked_image_id(image: torch.Tensor, target: dict, index: int, seen: dict, class_names) -> int:
+    """The image id of the sample at ``index``, once the sample is checked: its format
+    (``check_sample``), an id that no earlier sample has (``seen``: id -> index, updated here) and
+    a name in ``class_names`` for every label."""
+    image_id = int(target.get("image_id", index)) if isinstance(target, dict) else index
+    where = f"dataset index {index} (image id {image_id})"
+    check_sample(image, target, where)
+    if image_id in seen:
+        raise ValueError(f"{where}: image id {image_id} is used by dataset index {seen[image_id]} too")
+    labels, num_classes = target["labels"], len(class_names) - 1
+    if len(labels) and labels.max() > num_classes:
+        raise ValueError(f"{where}: label {labels.max().item()} has no name in class_names {class_names}")
+    seen[image_id] = index
+    return image_id
+
+
 def export_coco(dataset, out_dir, class_names=None, progress: bool = True) -> str:
     """Write ``dataset`` as COCO data under ``out_dir``; return the annotation file's path.
 
@@ -80,21 +96,13 @@ def export_coco(dataset, out_dir, class_names=None, progress: bool = True) -> st
     class_names = class_names if class_names is not None else getattr(dataset, "class_names", None)
     if class_names is None:
         raise ValueError("export_coco: the dataset has no class_names; pass class_names=['background', ...]")
-    num_classes = len(class_names) - 1
     image_dir = os.path.join(os.fspath(out_dir), "images")
     os.makedirs(image_dir, exist_ok=True)
 
     images, annotations, seen = [], [], {}
     for index in tqdm(range(len(dataset)), desc="export", unit="image", disable=not progress):
         image, target = dataset[index]
-        image_id = int(target.get("image_id", index)) if isinstance(target, dict) else index
-        where = f"dataset index {index} (image id {image_id})"
-        check_sample(image, target, where)
-        if image_id in seen:
-            raise ValueError(f"{where}: image id {image_id} is used by dataset index {seen[image_id]} too")
-        if len(target["labels"]) and target["labels"].max() > num_classes:
-            raise ValueError(f"{where}: label {target['labels'].max().item()} has no name in class_names {class_names}")
-        seen[image_id] = index
+        image_id = _checked_image_id(image, target, index, seen, class_names)
         file_name = f"{image_id:06d}.png"
         _save_png(image, os.path.join(image_dir, file_name))
         height, width = image.shape[1:]

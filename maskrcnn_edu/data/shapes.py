@@ -86,7 +86,8 @@ class ShapeSpecs:
 
     def subset(self, keep: np.ndarray) -> "ShapeSpecs":
         """The shapes where ``keep [K]`` (bool) is true, in the same order, same background."""
-        return ShapeSpecs(self.background, self.labels[keep], self.centres[keep], self.sizes[keep], self.colours[keep])
+        return ShapeSpecs(self.background, self.labels[keep], self.centres[keep], self.sizes[keep],
+                          self.colours[keep])
 
 
 def random_shapes(rng: np.random.Generator, image_size: int, max_shapes: int) -> ShapeSpecs:
@@ -239,7 +240,9 @@ def shape_mask(label: int, x: int, y: int, size: int, image_size: int = KERAS_IM
     its apex on row ``y - size`` and its base on row ``y + size``.
     """
     if label not in INSIDE:
-        raise ValueError(f"shape_mask: label must be one of {sorted(INSIDE)} (square, circle, triangle), got {label!r}")
+        raise ValueError(
+            f"shape_mask: label must be one of {sorted(INSIDE)} (square, circle, triangle), got {label!r}"
+        )
     one = ShapeSpecs(
         background=np.zeros(3, np.uint8),
         labels=np.array([label], np.int64),
@@ -450,7 +453,8 @@ class ShapesDataset(Dataset):
     def __getitem__(self, index: int):
         index = self._check_index(index)
         rng = shape_generator(self.seed, index, self.variant)
-        image, masks, labels = draw_shapes(rng, self.image_size, self.max_shapes, self.min_pixels, self.variant)
+        image, masks, labels = draw_shapes(rng, self.image_size, self.max_shapes, self.min_pixels,
+                                           self.variant)
         image = image_from_uint8(image)  # [3, H, W] in 0..1
         masks = torch.from_numpy(masks.view(np.uint8))  # bool -> uint8, same bytes
         target = {

@@ -28,7 +28,8 @@ def to_tv_tensors(image: Tensor, target: dict) -> tuple[tv_tensors.Image, dict]:
     (XYXY on an ``(H, W)`` canvas); ``masks [N, H, W]`` -> ``tv_tensors.Mask``.
     """
     wrapped = dict(target)
-    wrapped["boxes"] = tv_tensors.BoundingBoxes(target["boxes"], format="XYXY", canvas_size=tuple(image.shape[-2:]))
+    wrapped["boxes"] = tv_tensors.BoundingBoxes(target["boxes"], format="XYXY",
+                                                canvas_size=tuple(image.shape[-2:]))
     wrapped["masks"] = tv_tensors.Mask(target["masks"])
     return tv_tensors.Image(image), wrapped
 
@@ -56,7 +57,8 @@ class DetectionTransform:
         self.boxes_from_masks = boxes_from_masks
 
     def __repr__(self) -> str:
-        return f"DetectionTransform({self.transform.transforms[0]!r}, boxes_from_masks={self.boxes_from_masks})"
+        transform = self.transform.transforms[0]
+        return f"DetectionTransform({transform!r}, boxes_from_masks={self.boxes_from_masks})"
 
     def __call__(self, image: Tensor, target: dict) -> tuple[Tensor, dict]:
         image, target = self.transform(*to_tv_tensors(image, target))
@@ -77,7 +79,9 @@ def as_detection_transform(transforms):
     if isinstance(transforms, v2.Transform):
         return DetectionTransform(transforms)
     if transforms is not None and not callable(transforms):
-        raise ValueError(f"transforms must be a callable (image, target) -> (image, target), got {transforms!r}")
+        raise ValueError(
+            f"transforms must be a callable (image, target) -> (image, target), got {transforms!r}"
+        )
     return transforms
 
 

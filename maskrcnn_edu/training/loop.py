@@ -1,8 +1,9 @@
 """The training loop: one readable function, ``fit``, and the named steps it is made of.
 
-``fit`` builds the optimizer (``_build_optimizer``), continues from a checkpoint if asked
-(``_restore``), then repeats ``_train_step`` (forward, loss check, backward, clip, update), logs
-(``_Log``), saves (``_save``) and validates (``_maybe_validate``) until the last step.
+``fit`` starts the run (``_start``: the model on its device, the optimizer from
+``_build_optimizer``, and a checkpoint to continue from if asked, ``_restore``), then repeats
+``_train_step`` (forward, loss check, backward, clip, update), logs (``_Log``), saves (``_save``;
+on Ctrl-C ``_save_interrupted``) and validates (``_maybe_validate``) until the last step.
 
 SGD with momentum and weight decay (or AdamW); a linear warm-up, then step or cosine decay;
 gradient clipping; AMP on CUDA; which layers train: the model's ``Config.trainable_layers`` by
@@ -68,10 +69,12 @@ class TrainSettings:
     clip_grad_norm: float | None = 10.0
     amp: bool = True  # float16 autocast with loss scaling; used on CUDA only
     # bfloat16 autocast on a CPU: convolutions and matrix products in bf16, weights, optimizer and
-    # losses in float32. About 1.4x the steps a second where the CPU has native bf16 (``cpu_has_native_bf16``),
-    # much slower where it has not; no loss scaling needed (bf16 has float32's range).
+    # losses in float32. About 1.4x the steps a second where the CPU has native bf16
+    # (``cpu_has_native_bf16``), much slower where it has not; no loss scaling needed (bf16 has
+    # float32's range).
     cpu_bf16: bool = False
-    channels_last: bool = False  # convolution weights (and so activations) in NHWC order: faster with oneDNN on CPU
+    # Convolution weights (and so activations) in NHWC order: faster with oneDNN on CPU.
+    channels_last: bool = False
     layers: str | None = None  # None: the model's Config.trainable_layers; or a stage of LAYER_STAGES
     checkpoint_every: int = 200
     eval_every: int = 0  # 0: only at the end (when there is a validation set)
@@ -81,8 +84,8 @@ class TrainSettings:
 
     def __post_init__(self):
         if self.layers is not None and self.layers not in LAYER_STAGES:
-            raise ValueError(f"layers must be None (the model's Config.trainable_layers) or one of {list(LAYER_STAGES)}, "
-                             f"got {self.layers!r}")
+            raise ValueError(f"layers must be None (the model's Config.trainable_layers) or one of "
+                             f"{list(LAYER_STAGES)}, got {self.layers!r}")
         if self.optimizer not in ("sgd", "adamw"):
             raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}")
         if self.schedule not in ("cosine", "step"):
@@ -96,7 +99,7 @@ class NonFiniteLossError(RuntimeError):
 
 
 def parameter_trains(name: str, trainable_layers: int) -> bool:
-    """Whether the model's parameter ``name`` trains when the top ``trainable_layers`` ResNet stages do.
+    """Whether the model's parameter ``name`` trains when the top ``trainable_layers`` stages do.
 
     Everything outside the ResNet body (FPN, RPN, heads) trains; inside it, the backbone's rule
     (``backbone.body_parameter_trains``) decides, the same rule that ``Config.trainable_layers`` applies
@@ -107,20 +110,20 @@ def parameter_trains(name: str, trainable_layers: int) -> bool:
 
 
 def _trainable_layers(model: torch.nn.Module, layers: str | None) -> int:
-    """A stage name, or ``None`` for the model's own ``config.trainable_layers``, as a count of ResNet stages."""
+    """A stage name, or ``None`` for the model's ``config.trainable_layers``, as a count of ResNet stages."""
     if layers is not None:
         if layers not in LAYER_STAGES:
             raise ValueError(f"layers must be None or one of {list(LAYER_STAGES)}, got {layers!r}")
         return LAYER_STAGES[layers]
     config = getattr(model, "config", None)
     if config is None:
-        raise ValueError("layers=None means the model's config.trainable_layers, but this model has no config: "
-                         f"name a stage, one of {list(LAYER_STAGES)}")
+        raise ValueError("layers=None means the model's config.trainable_layers, but this model has no "
+                         f"config: name a stage, one of {list(LAYER_STAGES)}")
     return config.trainable_layers
 
 
 def set_trainable_layers(model: torch.nn.Module, layers: str | None = None) -> int:
-    """Freeze every parameter that the stage ``layers`` does not train; returns how many parameters train.
+    """Freeze the parameters that the stage ``layers`` does not train -> how many parameters train.
 
     ``layers`` is a stage of ``LAYER_STAGES`` (``"heads"``, ``"5+"``, ``"4+"``, ``"3+"``, ``"all"``) or
     ``None``: the model's ``config.trainable_layers`` (3 for ``coco_r50_fpn()``, 5 for ``shapes()``).
@@ -132,7 +135,10 @@ def set_trainable_layers(model: torch.nn.Module, layers: str | None = None) -> i
 
 
 def trainable_parameter_counts(model: torch.nn.Module) -> dict[str, int]:
-    """How many parameters (numbers, not tensors) each stage of ``LAYER_STAGES`` trains; ``model`` is unchanged."""
+    """How many parameters (numbers, not tensors) each stage of ``LAYER_STAGES`` trains.
+
+    ``model`` is unchanged.
+    """
     return {stage: sum(p.numel() for name, p in model.named_parameters() if parameter_trains(name, count))
             for stage, count in LAYER_STAGES.items()}
 
@@ -148,19 +154,21 @@ def lr_factor(step: int, settings: TrainSettings) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def _epoch_batches(num_items: int, batch_size: int, seed: int, epoch: int, group_ids: Tensor | None) -> list[Tensor]:
-    """The batches of one epoch, in order: shuffled items, batched within their group, batches shuffled."""
+def _epoch_batches(num_items: int, batch_size: int, seed: int, epoch: int,
+                   group_ids: Tensor | None) -> list[Tensor]:
+    """One epoch's batches, in order: shuffled items, batched within their group, batches shuffled."""
     order = torch.randperm(num_items, generator=torch.Generator().manual_seed(seed + epoch))
     if group_ids is None:
         return list(order.split(batch_size))
     # Aspect-ratio grouping: a batch holds images of one group (wide or tall), so padding wastes little.
     batches = [b for g in torch.unique(group_ids) for b in order[group_ids[order] == g].split(batch_size)]
-    shuffle = torch.randperm(len(batches), generator=torch.Generator().manual_seed(seed + epoch + 1_000_003))
+    shuffle = torch.randperm(len(batches),
+                             generator=torch.Generator().manual_seed(seed + epoch + 1_000_003))
     return [batches[i] for i in shuffle]
 
 
-def step_batches(num_items: int, batch_size: int, seed: int, start_step: int, rank: int = 0, world_size: int = 1,
-                 group_ids: Tensor | None = None):
+def step_batches(num_items: int, batch_size: int, seed: int, start_step: int, rank: int = 0,
+                 world_size: int = 1, group_ids: Tensor | None = None):
     """Dataset indices for every step from ``start_step`` on: a pure function of (seed, step).
 
     Epoch ``e`` shuffles the items with the seed ``seed + e`` and cuts them into batches (within
@@ -180,7 +188,8 @@ def step_batches(num_items: int, batch_size: int, seed: int, start_step: int, ra
 def _rng_state() -> dict:
     """Every RNG the step may use, in types that ``torch.load(weights_only=True)`` accepts."""
     name, keys, position, has_gauss, cached = np.random.get_state()
-    numpy_state = (name, torch.from_numpy(keys.astype(np.int64)), int(position), int(has_gauss), float(cached))
+    numpy_state = (name, torch.from_numpy(keys.astype(np.int64)), int(position), int(has_gauss),
+                   float(cached))
     state = {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -197,7 +206,7 @@ def _set_rng_state(state: dict) -> None:
 
 
 def _finite_everywhere(loss, world_size: int) -> bool:
-    """Whether the loss is finite on every process (all must stop together, or the others would wait forever)."""
+    """Whether the loss is finite on every process: all stop together, or the others would wait forever."""
     finite = torch.isfinite(loss.detach()).float().reshape(1)
     if world_size > 1:
         dist.all_reduce(finite, op=dist.ReduceOp.MIN)
@@ -206,15 +215,18 @@ def _finite_everywhere(loss, world_size: int) -> bool:
 
 def _batch_to(images, targets, device):
     images = [img.to(device, non_blocking=True) for img in images]
-    targets = [{k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in t.items()} for t in targets]
+    targets = [{k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in t.items()}
+               for t in targets]
     return images, targets
 
 
 class _Loader:
     """Batches for the steps ``start..``, loaded by a DataLoader (workers optional)."""
 
-    def __init__(self, dataset, settings: TrainSettings, start_step: int, rank: int, world_size: int, group_ids=None):
-        batches = step_batches(len(dataset), settings.batch_size, settings.seed, start_step, rank, world_size, group_ids)
+    def __init__(self, dataset, settings: TrainSettings, start_step: int, rank: int, world_size: int,
+                 group_ids=None):
+        batches = step_batches(len(dataset), settings.batch_size, settings.seed, start_step, rank, world_size,
+                               group_ids)
         # Its own generator: creating the iterator must not draw from the global RNG, which a
         # resumed run restores and which the model's samplers and the augmentations use.
         self.loader = torch.utils.data.DataLoader(
@@ -255,18 +267,12 @@ def fit(model, train_dataset, out_dir, settings: TrainSettings = TrainSettings()
     ``group_ids [len(train_dataset)]`` batches images of a group together (aspect-ratio grouping).
     ``draw_detections(ax, image, detections, class_names)`` (``visualize.draw_detections``, as the
     command line passes it) draws a few validation images for TensorBoard's image tab; without it
-    TensorBoard gets the scalars only. Training draws through this callback and never imports drawing code.
+    TensorBoard gets the scalars only. Training draws through this callback and never imports
+    drawing code.
     """
     rank, world_size = rank_and_world_size(start=True)
     out_dir, last_path = Path(out_dir), Path(out_dir) / "last.pt"
-    model.to(device)
-    if settings.channels_last:
-        model.to(memory_format=torch.channels_last)  # 4-d weights only; the results are the same up to rounding
-    set_trainable_layers(model, settings.layers)
-    run = _build_optimizer(model, settings, torch.device(device))
-    torch.manual_seed(settings.seed + rank)  # the anchor and RoI samplers (and augmentations) draw from it
-    if resume:
-        _restore(run, last_path)
+    run = _start(model, settings, torch.device(device), rank, last_path if resume else None)
     network = DistributedDataParallel(model) if world_size > 1 else model
     log = _Log(out_dir, settings, run.step, rank == 0, progress, draw_detections)
     batches = iter(_Loader(train_dataset, settings, run.step, rank, world_size, group_ids))
@@ -282,8 +288,7 @@ def fit(model, train_dataset, out_dir, settings: TrainSettings = TrainSettings()
             _maybe_validate(run, val_dataset, evaluate_fn, settings, log, out_dir, rank)
     except KeyboardInterrupt:
         if rank == 0:
-            _save(last_path, run, settings)
-            print(f"\ninterrupted at step {run.step}: saved {last_path}; continue with resume=True (--resume)")
+            _save_interrupted(last_path, run, settings)
         raise
     finally:
         log.close()
@@ -292,15 +297,32 @@ def fit(model, train_dataset, out_dir, settings: TrainSettings = TrainSettings()
             "best": str(best_path) if best_path.exists() else None}
 
 
+def _start(model, settings: TrainSettings, device: torch.device, rank: int, resume_from: Path | None) -> _Run:
+    """Everything before the first step: the model on ``device``, its trainable layers, the optimizer,
+    the seeded RNG and, with ``resume_from``, the state of the checkpoint to continue from."""
+    model.to(device)
+    if settings.channels_last:
+        # 4-d weights only; the results are the same up to rounding.
+        model.to(memory_format=torch.channels_last)
+    set_trainable_layers(model, settings.layers)
+    run = _build_optimizer(model, settings, device)
+    torch.manual_seed(settings.seed + rank)  # the anchor and RoI samplers (and augmentations) draw from it
+    if resume_from is not None:
+        _restore(run, resume_from)
+    return run
+
+
 def _build_optimizer(model, settings: TrainSettings, device: torch.device) -> _Run:
-    """SGD with momentum (or AdamW) over the parameters that train, the lr schedule, the AMP loss scaler."""
+    """SGD with momentum (or AdamW) over the trainable parameters, the lr schedule, the AMP loss scaler."""
     parameters = [p for p in model.parameters() if p.requires_grad]
     if settings.optimizer == "sgd":
-        optimizer = torch.optim.SGD(parameters, lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay)
+        optimizer = torch.optim.SGD(parameters, lr=settings.lr, momentum=settings.momentum,
+                                    weight_decay=settings.weight_decay)
     else:
         # fused: one pass over all the parameters, not a loop of small ops per tensor (on the CPU
         # PyTorch's default): 11 of a Shapes step's 270 ms, against 24.
-        optimizer = torch.optim.AdamW(parameters, lr=settings.lr, weight_decay=settings.weight_decay, fused=True)
+        optimizer = torch.optim.AdamW(parameters, lr=settings.lr, weight_decay=settings.weight_decay,
+                                      fused=True)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, settings))
     scaler = torch.amp.GradScaler(device.type, enabled=settings.amp and device.type == "cuda")
     return _Run(model, optimizer, scheduler, scaler, device)
@@ -335,14 +357,16 @@ def _autocast(run: _Run, settings: TrainSettings):
     return torch.autocast(run.device.type, enabled=run.scaler.is_enabled())
 
 
-def _train_step(network, run: _Run, images, targets, settings: TrainSettings, world_size: int, last_path: Path) -> dict:
-    """One optimizer update: the losses (under autocast with AMP), backward, clipping, the step -> the losses."""
+def _train_step(network, run: _Run, images, targets, settings: TrainSettings, world_size: int,
+                last_path: Path) -> dict:
+    """One optimizer update: losses (under autocast with AMP), backward, clipping, step -> the losses."""
     with _autocast(run, settings):
         losses = network(images, targets)
     loss = sum(losses.values())
     if not _finite_everywhere(loss, world_size):
         values = ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items())
-        kept = f"the last good checkpoint is {last_path}" if last_path.exists() else "no checkpoint was written yet"
+        kept = (f"the last good checkpoint is {last_path}" if last_path.exists()
+                else "no checkpoint was written yet")
         raise NonFiniteLossError(f"step {run.step}: the loss is not finite ({values}); stopping, {kept}")
     run.optimizer.zero_grad(set_to_none=True)
     run.scaler.scale(loss).backward()
@@ -360,12 +384,19 @@ def _save(path: Path, run: _Run, settings: TrainSettings, **extra) -> Path:
     """A checkpoint from which ``_restore`` continues exactly (rank 0 writes it, atomically)."""
     return save_checkpoint(
         path, run.model, optimizer=run.optimizer.state_dict(), scheduler=run.scheduler.state_dict(),
-        scaler=run.scaler.state_dict(), step=run.step, settings=dataclasses.asdict(settings), rng=_rng_state(),
-        best_ap=run.best_ap, **extra,
+        scaler=run.scaler.state_dict(), step=run.step, settings=dataclasses.asdict(settings),
+        rng=_rng_state(), best_ap=run.best_ap, **extra,
     )
 
 
-def _maybe_validate(run: _Run, dataset, evaluate_fn, settings: TrainSettings, log, out_dir: Path, rank: int) -> None:
+def _save_interrupted(path: Path, run: _Run, settings: TrainSettings) -> None:
+    """Ctrl-C: save the run so far (``_save``) and say how to continue it."""
+    _save(path, run, settings)
+    print(f"\ninterrupted at step {run.step}: saved {path}; continue with resume=True (--resume)")
+
+
+def _maybe_validate(run: _Run, dataset, evaluate_fn, settings: TrainSettings, log, out_dir: Path,
+                    rank: int) -> None:
     """At the end and every ``eval_every`` steps: score ``dataset``, log it, keep the best model.
 
     ``best.pt`` (and ``best_metrics.json``) are written when the mask AP improves, except at a
@@ -392,7 +423,7 @@ def _maybe_validate(run: _Run, dataset, evaluate_fn, settings: TrainSettings, lo
 
 
 def _evaluate(model, dataset, evaluate_fn) -> dict:
-    """``evaluate_fn(model, dataset)``, by default COCO evaluation (pycocotools) -> ``{"bbox": ..., "segm": ...}``."""
+    """Metrics ``{"bbox": ..., "segm": ...}`` from ``evaluate_fn(model, dataset)``, by default COCO's."""
     if evaluate_fn is None:
         from ..evaluation.coco import coco_evaluate
 
@@ -416,8 +447,8 @@ class _Log:
         # smoothing=0: the ETA divides by the mean step time of the whole run. (tqdm's default, an
         # average that forgets within a few steps, made the ETA swing 3x on a busy CPU, where a step
         # takes 0.3 s or, when another process takes a core, 4 to 7 s.)
-        self.bar = tqdm(total=settings.steps, initial=start_step, disable=not (progress and enabled), desc="train",
-                        smoothing=0.0)
+        self.bar = tqdm(total=settings.steps, initial=start_step, disable=not (progress and enabled),
+                        desc="train", smoothing=0.0)
         self.writer = _tensorboard(out_dir) if enabled else None
 
     def step(self, step: int, losses: dict, lr: float) -> None:
@@ -425,7 +456,8 @@ class _Log:
         if self.writer is None:
             return
         values = {k: v.item() for k, v in losses.items()}
-        self.bar.set_postfix(loss=f"{sum(values.values()):.3f}", mask=f"{values.get('loss_mask', 0):.3f}", lr=f"{lr:.4f}")
+        self.bar.set_postfix(loss=f"{sum(values.values()):.3f}", mask=f"{values.get('loss_mask', 0):.3f}",
+                             lr=f"{lr:.4f}")
         if step % self.settings.log_every == 0 or step == self.settings.steps:
             for name, value in values.items():
                 self.writer.add_scalar(f"loss/{name}", value, step)
@@ -463,7 +495,8 @@ def _log_images(writer, model, dataset, step, draw_detections: Callable, count: 
             image = dataset[i][0]
             detections = model([image.to(device)])[0]
             fig, ax = plt.subplots(figsize=(3, 3))
-            draw_detections(ax, image, {k: v.cpu() for k, v in detections.items()}, getattr(model.config, "class_names", None) or None)
+            class_names = getattr(model.config, "class_names", None) or None
+            draw_detections(ax, image, {k: v.cpu() for k, v in detections.items()}, class_names)
             ax.set_axis_off()
             writer.add_figure(f"val/detections_{i}", fig, step)
             plt.close(fig)

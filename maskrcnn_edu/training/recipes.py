@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from .loop import TrainSettings, cpu_has_native_bf16
 
-__all__ = ["SHAPES_TRAIN_SEED", "SHAPES_VAL_SEED", "SHAPES_TEST_SEED", "SHAPES_TRAIN_IMAGES", "SHAPES_VAL_IMAGES",
-           "SHAPES_TEST_IMAGES", "SHAPES_STEPS", "SHAPES_BATCH", "SHAPES_LR", "SHAPES_TRAIN_MAX_SHAPES",
-           "shapes_training_set", "shapes_schedule", "coco_schedule"]
+__all__ = ["SHAPES_TRAIN_SEED", "SHAPES_VAL_SEED", "SHAPES_TEST_SEED", "SHAPES_TRAIN_IMAGES",
+           "SHAPES_VAL_IMAGES", "SHAPES_TEST_IMAGES", "SHAPES_STEPS", "SHAPES_BATCH", "SHAPES_LR",
+           "SHAPES_TRAIN_MAX_SHAPES", "shapes_training_set", "shapes_schedule", "coco_schedule"]
 
 # The recipe behind the shipped Shapes model (data/shapes_model/): `maskrcnn-edu train` with no arguments.
 # data/shapes_model/README.md tabulates the search that chose it.
@@ -22,7 +22,8 @@ def shapes_training_set(variant: str = "edu"):
     """The Shapes training images of the recipe: ``ShapesDataset(20000, seed=1, max_shapes=8)``."""
     from ..data import ShapesDataset  # here: the recipe's constants need no dataset code
 
-    return ShapesDataset(SHAPES_TRAIN_IMAGES, seed=SHAPES_TRAIN_SEED, max_shapes=SHAPES_TRAIN_MAX_SHAPES, variant=variant)
+    return ShapesDataset(SHAPES_TRAIN_IMAGES, seed=SHAPES_TRAIN_SEED, max_shapes=SHAPES_TRAIN_MAX_SHAPES,
+                         variant=variant)
 
 
 def shapes_schedule(steps=None, batch_size=None, lr=None, seed: int = 0):
@@ -32,13 +33,15 @@ def shapes_schedule(steps=None, batch_size=None, lr=None, seed: int = 0):
     faster on a CPU), and bfloat16 autocast where the CPU computes in bf16 natively (about 1.4x
     the steps a second; ``loop.cpu_has_native_bf16``). Elsewhere the same steps run in float32,
     about 1.4 times as long. ``data/shapes_model/README.md`` has the search that chose it."""
-    return TrainSettings(steps=steps or SHAPES_STEPS, batch_size=batch_size or SHAPES_BATCH, optimizer="adamw",
-                         lr=lr or SHAPES_LR, weight_decay=1e-4, warmup_steps=50, checkpoint_every=100, seed=seed,
-                         channels_last=True, cpu_bf16=cpu_has_native_bf16())
+    return TrainSettings(steps=steps or SHAPES_STEPS, batch_size=batch_size or SHAPES_BATCH,
+                         optimizer="adamw", lr=lr or SHAPES_LR, weight_decay=1e-4, warmup_steps=50,
+                         checkpoint_every=100, seed=seed, channels_last=True,
+                         cpu_bf16=cpu_has_native_bf16())
 
 
 def coco_schedule(num_images: int, batch_size: int, steps=None, lr=None, seed: int = 0):
-    """torchvision's reference recipe: lr 0.02 per 16 images, 26 epochs, x0.1 at epochs 16 and 22, 1000 warm-up steps."""
+    """torchvision's reference recipe: lr 0.02 per 16 images, 26 epochs, x0.1 at epochs 16 and 22,
+    1000 warm-up steps."""
     steps_per_epoch = max(1, num_images // batch_size)
     return TrainSettings(
         steps=steps or 26 * steps_per_epoch, batch_size=batch_size, lr=lr or 0.02 * batch_size / 16,

@@ -119,14 +119,8 @@ def bilinear(feature: Tensor, y: float, x: float) -> Tensor:
 
 
 # One piece: the loop twin of ``roi_align`` is read top to bottom, box -> bin -> sampling point.
-def roi_align_loop(
-    input: Tensor,
-    rois: Tensor,
-    output_size,
-    spatial_scale: float = 1.0,
-    sampling_ratio: int = -1,
-    aligned: bool = False,
-) -> Tensor:
+def roi_align_loop(input: Tensor, rois: Tensor, output_size: int | tuple[int, int],
+                   spatial_scale: float = 1.0, sampling_ratio: int = -1, aligned: bool = False) -> Tensor:
     """RoIAlign, one box, one bin, one sampling point at a time -> ``[K, C, PH, PW]``.
 
     Args:

@@ -65,7 +65,8 @@ PAPER = {
     },
 }
 
-OUT = Path(__file__).resolve().parents[1] / "data" / "ablations"  # the repository's data/, from any working directory
+# the repository's data/, from any working directory
+OUT = Path(__file__).resolve().parents[1] / "data" / "ablations"
 
 
 def train_and_score(variant: str, seed: int, settings, train_set, test_set, scratch: Path):
@@ -73,7 +74,8 @@ def train_and_score(variant: str, seed: int, settings, train_set, test_set, scra
     torch.manual_seed(seed)
     model = MaskRCNN(shapes(**{**BEFORE_CONFIG, **VARIANTS[variant]}))
     start = time.perf_counter()
-    fit(model, train_set, scratch / f"{variant}_{seed}", dataclasses.replace(settings, seed=seed), progress=True)
+    fit(model, train_set, scratch / f"{variant}_{seed}", dataclasses.replace(settings, seed=seed),
+        progress=True)
     minutes = (time.perf_counter() - start) / 60
     metrics, results = coco_evaluate(model, test_set, progress=False)
     row = {"variant": variant, "seed": seed, "train_minutes": round(minutes, 2)}
@@ -93,7 +95,8 @@ def summarise(rows: list[dict]) -> dict:
         table[variant] = {"seeds": [r["seed"] for r in runs]}
         for key in [f"{k}_{m}" for k in ("bbox", "segm") for m in METRICS]:
             values = [r[key] for r in runs]
-            table[variant][key] = {"mean": round(statistics.fmean(values), 4), "min": min(values), "max": max(values)}
+            table[variant][key] = {"mean": round(statistics.fmean(values), 4), "min": min(values),
+                                   "max": max(values)}
     return table
 
 
@@ -101,22 +104,29 @@ def print_table(table: dict) -> None:
     print(f"\n{'variant':<18} {'mask AP':>16} {'mask AP50':>16} {'mask AP75':>16} {'box AP':>16}")
     for variant, stats in table.items():
         cells = [stats[k] for k in ("segm_AP", "segm_AP50", "segm_AP75", "bbox_AP")]
-        print(f"{variant:<18} " + " ".join(f"{c['mean']:.3f} ({c['min']:.3f}-{c['max']:.3f})".rjust(16) for c in cells))
+        print(f"{variant:<18} "
+              + " ".join(f"{c['mean']:.3f} ({c['min']:.3f}-{c['max']:.3f})".rjust(16) for c in cells))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=BEFORE_SETTINGS["steps"])
     parser.add_argument("--batch-size", type=int, default=BEFORE_SETTINGS["batch_size"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    parser.add_argument("--keep-images", type=int, default=12, help="held-out images whose detections are kept")
+    parser.add_argument("--keep-images", type=int, default=12,
+                        help="held-out images whose detections are kept")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--resume", action="store_true", help="skip the runs already in the JSON")
-    args = parser.parse_args()
+    return parser.parse_args()
 
-    settings = dataclasses.replace(recipes.shapes_schedule(args.steps, args.batch_size, BEFORE_SETTINGS["lr"]),
-                                   checkpoint_every=10**9, channels_last=BEFORE_SETTINGS["channels_last"],
+
+def main() -> None:
+    args = parse_args()
+    schedule = recipes.shapes_schedule(args.steps, args.batch_size, BEFORE_SETTINGS["lr"])
+    settings = dataclasses.replace(schedule, checkpoint_every=10**9,
+                                   channels_last=BEFORE_SETTINGS["channels_last"],
                                    cpu_bf16=BEFORE_SETTINGS["cpu_bf16"])
     train_set = ShapesDataset(recipes.SHAPES_TRAIN_IMAGES, seed=recipes.SHAPES_TRAIN_SEED)
     test_set = ShapesDataset(recipes.SHAPES_TEST_IMAGES, seed=recipes.SHAPES_TEST_SEED)

@@ -51,7 +51,8 @@ def coco_loader_rate(num_workers: int, epochs: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--shapes-images", type=int, default=2000)
     parser.add_argument("--epochs", type=int, default=20, help="timed passes over the 20-image COCO sample")

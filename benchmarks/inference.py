@@ -31,7 +31,8 @@ def photo(name: str, height: int, width: int) -> torch.Tensor:
 
 def build_models():
     torch.manual_seed(0)
-    theirs = torchvision.models.detection.maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=91)
+    theirs = torchvision.models.detection.maskrcnn_resnet50_fpn(weights=None, weights_backbone=None,
+                                                                num_classes=91)
     theirs.roi_heads.score_thresh = 0.0  # random weights: keep the full 100 detections so masks are pasted
     models = {"torchvision": theirs}
     for ops in ("readable", "torchvision"):
@@ -60,40 +61,36 @@ def training_targets(images):
     return targets
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--json", default="benchmarks/results/inference.json")
-    args = parser.parse_args()
+def infer(model, image) -> None:
+    """``image [3, H, W]`` through ``model`` in eval mode, without gradients."""
+    model.eval()
+    with torch.no_grad():
+        model([image])
 
-    models = build_models()
-    image = photo("coffee", 800, 1066)
-    train_images = [photo("astronaut", 800, 800), photo("chelsea", 600, 800)]
-    targets = training_targets(train_images)
 
-    def infer(model):
-        model.eval()
-        with torch.no_grad():
-            model([image])
+def train_step(model, images, targets) -> None:
+    """One training step's forward and backward; both models sample with the same seeded generator."""
+    model.train()
+    if isinstance(model, MaskRCNN):  # the same sampling for everyone
+        model.rpn.sampler.generator = model.roi_heads.sampler.generator = torch.Generator().manual_seed(0)
+    else:
+        generator = torch.Generator().manual_seed(0)
+        model.rpn.fg_bg_sampler = BalancedSampler(256, 0.5, generator)
+        model.roi_heads.fg_bg_sampler = BalancedSampler(512, 0.25, generator)
+    losses = model(images, targets)
+    sum(losses.values()).backward()
+    model.zero_grad(set_to_none=True)
 
-    def train_step(model):
-        model.train()
-        if isinstance(model, MaskRCNN):  # the same sampling for everyone
-            model.rpn.sampler.generator = model.roi_heads.sampler.generator = torch.Generator().manual_seed(0)
-        else:
-            generator = torch.Generator().manual_seed(0)
-            model.rpn.fg_bg_sampler = BalancedSampler(256, 0.5, generator)
-            model.roi_heads.fg_bg_sampler = BalancedSampler(512, 0.25, generator)
-        losses = model(train_images, targets)
-        sum(losses.values()).backward()
-        model.zero_grad(set_to_none=True)
 
+def time_tasks(models: dict, tasks: dict, repeats: int) -> dict:
+    """``{task: {model: {"ms", "ratio_to_torchvision"}}}``: the median of ``repeats`` rounds, the
+    models alternating within every round, after one warm-up each; printed as it goes."""
     results = {}
-    for task, fn in (("inference, 1 image 800x1066", infer), ("training step, 2 images", train_step)):
+    for task, fn in tasks.items():
         for model in models.values():
             fn(model)  # warm-up
         times = {name: [] for name in models}
-        for _ in range(args.repeats):  # alternate the models within every round
+        for _ in range(repeats):  # alternate the models within every round
             for name, model in models.items():
                 times[name].append(time_ms(lambda: fn(model)))
         medians = {name: statistics.median(t) for name, t in times.items()}
@@ -105,8 +102,23 @@ def main() -> None:
         print(f"{'model':<28} {'ms':>10} {'ratio':>8}")
         for name, row in results[task].items():
             print(f"{name:<28} {row['ms']:>10.1f} {row['ratio_to_torchvision']:>8.3f}")
+    return results
 
-    write_report(args.json, results, repeats=args.repeats)
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", default="benchmarks/results/inference.json")
+    args = parser.parse_args()
+
+    models = build_models()
+    image = photo("coffee", 800, 1066)
+    train_images = [photo("astronaut", 800, 800), photo("chelsea", 600, 800)]
+    targets = training_targets(train_images)
+    tasks = {"inference, 1 image 800x1066": lambda model: infer(model, image),
+             "training step, 2 images": lambda model: train_step(model, train_images, targets)}
+    write_report(args.json, time_tasks(models, tasks, args.repeats), repeats=args.repeats)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ from maskrcnn_edu.files import write_json
 
 
 def write_report(path: str, results, **details) -> None:
-    """Write ``{torch, torchvision, threads, machine, cpu_count, **details, results}`` to ``path`` atomically."""
+    """Write ``{torch, torchvision, threads, machine, cpu_count, **details, results}`` to ``path``,
+    atomically."""
     report = {
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,

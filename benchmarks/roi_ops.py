@@ -32,7 +32,8 @@ def make_workload(generator: torch.Generator):
     image = torch.randint(0, 2, (k, 1), generator=generator).float()
     rois = torch.cat([image, top_left, top_left + size], dim=1)
     nms_top_left = torch.rand(4000, 2, generator=generator) * 800
-    nms_boxes = torch.cat([nms_top_left, nms_top_left + torch.rand(4000, 2, generator=generator) * 200 + 10], 1)
+    nms_sizes = torch.rand(4000, 2, generator=generator) * 200 + 10
+    nms_boxes = torch.cat([nms_top_left, nms_top_left + nms_sizes], 1)
     nms_scores = torch.rand(4000, generator=generator)
     return features, rois, nms_boxes, nms_scores
 
@@ -71,19 +72,14 @@ def forward_backward(op, features, *args):
     return run
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--json", default="benchmarks/results/roi_ops.json", help="where to write the numbers")
-    args = parser.parse_args()
-
-    features, rois, nms_boxes, nms_scores = make_workload(torch.Generator().manual_seed(0))
-    shapes_features, shapes_rois = shapes_workload(torch.Generator().manual_seed(1))
+def cases(features, rois, nms_boxes, nms_scores, shapes_features, shapes_rois) -> dict:
+    """``{op: (ours, torchvision's)}``: each a function of no argument that runs the op once."""
     shapes_args = (shapes_rois, (7, 7), 0.25, -1, True)
     align_args = (rois, (7, 7), 0.25, 2, True)
     pool_args = (rois, (7, 7), 0.25)
-    cases = {
-        "roi_align forward": (lambda: roi_ops.roi_align(features, *align_args), lambda: tvo.roi_align(features, *align_args)),
+    return {
+        "roi_align forward": (lambda: roi_ops.roi_align(features, *align_args),
+                              lambda: tvo.roi_align(features, *align_args)),
         "roi_align forward+backward": (
             forward_backward(roi_ops.roi_align, features, *align_args),
             forward_backward(tvo.roi_align, features, *align_args),
@@ -92,39 +88,59 @@ def main() -> None:
             forward_backward(roi_ops.roi_align, shapes_features, *shapes_args),
             forward_backward(tvo.roi_align, shapes_features, *shapes_args),
         ),
-        "roi_pool forward": (lambda: roi_ops.roi_pool(features, *pool_args), lambda: tvo.roi_pool(features, *pool_args)),
+        "roi_pool forward": (lambda: roi_ops.roi_pool(features, *pool_args),
+                             lambda: tvo.roi_pool(features, *pool_args)),
         "roi_pool forward+backward": (
             forward_backward(roi_ops.roi_pool, features, *pool_args),
             forward_backward(tvo.roi_pool, features, *pool_args),
         ),
-        "nms 4000 boxes @0.7": (lambda: B.nms(nms_boxes, nms_scores, 0.7), lambda: tvo.nms(nms_boxes, nms_scores, 0.7)),
+        "nms 4000 boxes @0.7": (lambda: B.nms(nms_boxes, nms_scores, 0.7),
+                                lambda: tvo.nms(nms_boxes, nms_scores, 0.7)),
     }
 
-    results = []
-    print(f"{'op':<28} {'readable ms':>12} {'torchvision ms':>15} {'ratio':>7}")
-    for name, (ours, theirs) in cases.items():
-        ours_ms, theirs_ms = alternate(ours, theirs, args.repeats)
-        ratio = ours_ms / theirs_ms
-        results.append({"op": name, "readable_ms": round(ours_ms, 1), "torchvision_ms": round(theirs_ms, 1), "ratio": round(ratio, 2)})
-        print(f"{name:<28} {ours_ms:>12.1f} {theirs_ms:>15.1f} {ratio:>7.2f}")
 
-    # Ours on the Shapes workload again, with embedding_bag's own backward (what _WeightedBags replaced).
-    with_own = forward_backward(roi_ops.roi_align, shapes_features, *shapes_args)
+def own_backward_row(shapes_features, shapes_rois, repeats: int) -> dict:
+    """Ours on the Shapes workload again, with embedding_bag's own backward (what _WeightedBags replaced)."""
+    with_own = forward_backward(roi_ops.roi_align, shapes_features, shapes_rois, (7, 7), 0.25, -1, True)
+
     def with_embedding_bag_backward():
         fast, roi_ops._weighted_bags = roi_ops._weighted_bags, roi_ops._embedding_bag_sum
         try:
             with_own()
         finally:
             roi_ops._weighted_bags = fast
-    fast_ms, own_ms = alternate(with_own, with_embedding_bag_backward, args.repeats)
-    results.append({"op": "roi_align fwd+bwd, Shapes, embedding_bag's own backward", "readable_ms": round(own_ms, 1),
-                    "with_weighted_bags_ms": round(fast_ms, 1), "ratio": round(own_ms / fast_ms, 2)})
-    print(f"Shapes roi_align fwd+bwd: {fast_ms:.1f} ms with _WeightedBags, {own_ms:.1f} ms with embedding_bag's "
-          f"own backward ({own_ms / fast_ms:.2f}x)")
 
+    fast_ms, own_ms = alternate(with_own, with_embedding_bag_backward, repeats)
+    print(f"Shapes roi_align fwd+bwd: {fast_ms:.1f} ms with _WeightedBags, {own_ms:.1f} ms with "
+          f"embedding_bag's own backward ({own_ms / fast_ms:.2f}x)")
+    return {"op": "roi_align fwd+bwd, Shapes, embedding_bag's own backward", "readable_ms": round(own_ms, 1),
+            "with_weighted_bags_ms": round(fast_ms, 1), "ratio": round(own_ms / fast_ms, 2)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--json", default="benchmarks/results/roi_ops.json",
+                        help="where to write the numbers")
+    args = parser.parse_args()
+
+    features, rois, nms_boxes, nms_scores = make_workload(torch.Generator().manual_seed(0))
+    shapes_features, shapes_rois = shapes_workload(torch.Generator().manual_seed(1))
+    results = []
+    print(f"{'op':<28} {'readable ms':>12} {'torchvision ms':>15} {'ratio':>7}")
+    workload = cases(features, rois, nms_boxes, nms_scores, shapes_features, shapes_rois)
+    for name, (ours, theirs) in workload.items():
+        ours_ms, theirs_ms = alternate(ours, theirs, args.repeats)
+        ratio = ours_ms / theirs_ms
+        results.append({"op": name, "readable_ms": round(ours_ms, 1), "torchvision_ms": round(theirs_ms, 1),
+                        "ratio": round(ratio, 2)})
+        print(f"{name:<28} {ours_ms:>12.1f} {theirs_ms:>15.1f} {ratio:>7.2f}")
+    results.append(own_backward_row(shapes_features, shapes_rois, args.repeats))
     write_report(args.json, results, repeats=args.repeats,
                  workload="features [2,256,200,272], 1000 boxes, 7x7, sampling_ratio 2, aligned; nms on 4000 "
-                          "boxes; Shapes: features [8,64,32,32], 1280 boxes of 16-64 px, 7x7, adaptive, aligned")
+                          "boxes; Shapes: features [8,64,32,32], 1280 boxes of 16-64 px, 7x7, adaptive, "
+                          "aligned")
 
 
 if __name__ == "__main__":

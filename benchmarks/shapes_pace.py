@@ -43,7 +43,8 @@ parser.add_argument("--steps", type=int, default=60, help="steps per turn")
 parser.add_argument("--runs", default="runs/race", help="where a race left ours/last.pt and before/last.pt")
 parser.add_argument("--json", default="benchmarks/results/shapes_pace.json")
 parser.add_argument("--recipe", action="append", choices=sorted(RECIPES), metavar="NAME",
-                    help="a recipe of benchmarks/shapes_recipes.py to pace (repeatable; default: the shipped one)")
+                    help="a recipe of benchmarks/shapes_recipes.py to pace (repeatable; default: "
+                         "the shipped one)")
 
 
 def start_weights(model: MaskRCNN, checkpoint: Path) -> str:
@@ -62,17 +63,49 @@ def seconds_per_step(config, weights: dict, settings, train_set) -> float:
         return (time.perf_counter() - start) / settings.steps
 
 
+def runs_to_pace(names: list[str]) -> dict:
+    """``{run: (config, settings, training set)}``: each recipe of ``names`` ("ours" for the shipped
+    one), then the recipe before, which every other run is compared with."""
+    _, settings = recipe_setup(RECIPES["shipped"])
+    runs = {}
+    for name in names:
+        recipe = RECIPES[name]
+        runs["ours" if name == "shipped" else name] = (*recipe_setup(recipe), training_set(recipe))
+    before_set = ShapesDataset(recipes.SHAPES_TRAIN_IMAGES, seed=recipes.SHAPES_TRAIN_SEED)  # up to 4 shapes
+    runs["before"] = (shapes(**BEFORE_CONFIG), dataclasses.replace(settings, **BEFORE_SETTINGS), before_set)
+    return runs
+
+
+def report(args, runs: dict, paces: dict, origin: dict) -> None:
+    """Each run's median time a step and its whole recipe's minutes, each against the recipe before;
+    printed, and written to ``args.json``."""
+    rows = []
+    for name, (_, run_settings, _) in runs.items():
+        median = statistics.median(paces[name])
+        rows.append({"run": name, "recipe_steps": run_settings.steps,
+                     "seconds_per_step": [round(p, 4) for p in paces[name]],
+                     "median_seconds_per_step": round(median, 4),
+                     "recipe_minutes": round(median * run_settings.steps / 60, 2),
+                     "weights": origin[name]})
+        print(f"{name:7s} median {median:.3f} s/step x {run_settings.steps} steps = "
+              f"{rows[-1]['recipe_minutes']:.2f} min")
+    before = rows[-1]
+    ratios, per_round = {}, {}
+    for row in rows[:-1]:
+        name = row["run"]
+        ratios[name] = round(row["recipe_minutes"] / before["recipe_minutes"], 4)
+        per_round[name] = [round(paces[name][i] * row["recipe_steps"]
+                                 / (paces["before"][i] * before["recipe_steps"]), 4)
+                           for i in range(args.rounds)]
+        print(f"{name} / before, the whole recipes: {ratios[name]:.3f} "
+              f"(per round: {', '.join(f'{r:.3f}' for r in per_round[name])})")
+    write_report(args.json, rows, ratio=ratios, per_round=per_round, rounds=args.rounds,
+                 steps_per_turn=args.steps)
+
+
 def main() -> None:
     args = parser.parse_args()
-    recipes = args.recipe or ["shipped"]
-    _, settings = recipe_setup(RECIPES["shipped"])
-    before_config = shapes(**BEFORE_CONFIG)
-    before_settings = dataclasses.replace(settings, **BEFORE_SETTINGS)
-    runs = {}
-    for name in recipes:
-        runs["ours" if name == "shipped" else name] = (*recipe_setup(RECIPES[name]), training_set(RECIPES[name]))
-    runs["before"] = (before_config, before_settings,
-                      ShapesDataset(recipes.SHAPES_TRAIN_IMAGES, seed=recipes.SHAPES_TRAIN_SEED))  # up to 4 shapes, as in the race
+    runs = runs_to_pace(args.recipe or ["shipped"])
     weights, origin = {}, {}
     first = next(iter(runs))  # it starts from the race's run of ours
     for name, (run_config, _, _) in runs.items():
@@ -88,24 +121,7 @@ def main() -> None:
             turn = dataclasses.replace(run_settings, steps=args.steps, warmup_steps=0, checkpoint_every=10**9)
             paces[name].append(seconds_per_step(run_config, weights[name], turn, train_set))
         print(f"round {round_index + 1}: " + ", ".join(f"{n} {paces[n][-1]:.3f} s/step" for n in runs))
-
-    rows = []
-    for name, (_, run_settings, _) in runs.items():
-        median = statistics.median(paces[name])
-        rows.append({"run": name, "recipe_steps": run_settings.steps, "seconds_per_step": [round(p, 4) for p in paces[name]],
-                     "median_seconds_per_step": round(median, 4), "recipe_minutes": round(median * run_settings.steps / 60, 2),
-                     "weights": origin[name]})
-        print(f"{name:7s} median {median:.3f} s/step x {run_settings.steps} steps = {rows[-1]['recipe_minutes']:.2f} min")
-    before = rows[-1]
-    ratios, per_round = {}, {}
-    for row in rows[:-1]:
-        name = row["run"]
-        ratios[name] = round(row["recipe_minutes"] / before["recipe_minutes"], 4)
-        per_round[name] = [round(paces[name][i] * row["recipe_steps"] / (paces["before"][i] * before["recipe_steps"]), 4)
-                           for i in range(args.rounds)]
-        print(f"{name} / before, the whole recipes: {ratios[name]:.3f} "
-              f"(per round: {', '.join(f'{r:.3f}' for r in per_round[name])})")
-    write_report(args.json, rows, ratio=ratios, per_round=per_round, rounds=args.rounds, steps_per_turn=args.steps)
+    report(args, runs, paces, origin)
 
 
 if __name__ == "__main__":

@@ -50,8 +50,8 @@ from maskrcnn_edu.masks import rescore_by_mask_overlap
 from maskrcnn_edu.weights import torchvision_key
 
 from report import write_report  # benchmarks/report.py
-from shapes_recipes import (BEFORE_CONFIG, BEFORE_SETTINGS, RECIPES, confident_misses,  # benchmarks/shapes_recipes.py
-                            held_out_confident_misses, recipe_setup, training_set)
+from shapes_recipes import (BEFORE_CONFIG, BEFORE_SETTINGS, RECIPES,  # benchmarks/shapes_recipes.py
+                            confident_misses, held_out_confident_misses, recipe_setup, training_set)
 
 
 def torchvision_model(config) -> torch.nn.Module:
@@ -66,14 +66,19 @@ def torchvision_model(config) -> torch.nn.Module:
         backbone, num_classes=None, min_size=c.min_size, max_size=c.max_size,
         rpn_anchor_generator=AnchorGenerator(c.anchor_sizes, c.aspect_ratios),
         rpn_pre_nms_top_n_train=c.rpn_pre_nms_top_n_train, rpn_pre_nms_top_n_test=c.rpn_pre_nms_top_n_test,
-        rpn_post_nms_top_n_train=c.rpn_post_nms_top_n_train, rpn_post_nms_top_n_test=c.rpn_post_nms_top_n_test,
-        rpn_nms_thresh=c.rpn_nms_thresh, rpn_fg_iou_thresh=c.rpn_fg_iou_thresh, rpn_bg_iou_thresh=c.rpn_bg_iou_thresh,
+        rpn_post_nms_top_n_train=c.rpn_post_nms_top_n_train,
+        rpn_post_nms_top_n_test=c.rpn_post_nms_top_n_test,
+        rpn_nms_thresh=c.rpn_nms_thresh, rpn_fg_iou_thresh=c.rpn_fg_iou_thresh,
+        rpn_bg_iou_thresh=c.rpn_bg_iou_thresh,
         rpn_batch_size_per_image=c.rpn_batch_size_per_image, rpn_positive_fraction=c.rpn_positive_fraction,
-        box_roi_pool=MultiScaleRoIAlign(levels, c.box_roi_size, c.sampling_ratio, canonical_scale=int(c.roi_canonical_size)),
-        mask_roi_pool=MultiScaleRoIAlign(levels, c.mask_roi_size, c.sampling_ratio, canonical_scale=int(c.roi_canonical_size)),
+        box_roi_pool=MultiScaleRoIAlign(levels, c.box_roi_size, c.sampling_ratio,
+                                        canonical_scale=int(c.roi_canonical_size)),
+        mask_roi_pool=MultiScaleRoIAlign(levels, c.mask_roi_size, c.sampling_ratio,
+                                         canonical_scale=int(c.roi_canonical_size)),
         box_head=TwoMLPHead(c.fpn_channels * c.box_roi_size**2, c.representation_size),
         box_predictor=FastRCNNPredictor(c.representation_size, c.num_classes),
-        box_score_thresh=c.box_score_thresh, box_nms_thresh=c.box_nms_thresh, box_detections_per_img=c.detections_per_img,
+        box_score_thresh=c.box_score_thresh, box_nms_thresh=c.box_nms_thresh,
+        box_detections_per_img=c.detections_per_img,
         box_fg_iou_thresh=c.box_fg_iou_thresh, box_bg_iou_thresh=c.box_bg_iou_thresh,
         box_batch_size_per_image=c.box_batch_size_per_image, box_positive_fraction=c.box_positive_fraction,
         mask_head=MaskRCNNHeads(c.fpn_channels, list(c.mask_layers), 1),
@@ -115,22 +120,41 @@ def race(name, model, settings, train_set, test_sets, out_dir):
     return row
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=None, help="default: the recipe's (the shipped one: recipes.SHAPES_STEPS)")
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=None,
+                        help="default: the recipe's (the shipped one: recipes.SHAPES_STEPS)")
     parser.add_argument("--recipe", default="shipped", choices=sorted(RECIPES), metavar="NAME",
                         help="a recipe of benchmarks/shapes_recipes.py to race in place of the shipped one")
     parser.add_argument("--json", default="benchmarks/results/shapes_race.json")
-    parser.add_argument("--out", default="runs/race", help="each run's last.pt goes to OUT/<ours|theirs|before>")
-    args = parser.parse_args()
+    parser.add_argument("--out", default="runs/race",
+                        help="each run's last.pt goes to OUT/<ours|theirs|before>")
+    return parser.parse_args()
 
+
+def print_rows(rows: list[dict]) -> None:
+    print(f"\n{'model':<30} {'minutes':>8} {'bbox AP':>8} {'segm AP':>8} {'segm AP50':>10} "
+          f"{'keras segm AP50':>16} {'confident misses (200 / sample)':>32}")
+    for r in rows:
+        print(f"{r['model']:<30} {r['train_minutes']:>8.2f} {r['bbox_AP']:>8.3f} {r['segm_AP']:>8.3f} "
+              f"{r['segm_AP50']:>10.3f} {r['keras_segm_AP50']:>16.3f} "
+              f"{r['held_out_confident_misses']:>25} / {r['sample_confident_misses']}")
+    print(f"time ratios: torchvision / ours {rows[1]['train_minutes'] / rows[0]['train_minutes']:.2f}, "
+          f"before / ours {rows[2]['train_minutes'] / rows[0]['train_minutes']:.2f}")
+
+
+def main() -> None:
+    args = parse_args()
     recipe = RECIPES[args.recipe]
     config, settings = recipe_setup(recipe)
     if args.steps is not None:
         settings = dataclasses.replace(settings, steps=args.steps)
     train_set = training_set(recipe)
-    before_train_set = ShapesDataset(recipes.SHAPES_TRAIN_IMAGES, seed=recipes.SHAPES_TRAIN_SEED)  # up to 4 shapes, as the test images
-    test_sets = {v: ShapesDataset(recipes.SHAPES_TEST_IMAGES, seed=recipes.SHAPES_TEST_SEED, variant=v) for v in ("edu", "keras")}
+    # up to 4 shapes, as the test images
+    before_train_set = ShapesDataset(recipes.SHAPES_TRAIN_IMAGES, seed=recipes.SHAPES_TRAIN_SEED)
+    test_sets = {v: ShapesDataset(recipes.SHAPES_TEST_IMAGES, seed=recipes.SHAPES_TEST_SEED, variant=v)
+                 for v in ("edu", "keras")}
     torch.manual_seed(0)
     ours = MaskRCNN(config)
     theirs = torchvision_model(config.replace(aligned=False))
@@ -145,14 +169,9 @@ def main() -> None:
     rows.append(race("torchvision", theirs, settings, train_set, test_sets, f"{args.out}/theirs"))
     rows.append(race("maskrcnn_edu, recipe before", before, before_settings, before_train_set, test_sets,
                      f"{args.out}/before"))
-    print(f"\n{'model':<30} {'minutes':>8} {'bbox AP':>8} {'segm AP':>8} {'segm AP50':>10} {'keras segm AP50':>16} "
-          f"{'confident misses (200 / sample)':>32}")
-    for r in rows:
-        print(f"{r['model']:<30} {r['train_minutes']:>8.2f} {r['bbox_AP']:>8.3f} {r['segm_AP']:>8.3f} {r['segm_AP50']:>10.3f} "
-              f"{r['keras_segm_AP50']:>16.3f} {r['held_out_confident_misses']:>25} / {r['sample_confident_misses']}")
-    print(f"time ratios: torchvision / ours {rows[1]['train_minutes'] / rows[0]['train_minutes']:.2f}, "
-          f"before / ours {rows[2]['train_minutes'] / rows[0]['train_minutes']:.2f}")
-    write_report(args.json, rows, recipe=args.recipe, config=config.to_dict(), settings=dataclasses.asdict(settings))
+    print_rows(rows)
+    write_report(args.json, rows, recipe=args.recipe, config=config.to_dict(),
+                 settings=dataclasses.asdict(settings))
 
 
 if __name__ == "__main__":

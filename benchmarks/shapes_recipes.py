@@ -40,7 +40,7 @@ from maskrcnn_edu.data import CocoDataset, ShapesDataset
 from maskrcnn_edu.files import write_json
 from maskrcnn_edu.model import MaskRCNN
 from maskrcnn_edu.training import fit
-from maskrcnn_edu.visualize import match_boxes
+from maskrcnn_edu.evaluation.matching import match_boxes
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "data" / "shapes_sample"
@@ -70,7 +70,8 @@ class Recipe:
 # The Shapes recipe before this search (the model shipped until then; the ablations of chapter 08
 # were measured with it): one anchor size per level, 128 RoIs and 500 proposals per image in
 # training, torchvision's unaligned geometry, 650 AdamW steps of 8 at lr 1e-3.
-BEFORE_CONFIG = dict(aligned=False, anchor_sizes=((8,), (16,), (32,), (64,), (128,)), box_batch_size_per_image=128,
+BEFORE_CONFIG = dict(aligned=False, anchor_sizes=((8,), (16,), (32,), (64,), (128,)),
+                     box_batch_size_per_image=128,
                      box_positive_fraction=0.25, mask_positives_per_image=0, rpn_pre_nms_top_n_train=500,
                      rpn_post_nms_top_n_train=500, mask_overlap_rescore=False)
 BEFORE_SETTINGS = dict(steps=650, batch_size=8, lr=1e-3, channels_last=False, cpu_bf16=False)
@@ -108,10 +109,12 @@ RECIPES = {
     "lr4e-3": Recipe("lr 4e-3", settings={"lr": 4e-3}),
     "mix": Recipe("train on both variants, half and half", data="mix"),
     "flip": Recipe("random horizontal flips", flip=True),
-    "canon112": Recipe("RoIs of 56 px and up read from P3 (canonical size 112)", config={"roi_canonical_size": 112.0}),
-    "canon56": Recipe("RoIs of 28 px read from P3, 56 px from P4 (canonical size 56)", config={"roi_canonical_size": 56.0}),
-    "anchors2": Recipe("two anchor sizes per level (x1, x1.5)", config={"anchor_sizes": TWO_SCALES,
-                                                                      "aspect_ratios": ((0.5, 1.0, 2.0),) * 5}),
+    "canon112": Recipe("RoIs of 56 px and up read from P3 (canonical size 112)",
+                       config={"roi_canonical_size": 112.0}),
+    "canon56": Recipe("RoIs of 28 px read from P3, 56 px from P4 (canonical size 56)",
+                      config={"roi_canonical_size": 56.0}),
+    "anchors2": Recipe("two anchor sizes per level (x1, x1.5)",
+                       config={"anchor_sizes": TWO_SCALES, "aspect_ratios": ((0.5, 1.0, 2.0),) * 5}),
     "rois64": Recipe("64 sampled RoIs per image, not 128", config={"box_batch_size_per_image": 64}),
     "fewer-proposals": Recipe("training keeps 250 proposals per level and image, not 500",
                               config={"rpn_pre_nms_top_n_train": 250, "rpn_post_nms_top_n_train": 250}),
@@ -122,15 +125,19 @@ RECIPES = {
                             "rpn_pre_nms_top_n_train": 250, "rpn_post_nms_top_n_train": 250},
                     settings={"lr": 2e-3}),
     "combo-lr4e-3": Recipe("combo at lr 4e-3", config=COMBO, settings={"lr": 4e-3}),
-    "combo-b4": Recipe("combo with 1300 steps of 4 images", config=COMBO, settings={"lr": 2e-3, "steps": 1300, "batch_size": 4}),
+    "combo-b4": Recipe("combo with 1300 steps of 4 images", config=COMBO,
+                       settings={"lr": 2e-3, "steps": 1300, "batch_size": 4}),
     "combo-mix": Recipe("combo trained on both variants", config=COMBO, settings={"lr": 2e-3}, data="mix"),
-    "combo-dense": Recipe("combo on training images of up to 6 shapes", config=COMBO, settings={"lr": 2e-3}, max_shapes=6),
-    "combo-dense8": Recipe("combo on training images of up to 8 shapes", config=COMBO, settings={"lr": 2e-3}, max_shapes=8),
+    "combo-dense": Recipe("combo on training images of up to 6 shapes", config=COMBO, settings={"lr": 2e-3},
+                          max_shapes=6),
+    "combo-dense8": Recipe("combo on training images of up to 8 shapes", config=COMBO, settings={"lr": 2e-3},
+                           max_shapes=8),
     "combo-dense-750": Recipe("combo-dense for 750 steps (its steps are cheaper than before's)", config=COMBO,
                               settings={"lr": 2e-3, "steps": 750}, max_shapes=6),
-    "combo-dense8-750": Recipe("combo-dense8 for 750 steps (its steps are cheaper than before's)", config=COMBO,
-                               settings={"lr": 2e-3, "steps": 750}, max_shapes=8),
-    "combo-dense12": Recipe("combo on training images of up to 12 shapes", config=COMBO, settings={"lr": 2e-3}, max_shapes=12),
+    "combo-dense8-750": Recipe("combo-dense8 for 750 steps (its steps are cheaper than before's)",
+                               config=COMBO, settings={"lr": 2e-3, "steps": 750}, max_shapes=8),
+    "combo-dense12": Recipe("combo on training images of up to 12 shapes", config=COMBO,
+                            settings={"lr": 2e-3}, max_shapes=12),
     "d8-pos50": Recipe("combo-dense8-750, channels_last, half of the sampled RoIs positive (not a quarter)",
                        config={**COMBO, "box_positive_fraction": 0.5},
                        settings={"lr": 2e-3, "steps": 750, "channels_last": True}, max_shapes=8),
@@ -141,50 +148,57 @@ RECIPES = {
                           settings={"lr": 2e-3, "steps": 750, "channels_last": True}, max_shapes=8),
     # From the recipe shipped by the search above (``shipped`` as it was: COMBO, lr 3e-3, 800 steps,
     # channels-last, training images of up to 8 shapes).
-    "neg112": Recipe("shipped-800, 128 sampled RoIs of which at most 16 positive (1/8): 112 negatives, not 48",
-                     config=NEG112,
-                     settings=SHIPPED_800, max_shapes=8),
+    "neg112": Recipe("shipped-800, 128 sampled RoIs of which at most 16 positive (1/8): 112 negatives, "
+                     "not 48", config=NEG112, settings=SHIPPED_800, max_shapes=8),
     "bf16-1050": Recipe("shipped-800 in bfloat16 autocast (cpu_bf16; 1.3x the steps a second): 1050 steps",
-                        config=COMBO, settings={**SHIPPED_800, "steps": 1050, "cpu_bf16": True}, max_shapes=8),
+                        config=COMBO, settings={**SHIPPED_800, "steps": 1050, "cpu_bf16": True},
+                        max_shapes=8),
     "bf16-neg112-1100": Recipe("bf16-1050 with neg112's RoIs (128, at most 16 positive), 1100 steps",
                                config=NEG112,
                                settings={**SHIPPED_800, "steps": 1100, "cpu_bf16": True}, max_shapes=8),
-    "bf16-neg112-1050": Recipe("bf16-neg112-1100 for 1050 steps (the first race: 8.01 min against the recipe before's "
-                               "7.32, too long)",
+    "bf16-neg112-1050": Recipe("bf16-neg112-1100 for 1050 steps (the first race: 8.01 min against the "
+                               "recipe before's 7.32, too long)",
                                config=NEG112,
                                settings={**SHIPPED_800, "steps": 1050, "cpu_bf16": True}, max_shapes=8),
     "shipped-920": Recipe("bf16-neg112 for 920 steps: the recipe shipped after the second search",
                           config=NEG112, settings=SHIPPED_920, max_shapes=8),
-    "box32-mask16": Recipe("shipped-920 with up to 32 positives of the 128 RoIs (1/4) for the box head, of which "
-                           "the mask head trains on 16 at most (mask_positives_per_image)",
+    "box32-mask16": Recipe("shipped-920 with up to 32 positives of the 128 RoIs (1/4) for the box head, of "
+                           "which the mask head trains on 16 at most (mask_positives_per_image)",
                            config=BOX_POSITIVES["box32-mask16"], settings=SHIPPED_920, max_shapes=8),
     "box24-mask16": Recipe("box32-mask16 with up to 24 positives of 128 (3/16)",
                            config=BOX_POSITIVES["box24-mask16"], settings=SHIPPED_920, max_shapes=8),
-    "rois160-box24-mask16-890": rois160("box24-mask16 with 160 RoIs (24 positive, 136 negative), 890 steps", 890),
-    "rois160-box24-mask16-860": rois160("rois160-box24-mask16-890 for 860 steps (trained as ours in a fourth race, "
-                                        "stopped after it)", 860),
-    "rois160-box24-mask16-850": rois160("rois160-box24-mask16-890 for 850 steps (what its race's budget allows; "
-                                        "shipped after the third search)", 850),
+    "rois160-box24-mask16-890": rois160("box24-mask16 with 160 RoIs (24 positive, 136 negative), "
+                                        "890 steps", 890),
+    "rois160-box24-mask16-860": rois160("rois160-box24-mask16-890 for 860 steps (trained as ours in a "
+                                        "fourth race, stopped after it)", 860),
+    "rois160-box24-mask16-850": rois160("rois160-box24-mask16-890 for 850 steps (what its race's budget "
+                                        "allows; shipped after the third search)", 850),
     "rois160-box24-mask16-790": rois160("rois160-box24-mask16-850 for 790 steps (the budget since the fourth "
-                                        "search's NMS: 650 steps of the recipe before x 0.455 / 0.375 s a step)", 790),
-    "fg0.6-850": rois160("rois160-box24-mask16-850 with the box head's positives from IoU 0.6, not 0.5 (a box "
-                         "across two objects, or on a fragment of one, becomes background)", 850,
+                                        "search's NMS: 650 steps of the recipe before x 0.455 / 0.375 s a "
+                                        "step)", 790),
+    "fg0.6-850": rois160("rois160-box24-mask16-850 with the box head's positives from IoU 0.6, not 0.5 (a "
+                         "box across two objects, or on a fragment of one, becomes background)", 850,
                          box_fg_iou_thresh=0.6, box_bg_iou_thresh=0.6),
-    "rois160-box24-mask12-850": rois160("rois160-box24-mask16-850 with the mask head on 12 of the positives, not "
-                                        "16 (the mask head costs a step about half what the backbone costs)", 850,
+    "rois160-box24-mask12-850": rois160("rois160-box24-mask16-850 with the mask head on 12 of the "
+                                        "positives, not 16 (the mask head costs a step about half what the "
+                                        "backbone costs)", 850, mask_positives_per_image=12),
+    "rois160-box24-mask12-900": rois160("rois160-box24-mask12-850 for 900 steps", 900,
                                         mask_positives_per_image=12),
-    "rois160-box24-mask12-900": rois160("rois160-box24-mask12-850 for 900 steps", 900, mask_positives_per_image=12),
-    "rois256-box24-mask12-850": rois160("rois160-box24-mask12-850 with 256 RoIs (24 positive, 232 negative: more "
-                                        "pieces of hidden shapes to reject, which the mask head does not pay for)", 850,
+    "rois256-box24-mask12-850": rois160("rois160-box24-mask12-850 with 256 RoIs (24 positive, 232 negative: "
+                                        "more pieces of hidden shapes to reject, which the mask head does "
+                                        "not pay for)", 850,
                                         box_batch_size_per_image=256, box_positive_fraction=24 / 256,
                                         mask_positives_per_image=12),
-    "neg112-proposals120-1000": Recipe("shipped-920 with 120 candidates per level into the RPN's NMS in training "
-                                       "(not 250), 1000 steps (trained as ours in a third race, stopped after it)",
+    "neg112-proposals120-1000": Recipe("shipped-920 with 120 candidates per level into the RPN's NMS in "
+                                       "training (not 250), 1000 steps (trained as ours in a third race, "
+                                       "stopped after it)",
                                        config={**NEG112, "rpn_pre_nms_top_n_train": 120},
                                        settings={**SHIPPED_920, "steps": 1000}, max_shapes=8),
-    "combo-770": Recipe("combo for 770 steps (its time per step is lower)", config=COMBO, settings={"lr": 2e-3, "steps": 770}),
+    "combo-770": Recipe("combo for 770 steps (its time per step is lower)", config=COMBO,
+                        settings={"lr": 2e-3, "steps": 770}),
     "batch4x1300": Recipe("1300 steps of 4 images", settings={"steps": 1300, "batch_size": 4}),
-    "batch16x325": Recipe("325 steps of 16 images, lr 2e-3", settings={"steps": 325, "batch_size": 16, "lr": 2e-3}),
+    "batch16x325": Recipe("325 steps of 16 images, lr 2e-3",
+                          settings={"steps": 325, "batch_size": 16, "lr": 2e-3}),
 }
 
 
@@ -192,8 +206,8 @@ def training_set(recipe: Recipe):
     if recipe.shipped:
         return recipes.shapes_training_set()
     transforms = v2.RandomHorizontalFlip() if recipe.flip else None
-    make = lambda variant: ShapesDataset(recipes.SHAPES_TRAIN_IMAGES, seed=recipes.SHAPES_TRAIN_SEED, variant=variant,
-                                         transforms=transforms, max_shapes=recipe.max_shapes)
+    make = lambda variant: ShapesDataset(recipes.SHAPES_TRAIN_IMAGES, seed=recipes.SHAPES_TRAIN_SEED,
+                                         variant=variant, transforms=transforms, max_shapes=recipe.max_shapes)
     if recipe.data == "mix":
         return ConcatDataset([make("edu"), make("keras")])
     return make(recipe.data)
@@ -250,8 +264,8 @@ def run(name: str, recipe: Recipe, seed: int = 0) -> dict:
     torch.manual_seed(seed)  # the initial weights; the settings' seed draws the batches and samples
     model = MaskRCNN(config)
     start = time.perf_counter()
-    fit(model, training_set(recipe), ROOT / "runs" / "recipes" / f"{name}-seed{seed}", settings, val_dataset=None,
-        progress=True)
+    fit(model, training_set(recipe), ROOT / "runs" / "recipes" / f"{name}-seed{seed}", settings,
+        val_dataset=None, progress=True)
     minutes = (time.perf_counter() - start) / 60
     row = {"recipe": name, "note": recipe.note, "train_minutes": round(minutes, 2), "steps": settings.steps,
            "batch_size": settings.batch_size, "search": SEARCH, "seed": seed}
@@ -270,24 +284,30 @@ def run(name: str, recipe: Recipe, seed: int = 0) -> dict:
 
 def markdown_table(rows: list[dict]) -> str:
     """The rows as the Markdown table of ``data/shapes_model/README.md``."""
-    lines = ["| search | recipe | what changes | steps x batch | train min | segm AP | segm AP50 | keras segm AP "
-             "| keras segm AP50 | sample misses | held-out misses |", "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| search | recipe | what changes | steps x batch | train min | segm AP | segm AP50 | keras "
+             "segm AP | keras segm AP50 | sample misses | held-out misses |",
+             "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         held_out = r.get("held_out_confident_misses", "")
         seed = f" (seed {r['seed']})" if r.get("seed", 0) else ""
-        lines.append(f"| {r.get('search', 1)} | `{r['recipe']}`{seed} | {r['note']} | {r['steps']} x {r['batch_size']} "
+        lines.append(f"| {r.get('search', 1)} | `{r['recipe']}`{seed} | {r['note']} "
+                     f"| {r['steps']} x {r['batch_size']} "
                      f"| {r['train_minutes']:.2f} | {r['edu_segm_AP']:.3f} | {r['edu_segm_AP50']:.3f} "
-                     f"| {r['keras_segm_AP']:.3f} | {r['keras_segm_AP50']:.3f} | {r['sample_confident_misses']} | {held_out} |")
+                     f"| {r['keras_segm_AP']:.3f} | {r['keras_segm_AP50']:.3f} "
+                     f"| {r['sample_confident_misses']} | {held_out} |")
     return "\n".join(lines)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("recipes", nargs="*", help="names of RECIPES, run in this order")
     parser.add_argument("--json", default=str(ROOT / "data" / "shapes_model" / "recipes.json"))
     parser.add_argument("--list", action="store_true", help="print the recipes and stop")
-    parser.add_argument("--seed", type=int, default=0, help="initial weights, batches and samples (default 0)")
-    parser.add_argument("--table", action="store_true", help="print --json's rows as a Markdown table and stop")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="initial weights, batches and samples (default 0)")
+    parser.add_argument("--table", action="store_true",
+                        help="print --json's rows as a Markdown table and stop")
     args = parser.parse_args()
     if args.table:
         print(markdown_table(json.loads(Path(args.json).read_text())))

@@ -30,7 +30,7 @@ from maskrcnn_edu.training import recipes
 from maskrcnn_edu.evaluation.coco import coco_ground_truth, detections_to_coco, evaluate_results
 from maskrcnn_edu.data import CocoDataset, ShapesDataset
 from maskrcnn_edu.model import MaskRCNN
-from maskrcnn_edu.explorers.ablations import mask_iou, match_masks
+from maskrcnn_edu.evaluation.matching import mask_ious, match_masks
 from maskrcnn_edu.masks import claimed_share, rescore_by_mask_overlap
 
 from report import write_report  # benchmarks/report.py
@@ -55,7 +55,8 @@ def rescore(detection: dict, rule: str, value: float) -> dict:
     if rule == "claimed-gauss":
         return _sorted(detection, scores * torch.exp(-claimed_share(masks) ** 2 / value))
     if rule == "matrix":
-        iou = torch.from_numpy(mask_iou(masks.numpy(), masks.numpy())).float().triu(1)  # [i, j]: i scores higher than j
+        # [i, j]: the IoU of detection i with a lower-scored one j
+        iou = torch.from_numpy(mask_ious(masks.numpy(), masks.numpy())).float().triu(1)
         own = iou.max(0).values  # each detection's largest IoU with a better one
         decay = torch.exp(-(iou**2 - own[:, None] ** 2) / value).min(0).values
         return _sorted(detection, scores * decay)
@@ -69,7 +70,8 @@ def rescore(detection: dict, rule: str, value: float) -> dict:
 def mask_false_positives(target: dict, detection: dict) -> int:
     """Detections scoring >= 0.7 that match no object of their class by mask IoU >= 0.5."""
     keep = detection["scores"] >= CONFIDENT
-    matches = match_masks(target["masks"].numpy() > 0, target["labels"].numpy(), (detection["masks"][keep, 0] > 0.5).numpy(),
+    matches = match_masks(target["masks"].numpy() > 0, target["labels"].numpy(),
+                          (detection["masks"][keep, 0] > 0.5).numpy(),
                           detection["labels"][keep].numpy(), detection["scores"][keep].numpy())
     return len(matches.false_positives)
 
@@ -90,7 +92,8 @@ def score(detections, targets, coco_gt) -> dict:
            "mask_misses": sum(mask_false_positives(t, d) for d, t in zip(detections, targets))}
     if coco_gt is not None:
         metrics = evaluate_results(coco_gt, detections_to_coco(detections, list(range(len(detections)))))
-        row.update({f"{kind}_{name}": round(metrics[kind][name], 4) for kind in ("segm", "bbox") for name in ("AP", "AP50")})
+        row.update({f"{kind}_{name}": round(metrics[kind][name], 4)
+                    for kind in ("segm", "bbox") for name in ("AP", "AP50")})
     return row
 
 
@@ -99,7 +102,8 @@ RULES = [("none", 0), ("claimed", 0), ("claimed-gauss", 0.5), ("claimed-gauss", 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", default=str(ROOT / "data" / "shapes_model" / "model.pt"))
     parser.add_argument("--json", default=str(ROOT / "data" / "shapes_model" / "rescore.json"))
     args = parser.parse_args()
@@ -107,7 +111,8 @@ def main() -> None:
     model.config = model.config.replace(mask_overlap_rescore=False)  # the rules below start from plain scores
     sets = {"choose": ShapesDataset(recipes.SHAPES_TEST_IMAGES, seed=CHOOSE_SEED),
             "test": ShapesDataset(recipes.SHAPES_TEST_IMAGES, seed=recipes.SHAPES_TEST_SEED),
-            "keras": ShapesDataset(recipes.SHAPES_TEST_IMAGES, seed=recipes.SHAPES_TEST_SEED, variant="keras"),
+            "keras": ShapesDataset(recipes.SHAPES_TEST_IMAGES, seed=recipes.SHAPES_TEST_SEED,
+                                   variant="keras"),
             "sample": CocoDataset(SAMPLE / "images", SAMPLE / "annotations.json")}
     runs = {name: (*detect_all(model, dataset), None if name == "sample" else coco_ground_truth(dataset))
             for name, dataset in sets.items()}
@@ -118,10 +123,13 @@ def main() -> None:
             rescored = [rescore(d, rule, value) for d in detections]
             row.update({f"{name}_{k}": v for k, v in score(rescored, targets, coco_gt).items()})
         rows.append(row)
-        print(f"{row['rule']:<18} choose: segm AP {row['choose_segm_AP']:.4f} AP50 {row['choose_segm_AP50']:.4f} "
-              f"misses {row['choose_box_misses']:>2} | test: segm AP {row['test_segm_AP']:.4f} AP50 {row['test_segm_AP50']:.4f} "
-              f"bbox AP {row['test_bbox_AP']:.4f} misses {row['test_box_misses']:>2} | keras AP50 {row['keras_segm_AP50']:.4f} "
-              f"| sample misses {row['sample_box_misses']} (by mask IoU {row['sample_mask_misses']})", flush=True)
+        print(f"{row['rule']:<18} choose: segm AP {row['choose_segm_AP']:.4f} "
+              f"AP50 {row['choose_segm_AP50']:.4f} misses {row['choose_box_misses']:>2} "
+              f"| test: segm AP {row['test_segm_AP']:.4f} AP50 {row['test_segm_AP50']:.4f} "
+              f"bbox AP {row['test_bbox_AP']:.4f} misses {row['test_box_misses']:>2} "
+              f"| keras AP50 {row['keras_segm_AP50']:.4f} "
+              f"| sample misses {row['sample_box_misses']} (by mask IoU {row['sample_mask_misses']})",
+              flush=True)
     write_report(args.json, rows, checkpoint=args.checkpoint, choose_seed=CHOOSE_SEED)
 
 

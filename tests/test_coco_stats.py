@@ -35,11 +35,15 @@ CATEGORY_IDS = (1, 2, 3, 5, 9)  # 9 has no ground truth; detections relabelled t
 # --- pycocotools, as the reference --------------------------------------------------------------------
 
 
-def cocoeval_stats(ground_truth: dict, results: list[dict], iou_type: str) -> list[float]:
-    """COCOeval's stats, on copies (COCOeval writes into the dicts it is given), quietly. A segm
-    result is given without its box, so that loadRes takes its area from the mask."""
-    shape_key = "bbox" if iou_type == "bbox" else "segmentation"
-    results = [{k: r[k] for k in ("image_id", "category_id", "score", shape_key)} for r in results]
+def cocoeval_stats(ground_truth: dict, results: list[dict], iou_type: str,
+                   mask_area: bool = False) -> list[float]:
+    """COCOeval's stats, on copies (COCOeval writes into the dicts it is given), quietly, of the
+    results as ``COCO.loadRes`` reads them. ``mask_area``: each result is given only the field it
+    is scored on, so that for segm loadRes takes its area from the mask, not from its box (what
+    ``evaluate_results`` does, and ``evaluate_detections`` follows)."""
+    if mask_area:
+        shape_key = "bbox" if iou_type == "bbox" else "segmentation"
+        results = [{k: r[k] for k in ("image_id", "category_id", "score", shape_key)} for r in results]
     with contextlib.redirect_stdout(io.StringIO()):
         coco_gt = COCO()
         coco_gt.dataset = copy.deepcopy(ground_truth)
@@ -54,7 +58,8 @@ def cocoeval_stats(ground_truth: dict, results: list[dict], iou_type: str) -> li
 
 def _empty_results(coco_gt: COCO) -> COCO:
     coco_dt = COCO()
-    coco_dt.dataset = {"images": coco_gt.dataset["images"], "categories": coco_gt.dataset["categories"], "annotations": []}
+    coco_dt.dataset = {"images": coco_gt.dataset["images"], "categories": coco_gt.dataset["categories"],
+                       "annotations": []}
     coco_dt.createIndex()
     return coco_dt
 
@@ -107,8 +112,9 @@ def random_ground_truth(rng) -> dict:
         for _ in range(rng.integers(1, 7)):
             x0, y0, w, h = random_box(rng)
             mask = shape_mask(rng, x0, y0, w, h)
-            annotation = {"image_id": image_id, "category_id": int(rng.choice(CATEGORY_IDS[:4])), "iscrowd": 0,
-                          "segmentation": rle(mask), "area": float(mask.sum()), "bbox": mask_utils.toBbox(rle(mask)).tolist()}
+            annotation = {"image_id": image_id, "category_id": int(rng.choice(CATEGORY_IDS[:4])),
+                          "iscrowd": 0, "segmentation": rle(mask), "area": float(mask.sum()),
+                          "bbox": mask_utils.toBbox(rle(mask)).tolist()}
             draw = rng.random()
             if draw < 0.1:  # a crowd region
                 annotation.update(iscrowd=1, segmentation=uncompressed_rle(mask))
@@ -135,9 +141,10 @@ def perturbed_detection(rng, annotation: dict) -> dict:
     y2 = round(y + (h - h2) / 2 + rng.normal() * 0.1 * h)
     mask = shape_mask(rng, x2, y2, w2, h2)
     category = annotation["category_id"] if rng.random() > 0.1 else int(rng.choice(CATEGORY_IDS))
-    box = [x2 + rng.normal() * 0.3, y2 + rng.normal() * 0.3, w2 * rng.uniform(0.95, 1.05), h2 * rng.uniform(0.95, 1.05)]
-    return {"image_id": annotation["image_id"], "category_id": category, "score": round(float(rng.random()), 1),
-            "bbox": box, "segmentation": rle(mask)}
+    box = [x2 + rng.normal() * 0.3, y2 + rng.normal() * 0.3, w2 * rng.uniform(0.95, 1.05),
+           h2 * rng.uniform(0.95, 1.05)]
+    return {"image_id": annotation["image_id"], "category_id": category,
+            "score": round(float(rng.random()), 1), "bbox": box, "segmentation": rle(mask)}
 
 
 def random_results(rng, ground_truth: dict) -> list[dict]:
@@ -156,15 +163,19 @@ def random_results(rng, ground_truth: dict) -> list[dict]:
             continue
         for _ in range(rng.integers(0, 4)):
             x0, y0, w, h = random_box(rng)
-            results.append({"image_id": image["id"], "category_id": int(rng.choice(CATEGORY_IDS)), "score": float(rng.random()),
-                            "bbox": [float(x0), float(y0), float(w), float(h)], "segmentation": rle(shape_mask(rng, x0, y0, w, h))})
+            results.append({"image_id": image["id"], "category_id": int(rng.choice(CATEGORY_IDS)),
+                            "score": float(rng.random()), "bbox": [float(x0), float(y0), float(w), float(h)],
+                            "segmentation": rle(shape_mask(rng, x0, y0, w, h))})
     mask = np.zeros((HEIGHT, WIDTH), dtype=np.uint8)
     mask[:32, :32] = 1
-    results.append({"image_id": 20, "category_id": 2, "score": 0.5, "bbox": [0.0, 0.0, 32.0, 32.0], "segmentation": rle(mask)})
+    results.append({"image_id": 20, "category_id": 2, "score": 0.5, "bbox": [0.0, 0.0, 32.0, 32.0],
+                    "segmentation": rle(mask)})
     for _ in range(130):  # more than COCO's 100 per image and class: the lowest-scored 30 drop out
-        x0, y0, w, h = int(rng.integers(0, 140)), int(rng.integers(0, 100)), int(rng.integers(2, 20)), int(rng.integers(2, 20))
+        x0, y0, w, h = (int(rng.integers(0, 140)), int(rng.integers(0, 100)), int(rng.integers(2, 20)),
+                        int(rng.integers(2, 20)))
         results.append({"image_id": 7, "category_id": 1, "score": round(float(rng.random()), 2),
-                        "bbox": [float(x0), float(y0), float(w), float(h)], "segmentation": rle(shape_mask(rng, x0, y0, w, h))})
+                        "bbox": [float(x0), float(y0), float(w), float(h)],
+                        "segmentation": rle(shape_mask(rng, x0, y0, w, h))})
     results.append({**results[0], "category_id": 42})
     order = rng.permutation(len(results))
     return [results[i] for i in order]
@@ -180,7 +191,41 @@ def test_coco_stats_equals_cocoeval_on_random_scenes(seed, iou_type):
     expected = cocoeval_stats(ground_truth, results, iou_type)
     assert sum(value == -1 for value in expected) <= 4  # the scene exercises (nearly) every number
     assert coco_stats(ground_truth, results, iou_type) == pytest.approx(expected, abs=1e-9)
+    # The project's own reading (evaluate_results): a segm detection's area is its mask's.
+    by_mask = cocoeval_stats(ground_truth, results, iou_type, mask_area=True)
+    assert evaluate_detections(ground_truth, results, iou_type).stats() == pytest.approx(by_mask, abs=1e-9)
     assert (ground_truth, results) == untouched  # unlike COCOeval, the inputs are left as they were
+
+
+def test_segm_results_with_a_box_are_sized_by_the_box_as_loadres_reads_them():
+    # pycocotools' COCO.loadRes takes a result's area from its "bbox" when it has one (the branch
+    # before "segmentation"), so a segm result written with its box, as detectron2 writes them, is
+    # put in the size range of its box. One small object (10 x 10) found by the 0.9 detection; the
+    # 0.95 detection is a 10 x 10 mask on the background whose box says 40 x 40 (medium).
+    square = lambda x, y, s: rle(np.pad(np.ones((s, s)), ((y, 100 - y - s), (x, 100 - x - s))))  # noqa: E731
+    ground_truth = {
+        "images": [{"id": 1, "height": 100, "width": 100}],
+        "categories": [{"id": 1, "name": "thing"}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "segmentation": square(0, 0, 10),
+                         "bbox": [0.0, 0.0, 10.0, 10.0], "area": 100.0, "iscrowd": 0}],
+    }
+    results = [{"image_id": 1, "category_id": 1, "score": 0.9, "segmentation": square(0, 0, 10),
+                "bbox": [0.0, 0.0, 10.0, 10.0]},
+               {"image_id": 1, "category_id": 1, "score": 0.95, "segmentation": square(50, 50, 10),
+                "bbox": [50.0, 50.0, 40.0, 40.0]}]
+    stats = coco_stats(ground_truth, results, "segm")
+    assert stats == pytest.approx(cocoeval_stats(ground_truth, results, "segm"), abs=1e-12)
+    assert stats[3] == pytest.approx(1.0)  # APs: the false positive is medium by its box, not small
+    # Sized by their masks (the project's evaluate_results), both are small: APs = AP = 1/2.
+    by_mask = evaluate_detections(ground_truth, results, "segm").stats()
+    assert by_mask == pytest.approx(cocoeval_stats(ground_truth, results, "segm", mask_area=True), abs=1e-12)
+    assert by_mask[3] == pytest.approx(0.5)  # ranked wrong, right: precision 1/2 at every recall
+    # loadRes decides on the first result: with its box, every result needs one (loadRes: KeyError)
+    with pytest.raises(ValueError, match=r"results\[1\] has no 'bbox' but results\[0\] has one"):
+        coco_stats(ground_truth, [results[0], {k: v for k, v in results[1].items() if k != "bbox"}], "segm")
+    # without a box on the first, loadRes sizes every result by its mask
+    first_without_box = [{k: v for k, v in results[0].items() if k != "bbox"}, results[1]]
+    assert coco_stats(ground_truth, first_without_box, "segm") == pytest.approx(by_mask, abs=1e-12)
 
 
 @pytest.mark.parametrize("iou_type", ["bbox", "segm"])
@@ -203,15 +248,19 @@ def test_coco_stats_equals_coco_eval_module_on_shapes():
         keep = np.arange(len(target["labels"])) % 3 != 2
         boxes = target["boxes"][keep].clone()
         boxes[:, [0, 2]] += 0.2 * (boxes[:, 2:3] - boxes[:, 0:1])
-        detections.append({"boxes": boxes, "labels": target["labels"][keep], "scores": 0.5 + 0.05 * target["labels"][keep],
+        detections.append({"boxes": boxes, "labels": target["labels"][keep],
+                           "scores": 0.5 + 0.05 * target["labels"][keep],
                            "masks": target["masks"][keep][:, None].float()})
         image_ids.append(index)
     ground_truth = coco_ground_truth(dataset).dataset
     results = detections_to_coco(detections, image_ids)
     metrics = evaluate_results(coco_ground_truth(dataset), results)
     for iou_type in ("bbox", "segm"):
-        readable = dict(zip(SUMMARY_NAMES, coco_stats(ground_truth, results, iou_type)))
-        official = {name: -1.0 if metrics[iou_type][name] is None else metrics[iou_type][name] for name in SUMMARY_NAMES}
+        # evaluate_results gives loadRes segm results without their box: sized by the mask, as
+        # evaluate_detections sizes them (coco_stats would size them by the box, as loadRes does).
+        readable = dict(zip(SUMMARY_NAMES, evaluate_detections(ground_truth, results, iou_type).stats()))
+        official = {name: -1.0 if metrics[iou_type][name] is None else metrics[iou_type][name]
+                    for name in SUMMARY_NAMES}
         assert readable == pytest.approx(official, abs=1e-9)
 
 
@@ -301,9 +350,11 @@ def test_match_detections_greedy_rules():
         [-1, 1, 2, -1, -1, -1],  # IoU >= 0.75: the first detection overlaps nothing enough
     ]
     # a counted object is preferred to an ignored one that overlaps more
-    assert match_detections(np.array([[0.6, 0.9]]), np.array([False, True]), np.array([False, False])).tolist()[0] == [0]
+    preferred = match_detections(np.array([[0.6, 0.9]]), np.array([False, True]), np.array([False, False]))
+    assert preferred.tolist()[0] == [0]
     # of equal overlaps, the later object (as COCOeval's scan keeps the last best)
-    assert match_detections(np.array([[0.8, 0.8]]), np.array([False, False]), np.array([False, False]))[0].tolist() == [1]
+    tied = match_detections(np.array([[0.8, 0.8]]), np.array([False, False]), np.array([False, False]))
+    assert tied[0].tolist() == [1]
 
 
 def test_equal_overlaps_go_to_the_later_object_as_in_cocoeval():
@@ -313,8 +364,10 @@ def test_equal_overlaps_go_to_the_later_object_as_in_cocoeval():
     ground_truth = {
         "images": [{"id": 1, "height": 20, "width": 20}],
         "categories": [{"id": 1, "name": "thing"}],
-        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0.0, 0.0, 10.0, 10.0], "area": 100.0, "iscrowd": 0},
-                        {"id": 2, "image_id": 1, "category_id": 1, "bbox": [5.0, 0.0, 10.0, 10.0], "area": 100.0, "iscrowd": 0}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0.0, 0.0, 10.0, 10.0],
+                         "area": 100.0, "iscrowd": 0},
+                        {"id": 2, "image_id": 1, "category_id": 1, "bbox": [5.0, 0.0, 10.0, 10.0],
+                         "area": 100.0, "iscrowd": 0}],
     }
     results = [{"image_id": 1, "category_id": 1, "bbox": [2.5, 0.0, 10.0, 10.0], "score": 0.9},
                {"image_id": 1, "category_id": 1, "bbox": [0.0, 0.0, 10.0, 10.0], "score": 0.8}]
@@ -339,10 +392,12 @@ def test_confusion_matrix_hand_made():
     results = [
         {"image_id": 1, "category_id": 1, "bbox": box(0, 0, 10), "score": 0.9},  # A as cat: right
         {"image_id": 1, "category_id": 1, "bbox": box(20, 20, 10), "score": 0.8},  # B (a dog) as cat
-        {"image_id": 1, "category_id": 2, "bbox": box(1, 0, 10), "score": 0.7},  # A again (IoU 0.82 < 1): false positive dog
-        {"image_id": 1, "category_id": 1, "bbox": box(60, 60, 5), "score": 0.9},  # background: false positive cat
-        {"image_id": 1, "category_id": 1, "bbox": box(2, 42, 5), "score": 0.9},  # inside the crowd: not counted
-        {"image_id": 1, "category_id": 1, "bbox": box(40, 0, 10), "score": 0.3},  # C, below the score threshold: C missed
+        # A again (IoU 0.82 < 1): a false positive dog
+        {"image_id": 1, "category_id": 2, "bbox": box(1, 0, 10), "score": 0.7},
+        {"image_id": 1, "category_id": 1, "bbox": box(60, 60, 5), "score": 0.9},  # background: false positive
+        {"image_id": 1, "category_id": 1, "bbox": box(2, 42, 5), "score": 0.9},  # in the crowd: not counted
+        # C, below the score threshold: C missed
+        {"image_id": 1, "category_id": 1, "bbox": box(40, 0, 10), "score": 0.3},
     ]
     matrix = confusion_matrix(ground_truth, results, "bbox", iou_threshold=0.5, score_threshold=0.5)
     assert matrix.class_names == ["cat", "dog"]
@@ -352,7 +407,8 @@ def test_confusion_matrix_hand_made():
                                       [1, 1, 0]]  # false positives: a cat on the background, a dog twice on A
     assert matrix.table().splitlines()[0].split() == ["cat", "dog", "missed"]
     # a lower score threshold finds C
-    assert confusion_matrix(ground_truth, results, "bbox", score_threshold=0.2).counts[0].tolist() == [2, 0, 0]
+    lower = confusion_matrix(ground_truth, results, "bbox", score_threshold=0.2)
+    assert lower.counts[0].tolist() == [2, 0, 0]
 
 
 def test_bad_input_is_named():

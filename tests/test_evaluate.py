@@ -76,7 +76,8 @@ def test_ground_truth_as_detections_scores_1_on_shapes(shapes10):
         for name in ("AP", "AP50", "AP75", "AR100"):
             assert metrics[iou_type][name] == pytest.approx(1.0), (iou_type, name)
         # per-class AP is keyed by the class names, all 1
-        assert metrics[iou_type]["per_class"] == pytest.approx({"square": 1.0, "circle": 1.0, "triangle": 1.0})
+        assert metrics[iou_type]["per_class"] == pytest.approx({"square": 1.0, "circle": 1.0,
+                                                                "triangle": 1.0})
 
 
 def test_ground_truth_as_detections_scores_1_on_coco_edge_cases_despite_the_crowd(edge):
@@ -276,7 +277,8 @@ def test_ground_truth_missing_bbox_area_iscrowd_is_completed_in_a_copy(edge):
     assert completed.anns[10]["bbox"] == [1.0, 1.0, 11.0, 9.0]  # both parts of the polygon
     assert completed.anns[10]["area"] == 28.0 and completed.anns[10]["iscrowd"] == 0
     assert completed.anns[21]["iscrowd"] == 0  # without the field, a crowd cannot be known
-    metrics = evaluate_results(completed, detections_to_coco(*ground_truth_detections(edge), edge.label_to_category_id))
+    results = detections_to_coco(*ground_truth_detections(edge), edge.label_to_category_id)
+    metrics = evaluate_results(completed, results)
     # ... so the former crowd is now a square that nobody found: the disk scores 1, the square has
     # recall 1/2, precision 1 at recall levels 0 .. 0.50 (51 of 101): AP50 = (1 + 51/101) / 2.
     assert metrics["bbox"]["per_class"]["disk"] == pytest.approx(1.0)
@@ -300,10 +302,12 @@ def test_format_metrics_is_a_table_that_says_which_ranges_are_empty(edge):
     assert lines[0].split() == ["bbox", "segm"]
     assert lines[1].split() == ["AP", "1.000", "1.000"]
     assert "APm n/a n/a".split() in [line.split() for line in lines]
-    assert lines[-3:-1] == [f"{'square':<12}{'1.000':>8}{'1.000':>8}", f"{'disk':<12}{'1.000':>8}{'1.000':>8}"]
+    assert lines[-3:-1] == [f"{'square':<12}{'1.000':>8}{'1.000':>8}",
+                            f"{'disk':<12}{'1.000':>8}{'1.000':>8}"]
     assert lines[-1].startswith("n/a: no ground-truth object of that size or class")
     # with every number defined, no note
-    defined = {t: {**{name: 0.5 for name in SUMMARY_NAMES}, "per_class": {"disk": 0.5}} for t in ("bbox", "segm")}
+    defined = {t: {**{name: 0.5 for name in SUMMARY_NAMES}, "per_class": {"disk": 0.5}}
+               for t in ("bbox", "segm")}
     assert "n/a" not in format_metrics(defined)
 
 
@@ -336,7 +340,8 @@ class Oracle(torch.nn.Module):
 
     def forward(self, images):
         assert not self.training and not torch.is_grad_enabled()
-        return [next(as_detections(t) for im, t in self.samples if torch.equal(im, image)) for image in images]
+        return [next(as_detections(t) for im, t in self.samples if torch.equal(im, image))
+                for image in images]
 
 
 @pytest.mark.parametrize("name", ["shapes", "edge", "edge_disks_only"])
@@ -353,8 +358,10 @@ def test_coco_evaluate_of_a_perfect_model_is_1(name, shapes10, edge):
     for iou_type in ("bbox", "segm"):
         assert metrics[iou_type]["AP"] == pytest.approx(1.0)
         assert list(metrics[iou_type]["per_class"]) == dataset.class_names[1:]
-    expected_ids = [target["image_id"] for _, target in map(dataset.__getitem__, range(len(dataset))) if len(target["labels"])]
-    assert sorted({r["image_id"] for r in results}) == expected_ids  # every image with objects, by its COCO id
+    expected_ids = [target["image_id"] for _, target in map(dataset.__getitem__, range(len(dataset)))
+                    if len(target["labels"])]
+    # every image with objects, by its COCO id
+    assert sorted({r["image_id"] for r in results}) == expected_ids
 
 
 @pytest.mark.parametrize("name", ["shapes", "edge"])
@@ -370,7 +377,8 @@ def test_coco_evaluate_scores_only_num_images(name, shapes10, edge):
 
 
 def test_coco_evaluate_warns_when_dataset_coco_may_not_describe_the_images():
-    dataset = CocoDataset(EDGE / "images", EDGE / "annotations.json", transforms=lambda image, target: (image, target))
+    dataset = CocoDataset(EDGE / "images", EDGE / "annotations.json",
+                          transforms=lambda image, target: (image, target))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         coco_evaluate(Oracle(dataset), dataset, progress=False)
@@ -388,7 +396,8 @@ def test_coco_evaluate_runs_an_untrained_model_and_restores_its_mode():
     for iou_type in ("bbox", "segm"):
         assert set(metrics[iou_type]) == {*SUMMARY_NAMES, "per_class"}
         assert list(metrics[iou_type]["per_class"]) == ["square", "circle", "triangle"]
-        values = [metrics[iou_type][name] for name in SUMMARY_NAMES] + list(metrics[iou_type]["per_class"].values())
+        values = [metrics[iou_type][name] for name in SUMMARY_NAMES]
+        values += list(metrics[iou_type]["per_class"].values())
         assert all(v is None or (type(v) is float and 0.0 <= v <= 1.0) for v in values)
     # an untrained model still outputs up to 20 detections an image, on the images run only
     assert results and {r["image_id"] for r in results} <= {0, 1, 2, 3}
@@ -405,7 +414,8 @@ def test_coco_evaluate_leaves_an_eval_model_in_eval_mode(edge):
 def _distributed_worker(rank, world_size, store, out_dir):
     """One process of a 2-process group: evaluate the oracle on its shard, write what it returns."""
     torch.set_num_threads(1)
-    torch.distributed.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world_size)
+    torch.distributed.init_process_group("gloo", init_method=f"file://{store}", rank=rank,
+                                         world_size=world_size)
     try:
         dataset = ShapesDataset(5, seed=3)
         returned = coco_evaluate(Oracle(dataset), dataset, batch_size=2, progress=False)
@@ -453,7 +463,8 @@ def test_draw_detections_draws_the_detections_above_the_threshold():
         assert overlay[0, 0, 3] == 0  # detection 1 is not drawn: its pixels stay clear
         assert overlay[5, 5, 3] > 0 and overlay[3, 3, 3] > 0 and overlay[7, 7, 3] > 0
         # the overlap shows the better detection (0.9, triangle), as its own pixels do
-        assert np.array_equal(overlay[5, 5], overlay[7, 7]) and not np.array_equal(overlay[5, 5], overlay[3, 3])
+        assert np.array_equal(overlay[5, 5], overlay[7, 7])
+        assert not np.array_equal(overlay[5, 5], overlay[3, 3])
         # boxes in continuous pixel coordinates: the image spans [0, W] x [0, H], y down
         assert ax.images[0].get_extent() == [0, 10, 8, 0]
     finally:
@@ -461,7 +472,8 @@ def test_draw_detections_draws_the_detections_above_the_threshold():
 
 
 def test_draw_detections_without_masks_or_names():
-    detections = {"boxes": torch.tensor([[1.0, 1.0, 3.0, 3.0]]), "labels": torch.tensor([5]), "scores": torch.tensor([0.8])}
+    detections = {"boxes": torch.tensor([[1.0, 1.0, 3.0, 3.0]]), "labels": torch.tensor([5]),
+                  "scores": torch.tensor([0.8])}
     fig, ax = plt.subplots()
     try:
         draw_detections(ax, torch.zeros(3, 4, 4), detections)

@@ -7,9 +7,10 @@ import torch
 
 from maskrcnn_edu.data import ShapesDataset
 from maskrcnn_edu.data.export import encode_masks
-from maskrcnn_edu.explorers.ablations import (TrainingMonitor, ablation_explorer, ablation_view, compare_image,
-                                              compare_with_paper, draw_ablation_bars, draw_training_progress,
-                                              format_ablation_table, instances_from_results, mask_iou, match_masks)
+from maskrcnn_edu.explorers.ablation_images import (ablation_explorer, ablation_view, compare_image,
+                                                     instances_from_results)
+from maskrcnn_edu.explorers.ablations import compare_with_paper, draw_ablation_bars, format_ablation_table
+from maskrcnn_edu.explorers.monitor import TrainingMonitor, draw_training_progress
 
 
 def _result(image_id, label, mask, score):
@@ -45,24 +46,6 @@ def detections(shapes):
     return {"roialign_sigmoid": baseline, "roipool": roipool, "softmax": []}
 
 
-def test_mask_iou_and_matching_by_hand():
-    objects = np.zeros((2, 4, 4), bool)
-    objects[0, :2, :2] = True  # 4 pixels
-    objects[1, 2:, 2:] = True  # 4 pixels
-    found = np.zeros((3, 4, 4), bool)
-    found[0, :2, :3] = True    # object 0 plus 2 pixels: IoU 4/6
-    found[1, :2, :2] = True    # exactly object 0, but scored lower: a duplicate
-    found[2, 2:, 2:] = True    # exactly object 1, but of another class
-    assert np.allclose(mask_iou(objects, found), [[4 / 6, 1.0, 0.0], [0.0, 0.0, 1.0]])
-    matches = match_masks(objects, [1, 2], found, [1, 1, 3], [0.9, 0.8, 0.7])
-    assert matches.pairs.tolist() == [[0, 0]]        # the best score takes object 0, though 1 fits better
-    assert np.allclose(matches.ious, [4 / 6])
-    assert matches.missed.tolist() == [1]             # only a detection of another class covers it
-    assert matches.false_positives.tolist() == [1, 2]
-    strict = match_masks(objects, [1, 2], found, [1, 1, 3], [0.9, 0.8, 0.7], iou_threshold=0.7)
-    assert strict.pairs.tolist() == [[0, 1]]         # at 0.7 the first cannot match; the duplicate can
-
-
 def test_instances_decode_and_filter(shapes, detections):
     _, target = shapes[0]
     size = tuple(target["masks"].shape[1:])
@@ -80,7 +63,8 @@ def test_compare_image_counts(shapes, detections):
     _, target = shapes[0]
     objects = len(target["labels"])
     base, pool = compare_image(detections, "roipool", target, 0, score_threshold=0.5)
-    assert (base.detections, base.matched, base.mean_iou, base.matched_at(0.75)) == (objects, objects, 1.0, objects)
+    expected = (objects, objects, 1.0, objects)
+    assert (base.detections, base.matched, base.mean_iou, base.matched_at(0.75)) == expected
     assert len(base.matches.false_positives) == 0
     mask = target["masks"][0].numpy().astype(bool)
     shifted = np.roll(mask, 3, axis=1)
@@ -106,17 +90,20 @@ def test_explorer_controls(shapes, detections):
     state = explorer.state
     assert state.image_id == 0 and state.variant.variant == "roipool"
     assert f"image 0 ({objects} objects)" in state.caption
-    assert f"RoIAlign + sigmoid (baseline): {objects} detections, {objects} of {objects} objects matched" in state.caption
+    assert (f"RoIAlign + sigmoid (baseline): {objects} detections, {objects} of {objects} objects matched"
+            in state.caption)
     explorer.controls["variant"].value = "softmax"
     assert explorer.state.variant.detections == 0
-    assert f"softmax over classes: 0 detections, 0 of {objects} objects matched (mean mask IoU –" in explorer.state.caption
+    assert (f"softmax over classes: 0 detections, 0 of {objects} objects matched (mean mask IoU –"
+            in explorer.state.caption)
     assert explorer.state.caption.endswith("0 false positives")
     explorer.controls["score_threshold"].value = 0.25
     assert explorer.state.baseline.detections == objects + 1
     assert "1 false positive;" in explorer.state.caption  # singular
     explorer.controls["image_id"].value = 1
     _, target1 = shapes[1]
-    assert explorer.state.baseline.detections == 1 and explorer.state.baseline.objects == len(target1["labels"])
+    assert explorer.state.baseline.detections == 1
+    assert explorer.state.baseline.objects == len(target1["labels"])
     assert "(baseline): 1 detection, 0 of" in explorer.state.caption
 
 
@@ -140,14 +127,15 @@ def _stats(*values):
 
 def _report(with_softmax: bool):
     def row(ap, ap50, ap75, seeds=(0, 1)):
-        return {"seeds": list(seeds), "segm_AP": _stats(*ap), "segm_AP50": _stats(*ap50), "segm_AP75": _stats(*ap75),
-                "bbox_AP": _stats(*ap)}
+        return {"seeds": list(seeds), "segm_AP": _stats(*ap), "segm_AP50": _stats(*ap50),
+                "segm_AP75": _stats(*ap75), "bbox_AP": _stats(*ap)}
 
     table = {"roialign_sigmoid": row((0.70, 0.72), (0.90, 0.92), (0.78, 0.80)),
              "roipool": row((0.60, 0.64), (0.91, 0.93), (0.60, 0.62))}
     if with_softmax:
         table["softmax"] = row((0.71, 0.75), (0.90, 0.90), (0.79, 0.79))
-    runs = [{"variant": v, "seed": s, **{f"segm_{m}": table[v][f"segm_{m}"]["min"] for m in ("AP", "AP50", "AP75")}}
+    runs = [{"variant": v, "seed": s,
+             **{f"segm_{m}": table[v][f"segm_{m}"]["min"] for m in ("AP", "AP50", "AP75")}}
             for v in table for s in (0, 1)]
     paper = {"roipool_vs_roialign": {"backbone": "ResNet-50-C5, stride 32",
                                      "roipool": {"AP": 23.6, "AP50": 46.5, "AP75": 21.6},
@@ -162,13 +150,16 @@ def _report(with_softmax: bool):
 def test_comparisons_against_the_paper():
     comparisons = {(c.name, c.metric): c for c in compare_with_paper(_report(with_softmax=True))}
     pool_ap75 = comparisons[("RoIAlign − RoIPool", "AP75")]
-    assert (pool_ap75.ours, pool_ap75.paper, pool_ap75.same_direction, pool_ap75.beyond_spread) == (18.0, 10.5, True, True)
+    def fields(c):
+        return c.ours, c.paper, c.same_direction, c.beyond_spread
+
+    assert fields(pool_ap75) == (18.0, 10.5, True, True)
     pool_ap50 = comparisons[("RoIAlign − RoIPool", "AP50")]
-    assert (pool_ap50.ours, pool_ap50.paper, pool_ap50.same_direction, pool_ap50.beyond_spread) == (-1.0, 5.3, False, False)
+    assert fields(pool_ap50) == (-1.0, 5.3, False, False)
     soft_ap = comparisons[("sigmoid − softmax", "AP")]
-    assert (soft_ap.ours, soft_ap.paper, soft_ap.same_direction, soft_ap.beyond_spread) == (-2.0, 5.5, False, False)
-    assert pool_ap75.sentence() == ("RoIAlign − RoIPool, mask AP75: +18.0 points here (paper: +10.5); same direction, "
-                                    "beyond the seeds' spread")
+    assert fields(soft_ap) == (-2.0, 5.5, False, False)
+    assert pool_ap75.sentence() == ("RoIAlign − RoIPool, mask AP75: +18.0 points here (paper: +10.5); "
+                                    "same direction, beyond the seeds' spread")
     assert "OPPOSITE direction, within the seeds' spread" in pool_ap50.sentence()
 
 
@@ -208,9 +199,12 @@ class _Toy(torch.nn.Module):
 def test_monitor_records_training_losses_and_leaves_the_random_state_alone():
     model = _Toy()
     seen = []
-    monitor = TrainingMonitor(evaluate=lambda m, d: {"segm": {"AP": float(m(d)[0] > -1), "AP50": 0.5, "AP75": None},
-                                                    "bbox": {"AP": 0.25, "AP50": None, "AP75": None}},
-                              on_validation=lambda mon: seen.append(len(mon.validations)), start_step=10).attach(model)
+    def evaluate(m, d):
+        return {"segm": {"AP": float(m(d)[0] > -1), "AP50": 0.5, "AP75": None},
+                "bbox": {"AP": 0.25, "AP50": None, "AP75": None}}
+
+    monitor = TrainingMonitor(evaluate=evaluate, on_validation=lambda mon: seen.append(len(mon.validations)),
+                              start_step=10).attach(model)
     model.train()
     for value in (1.0, 2.0, 3.0):
         model(torch.tensor([value]))
@@ -228,13 +222,3 @@ def test_monitor_records_training_losses_and_leaves_the_random_state_alone():
     model.train()
     model(torch.tensor([1.0]))
     assert len(monitor.losses["loss_a"]) == 3
-
-
-def test_no_objects_or_no_detections():
-    none = np.zeros((0, 5, 6), bool)
-    some = np.ones((2, 5, 6), bool)
-    assert mask_iou(none, some).shape == (0, 2) and mask_iou(some, none).shape == (2, 0)
-    matches = match_masks(none, [], some, [1, 2], [0.9, 0.8])
-    assert matches.pairs.shape == (0, 2) and matches.false_positives.tolist() == [0, 1]
-    matches = match_masks(some, [1, 2], none, [], [])
-    assert matches.missed.tolist() == [0, 1] and len(matches.false_positives) == 0

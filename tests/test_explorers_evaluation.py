@@ -65,7 +65,7 @@ def hand_case():
         {"image_id": 7, "category_id": 1, "bbox": box(20, 0, 30, 6.4), "score": 0.8},  # d1 IoU 0.64
         {"image_id": 7, "category_id": 1, "bbox": box(0, 0, 10, 10), "score": 0.7},  # d2 duplicate of d0
         {"image_id": 7, "category_id": 1, "bbox": box(70, 70, 80, 80), "score": 0.6},  # d3 background
-        {"image_id": 7, "category_id": 1, "bbox": box(20, 0, 30, 8.1), "score": 0.5},  # d4 IoU 0.81, object taken
+        {"image_id": 7, "category_id": 1, "bbox": box(20, 0, 30, 8.1), "score": 0.5},  # d4 IoU 0.81, taken
         {"image_id": 7, "category_id": 1, "bbox": box(5, 55, 15, 65), "score": 0.4},  # d5 inside the crowd
     ]
     return ground_truth, results
@@ -95,9 +95,11 @@ def test_hand_case_operating_points_and_image_outcome():
     assert (nothing.kept, nothing.precision, nothing.recall) == (0, 1.0, 0.0)
 
     outcome = image_outcome(matched, 7, iou_threshold=0.75, score_threshold=0.0)
-    found = {int(matched.detection_score[d] * 10): int(g) for d, g in zip(outcome.true_positives, outcome.found)}
+    found = {int(matched.detection_score[d] * 10): int(g)
+             for d, g in zip(outcome.true_positives, outcome.found)}
     assert found == {9: 0, 5: 1}  # d0 took object 0, d4 object 1
-    assert sorted((matched.detection_score[outcome.false_positives] * 10).round().astype(int).tolist()) == [6, 7, 8]
+    false_scores = (matched.detection_score[outcome.false_positives] * 10).round().astype(int)
+    assert sorted(false_scores.tolist()) == [6, 7, 8]
     assert outcome.missed.tolist() == [2]
     assert outcome.counts() == "2 right, 3 false positives, 1 missed"  # the crowd detection: neither
 
@@ -112,7 +114,8 @@ def test_false_positives_are_sorted_by_kind():
     assert kinds == ["duplicate", "background", "duplicate", "wrong class"]  # d2, d3, d4, the circle
     at_75 = image_outcome(matched, 7, iou_threshold=0.75, score_threshold=0.0)
     kinds = false_positive_kinds(matched, by_score(at_75.false_positives), 0.75)
-    assert kinds == ["poorly placed", "duplicate", "background", "wrong class"]  # d1 (IoU 0.64), d2, d3, circle
+    # d1 (IoU 0.64), d2, d3, the circle
+    assert kinds == ["poorly placed", "duplicate", "background", "wrong class"]
     assert matched.detection_best_iou[by_score(at_75.false_positives)[0]] == pytest.approx(0.64)
 
 
@@ -148,7 +151,8 @@ def test_all_classes_ranks_every_detection_against_every_object(shapes_eval, mat
     everything = curve(matched, ALL_CLASSES, 0.5)
     assert len(everything.scores) == len(results)
     assert everything.num_ground_truth == len(ground_truth["annotations"])
-    per_class = sum(int(curve(matched, name, 0.5).is_true_positive.sum()) for name in ("square", "circle", "triangle"))
+    per_class = sum(int(curve(matched, name, 0.5).is_true_positive.sum())
+                    for name in ("square", "circle", "triangle"))
     assert int(everything.is_true_positive.sum()) == per_class
 
 
@@ -161,7 +165,8 @@ def test_each_image_accounts_for_its_detections_and_objects(shapes_eval, matched
         assert len(outcome.true_positives) + len(outcome.false_positives) == kept
         assert len(outcome.found) + len(outcome.missed) == objects
         assert len(set(outcome.found.tolist())) == len(outcome.found)  # an object is found once
-        assert (matched.object_category[outcome.found] == matched.detection_category[outcome.true_positives]).all()
+        found_category = matched.object_category[outcome.found]
+        assert (found_category == matched.detection_category[outcome.true_positives]).all()
         for d in outcome.true_positives:  # the indices lead back to the inputs
             assert results[matched.detection_result[d]]["score"] == matched.detection_score[d]
         for g in outcome.found:

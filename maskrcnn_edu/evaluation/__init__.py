@@ -1,7 +1,25 @@
-"""Evaluation: COCO's AP, readable (``ap``), and pycocotools' official numbers (``coco``)."""
-from .ap import *  # noqa: F401,F403
-from .ap import __all__ as _ap_all
-from .coco import *  # noqa: F401,F403
-from .coco import __all__ as _coco_all
+"""Evaluation, as a map: how detections are matched to objects (``matching``), COCO's ground truth
+and results read as the evaluation needs them (``reading``), COCO's AP computed step by step
+(``ap``), what the AP does not say (``analyses``: the confusion matrix), and pycocotools' official
+numbers for a model and a dataset (``coco``)."""
+from .analyses import ConfusionMatrix, confusion_matrix
+from .ap import (AREA_RANGES, IOU_THRESHOLDS, MAX_DETECTIONS, RECALL_LEVELS, SUMMARY_NAMES, Curve, Evaluation,
+                 coco_stats, evaluate_detections, interpolated_precision, match_detections, precision_recall,
+                 precision_recall_curve)
+from .coco import coco_evaluate, coco_ground_truth, detections_to_coco, evaluate_results, format_metrics
+from .matching import (Matches, box_ious, coco_ious, coco_shape, mask_ious, match_boxes, match_by_iou,
+                       match_masks)
 
-__all__ = [*_ap_all, *[name for name in _coco_all if name not in _ap_all]]
+__all__ = [
+    # matching
+    "Matches", "match_by_iou", "match_boxes", "match_masks", "box_ious", "mask_ious", "coco_shape",
+    "coco_ious",
+    # ap
+    "AREA_RANGES", "IOU_THRESHOLDS", "MAX_DETECTIONS", "RECALL_LEVELS", "SUMMARY_NAMES", "Curve",
+    "Evaluation", "coco_stats", "evaluate_detections", "interpolated_precision", "match_detections",
+    "precision_recall", "precision_recall_curve",
+    # analyses
+    "ConfusionMatrix", "confusion_matrix",
+    # coco
+    "coco_evaluate", "coco_ground_truth", "detections_to_coco", "evaluate_results", "format_metrics",
+]

@@ -34,7 +34,9 @@ computes them and equals ``COCOeval`` to within rounding (the tests check 1e-9).
 * *Area ranges*: an object outside the range is ignored like a crowd (a detection that matches it
   is ignored too), and so is a detection outside the range that matches nothing. An object's area
   is its annotation's ``area`` field; a detection's is its box's (``"bbox"``) or its mask's
-  (``"segm"``). The ranges include both ends, as COCO's do.
+  (``"segm"``). The ranges include both ends, as COCO's do. (``coco_stats`` sizes detections as
+  pycocotools' ``COCO.loadRes`` does, which takes a segm result's area from its box when it has
+  one: ``reading.loadres_sizes_by_box``.)
 * A class with no object to find (in an area range) has no recall, hence no AP: it is left out of
   the averages. If every class is left out the number is undefined: ``-1`` in ``coco_stats``, as
   COCOeval gives; ``nan`` in the arrays of ``Evaluation``; ``None`` in tables.
@@ -42,36 +44,26 @@ computes them and equals ``COCOeval`` to within rounding (the tests check 1e-9).
   two objects a detection overlaps equally, it takes the later one. Both as COCOeval does.
 
 What COCOeval throws away, ``Evaluation`` keeps: the raw and interpolated precision-recall curve of
-each class at each IoU threshold (``Evaluation.curve``), a per-class table; ``confusion_matrix``
-tells which class each object was detected as, or that it was missed.
+each class at each IoU threshold (``Evaluation.curve``), a per-class table (``Evaluation.per_class``);
+``analyses.confusion_matrix`` tells which class each object was detected as, or that it was missed.
 
-IoUs come from pycocotools' ``mask.iou`` (C code, the very numbers COCOeval compares), masks are
-pycocotools' RLEs; everything else is here. ``maskrcnn_edu.coco_eval`` runs COCOeval itself.
+IoUs come from pycocotools' ``mask.iou`` (C code, the very numbers COCOeval compares: ``matching.coco_ious``),
+masks are pycocotools' RLEs; everything else is here. ``evaluation.coco`` runs COCOeval itself.
 """
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
-from pycocotools import mask as mask_utils
+
+from .matching import coco_ious
+from .reading import (DETECTION_AREAS, NOTHING, Instances, check_iou_type, image_sizes, read_detections,
+                      read_objects)
 
 __all__ = [
-    "AREA_RANGES",
-    "IOU_THRESHOLDS",
-    "MAX_DETECTIONS",
-    "RECALL_LEVELS",
-    "SUMMARY_NAMES",
-    "ConfusionMatrix",
-    "Curve",
-    "Evaluation",
-    "coco_stats",
-    "confusion_matrix",
-    "evaluate_detections",
-    "interpolated_precision",
-    "match_detections",
-    "precision_recall",
-    "precision_recall_curve",
+    "AREA_RANGES", "IOU_THRESHOLDS", "MAX_DETECTIONS", "RECALL_LEVELS", "SUMMARY_NAMES", "Curve",
+    "Evaluation", "coco_stats", "evaluate_detections", "interpolated_precision", "match_detections",
+    "precision_recall", "precision_recall_curve",
 ]
 
 # The very floats COCOeval uses (its np.linspace calls), so that an IoU of exactly a threshold is
@@ -99,7 +91,6 @@ _SUMMARY = {
     "ARm": ("recall", None, "medium", 100),
     "ARl": ("recall", None, "large", 100),
 }
-IOU_TYPES = ("bbox", "segm")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -115,7 +106,8 @@ def precision_recall(is_true_positive, num_ground_truth: int) -> tuple[np.ndarra
     ``n`` detections, (true positives among them) / ``n`` and (true positives) / objects.
     """
     if num_ground_truth <= 0:
-        raise ValueError(f"num_ground_truth must be positive (recall is found / to find), got {num_ground_truth}")
+        raise ValueError(f"num_ground_truth must be positive (recall is found / to find), "
+                         f"got {num_ground_truth}")
     true_positives = np.cumsum(np.asarray(is_true_positive, dtype=bool))  # [D]
     ranks = np.arange(1, len(true_positives) + 1)  # [D] detections so far
     return true_positives / ranks, true_positives / num_ground_truth
@@ -211,95 +203,6 @@ def match_detections(ious, object_ignored, object_crowd, iou_thresholds=IOU_THRE
 
 
 # ---------------------------------------------------------------------------------------------
-# Reading the ground truth and the results, grouped by image and category
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass
-class _Instances:
-    """The objects, or the detections, of one image and one category, in input order."""
-
-    shapes: list  # what pycocotools' iou takes: [x, y, w, h] boxes or RLE masks
-    areas: np.ndarray  # [N]
-    crowd: np.ndarray  # [N] bool (detections: all False)
-    scores: np.ndarray  # [N] (objects: zeros)
-
-
-def _as_rle(segmentation, height: int, width: int) -> dict:
-    """A COCO segmentation (polygons, uncompressed or compressed RLE) as one compressed RLE."""
-    if isinstance(segmentation, list):  # polygons, possibly several parts: one mask
-        return mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
-    if isinstance(segmentation["counts"], list):  # uncompressed RLE (COCO's crowds)
-        return mask_utils.frPyObjects(segmentation, height, width)
-    return segmentation
-
-
-def _shape(entry: dict, iou_type: str, size: tuple[int, int]):
-    return list(map(float, entry["bbox"])) if iou_type == "bbox" else _as_rle(entry["segmentation"], *size)
-
-
-def _check_fields(entries: list[dict], fields: tuple, what: str) -> None:
-    for index, entry in enumerate(entries):
-        missing = [field for field in fields if field not in entry]
-        if missing:
-            raise ValueError(f"{what}[{index}] has no {missing} (it needs {list(fields)})")
-
-
-def _group(entries: list[dict], image_ids: set) -> dict[tuple, list[dict]]:
-    """``{(image id, category id): entries}``, in input order; entries of other images left out."""
-    groups = defaultdict(list)
-    for entry in entries:
-        if entry["image_id"] in image_ids:
-            groups[entry["image_id"], entry["category_id"]].append(entry)
-    return groups
-
-
-def _objects(ground_truth: dict, iou_type: str, sizes: dict) -> dict[tuple, _Instances]:
-    """The ground truth's annotations by image and category. Their area is the annotation's
-    ``area`` field (for COCO, the area of the polygon or mask, whatever the IoU type)."""
-    annotations = ground_truth["annotations"]
-    shape_key = "bbox" if iou_type == "bbox" else "segmentation"
-    _check_fields(annotations, ("image_id", "category_id", "area", shape_key), "ground_truth['annotations']")
-    return {
-        key: _Instances(
-            shapes=[_shape(a, iou_type, sizes[key[0]]) for a in group],
-            areas=np.array([a["area"] for a in group], dtype=float),
-            crowd=np.array([bool(a.get("iscrowd", 0)) for a in group]),
-            scores=np.zeros(len(group)),
-        )
-        for key, group in _group(annotations, set(sizes)).items()
-    }
-
-
-def _detections(results: list[dict], iou_type: str, sizes: dict) -> dict[tuple, _Instances]:
-    """The results by image and category. A detection's area is its box's for ``"bbox"``, its
-    mask's for ``"segm"``."""
-    shape_key = "bbox" if iou_type == "bbox" else "segmentation"
-    _check_fields(results, ("image_id", "category_id", "score", shape_key), "results")
-    unknown = sorted({r["image_id"] for r in results} - set(sizes))
-    if unknown:
-        raise ValueError(f"results name image ids {unknown[:10]} that are not in ground_truth['images']")
-    groups = {}
-    for key, group in _group(results, set(sizes)).items():
-        shapes = [_shape(r, iou_type, sizes[key[0]]) for r in group]
-        areas = [s[2] * s[3] for s in shapes] if iou_type == "bbox" else mask_utils.area(shapes)
-        groups[key] = _Instances(shapes, np.asarray(areas, dtype=float), np.zeros(len(group), dtype=bool),
-                                 np.array([r["score"] for r in group], dtype=float))
-    return groups
-
-
-_NOTHING = _Instances([], np.zeros(0), np.zeros(0, dtype=bool), np.zeros(0))
-
-
-def _iou(detection_shapes: list, object_shapes: list, crowd: np.ndarray) -> np.ndarray:
-    """``[D, G]`` IoU of each detection with each object, by pycocotools (COCOeval's very numbers).
-    With a crowd, the intersection is divided by the detection's area instead of the union."""
-    if not detection_shapes or not object_shapes:
-        return np.zeros((len(detection_shapes), len(object_shapes)))
-    return np.asarray(mask_utils.iou(detection_shapes, object_shapes, crowd.astype(np.uint8).tolist()))
-
-
-# ---------------------------------------------------------------------------------------------
 # One image, one category: matching in each area range
 # ---------------------------------------------------------------------------------------------
 
@@ -315,11 +218,11 @@ class _ImageCategory:
     object_crowd: np.ndarray  # [G] bool
 
 
-def _image_category(objects: _Instances | None, detections: _Instances | None) -> _ImageCategory:
-    objects, detections = objects or _NOTHING, detections or _NOTHING
+def _image_category(objects: Instances | None, detections: Instances | None) -> _ImageCategory:
+    objects, detections = objects or NOTHING, detections or NOTHING
     # Best first, ties in input order; past the 100th a detection never counts: no IoU for it.
     best = np.argsort(-detections.scores, kind="mergesort")[: MAX_DETECTIONS[-1]]
-    ious = _iou([detections.shapes[i] for i in best], objects.shapes, objects.crowd)
+    ious = coco_ious([detections.shapes[i] for i in best], objects.shapes, objects.crowd)
     return _ImageCategory(ious, detections.scores[best], detections.areas[best], objects.areas, objects.crowd)
 
 
@@ -360,8 +263,8 @@ def _evaluate_category(pairs: list[_ImageCategory]):
     """One category over all images -> ``precision [T, R, A, M]`` and ``recall [T, A, M]`` (``nan``
     without objects to find), ``num_objects [A]``, and its ``T`` curves (all sizes, 100 detections;
     none without objects)."""
-    precision = np.full((len(IOU_THRESHOLDS), len(RECALL_LEVELS), len(AREA_RANGES), len(MAX_DETECTIONS)), np.nan)
-    recall = np.full((len(IOU_THRESHOLDS), len(AREA_RANGES), len(MAX_DETECTIONS)), np.nan)
+    T, R, A, M = len(IOU_THRESHOLDS), len(RECALL_LEVELS), len(AREA_RANGES), len(MAX_DETECTIONS)
+    precision, recall = np.full((T, R, A, M), np.nan), np.full((T, A, M), np.nan)
     num_objects = np.zeros(len(AREA_RANGES), dtype=int)
     curves_to_keep = []
     for a, area_range in enumerate(AREA_RANGES.values()):
@@ -440,28 +343,15 @@ class Evaluation:
             raise ValueError(f"category {category!r} is none of {[c['name'] for c in self.categories]}")
         t = np.flatnonzero(np.isclose(IOU_THRESHOLDS, iou_threshold))
         if t.size == 0:
-            raise ValueError(f"iou_threshold must be one of {np.round(IOU_THRESHOLDS, 2).tolist()}, got {iou_threshold}")
+            raise ValueError(f"iou_threshold must be one of {np.round(IOU_THRESHOLDS, 2).tolist()}, "
+                             f"got {iou_threshold}")
         if (k, int(t[0])) not in self.curves:
             raise ValueError(f"category {category!r} has no ground-truth object: it has no curve")
         return self.curves[k, int(t[0])]
 
 
-def _image_sizes(ground_truth: dict, iou_type: str) -> dict[int, tuple]:
-    """``{image id: (height, width)}``; masks need the sizes (to draw polygons), boxes do not."""
-    if not isinstance(ground_truth, dict) or not all(key in ground_truth for key in ("images", "annotations", "categories")):
-        raise ValueError("ground_truth must be a COCO-format dict with 'images', 'annotations' and 'categories'")
-    fields = ("id", "height", "width") if iou_type == "segm" else ("id",)
-    _check_fields(ground_truth["images"], fields, "ground_truth['images']")
-    return {image["id"]: (image.get("height"), image.get("width")) for image in ground_truth["images"]}
-
-
-def _check_iou_type(iou_type: str) -> str:
-    if iou_type not in IOU_TYPES:
-        raise ValueError(f"iou_type must be one of {IOU_TYPES}, got {iou_type!r}")
-    return iou_type
-
-
-def evaluate_detections(ground_truth: dict, results: list[dict], iou_type: str = "bbox") -> Evaluation:
+def evaluate_detections(ground_truth: dict, results: list[dict], iou_type: str = "bbox",
+                        detection_area: str = "shape") -> Evaluation:
     """Score COCO ``results`` against a COCO ``ground_truth``, as COCOeval does, and keep the curves.
 
     ``ground_truth``: a COCO-format dict (``images`` with ``id``, ``height``, ``width``;
@@ -471,19 +361,30 @@ def evaluate_detections(ground_truth: dict, results: list[dict], iou_type: str =
     ``[x, y, w, h]`` or ``segmentation`` (RLE)). ``iou_type``: ``"bbox"`` or ``"segm"``.
     As in COCOeval, every image of the ground truth is scored, and annotations and results of
     categories not in ``categories`` are left out.
+
+    ``detection_area`` decides a detection's size range. ``"shape"``: the area of what is scored,
+    its box for ``"bbox"``, its mask for ``"segm"``: COCOeval's numbers when ``loadRes`` is given
+    segm results without their boxes, as ``coco.evaluate_results`` gives them (and torchvision's
+    references). ``"loadRes"``: as pycocotools' ``COCO.loadRes`` reads the results as they are,
+    a segm result with a ``bbox`` sized by its box (``reading.loadres_sizes_by_box``): what
+    ``coco_stats`` uses.
     """
-    _check_iou_type(iou_type)
-    sizes = _image_sizes(ground_truth, iou_type)
-    objects = _objects(ground_truth, iou_type, sizes)
-    detections = _detections(results, iou_type, sizes)
+    check_iou_type(iou_type)
+    if detection_area not in DETECTION_AREAS:
+        raise ValueError(f"detection_area must be one of {DETECTION_AREAS}, got {detection_area!r}")
+    sizes = image_sizes(ground_truth, iou_type)
+    objects = read_objects(ground_truth, iou_type, sizes)
+    detections = read_detections(results, iou_type, sizes, detection_area)
     names = {c["id"]: c["name"] for c in ground_truth["categories"]}
     categories = [{"id": i, "name": names[i]} for i in sorted(names)]
-    T, R, K, A, M = len(IOU_THRESHOLDS), len(RECALL_LEVELS), len(categories), len(AREA_RANGES), len(MAX_DETECTIONS)
+    T, R, K = len(IOU_THRESHOLDS), len(RECALL_LEVELS), len(categories)
+    A, M = len(AREA_RANGES), len(MAX_DETECTIONS)
     precision, recall = np.full((T, R, K, A, M), np.nan), np.full((T, K, A, M), np.nan)
     num_ground_truth, curves = np.zeros((K, A), dtype=int), {}
     for k, category in enumerate(categories):
         keys = [(i, category["id"]) for i in sorted(sizes)]
-        pairs = [_image_category(objects.get(key), detections.get(key)) for key in keys if key in objects or key in detections]
+        keys = [key for key in keys if key in objects or key in detections]
+        pairs = [_image_category(objects.get(key), detections.get(key)) for key in keys]
         precision[:, :, k], recall[:, k], num_ground_truth[k], category_curves = _evaluate_category(pairs)
         curves.update({(k, t): curve for t, curve in enumerate(category_curves)})
     return Evaluation(iou_type, categories, precision, recall, num_ground_truth, curves)
@@ -493,106 +394,13 @@ def coco_stats(ground_truth: dict, results: list[dict], iou_type: str) -> list[f
     """The twelve numbers of ``COCOeval.stats`` (``SUMMARY_NAMES``, in that order), ``-1`` where
     COCOeval gives ``-1``, computed by ``evaluate_detections`` without COCOeval.
 
-    ``results`` for ``"segm"`` are scored with each detection's area from its mask. (pycocotools'
-    ``loadRes`` takes the area from the box when a result has one: to compare, give COCOeval the
-    results without ``bbox``, as ``maskrcnn_edu.coco_eval`` does.)
+    The results are read as pycocotools' ``COCO.loadRes`` reads them, so that this equals
+    ``COCOeval`` given ``loadRes(results)``: for ``"segm"``, results that carry a ``bbox`` as well
+    as a ``segmentation`` (as detectron2 writes them to a results file) are sized by their boxes
+    (``w * h``), which decides their size range (``APs``, ``APm``, ``APl`` and the ARs). The
+    project's own evaluation (``coco.evaluate_results``, ``coco.coco_evaluate``) gives ``loadRes``
+    segm results without their boxes, sized by their masks, as torchvision's references and
+    detectron2's evaluation do: its numbers are ``evaluate_detections(..., detection_area="shape")``'s,
+    or these for results without ``bbox``.
     """
-    return evaluate_detections(ground_truth, results, iou_type).stats()
-
-
-# ---------------------------------------------------------------------------------------------
-# Confusion matrix
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass
-class ConfusionMatrix:
-    """``counts [K + 1, K + 1]``; categories in ``class_names`` order, then one extra row and column.
-
-    * ``counts[i, j]``, ``i, j < K``: objects of class ``i`` detected as class ``j`` (the diagonal:
-      right), each object counted once, by the detection it was paired with.
-    * ``counts[i, K]`` (column "missed"): objects of class ``i`` paired with no detection.
-    * ``counts[K, j]`` (row "false positive"): detections of class ``j`` paired with no object:
-      on the background, or a second detection of an object already paired.
-    * ``counts[K, K]``: 0. Crowd regions are not objects; a detection on one is not counted.
-    Each row ``i < K`` sums to the number of objects of class ``i``.
-    """
-
-    class_names: list[str]  # [K]
-    counts: np.ndarray  # [K + 1, K + 1] int
-
-    def table(self) -> str:
-        """The matrix as text: rows the true class, columns what it was detected as."""
-        rows = [*self.class_names, "false positive"]
-        columns = [*self.class_names, "missed"]
-        width = max(map(len, rows))
-        cell = max(8, *(len(c) + 1 for c in columns))
-        lines = [f"{'':<{width}}" + "".join(f"{c:>{cell}}" for c in columns)]
-        lines += [f"{r:<{width}}" + "".join(f"{n:>{cell}}" for n in row) for r, row in zip(rows, self.counts.tolist())]
-        return "\n".join(lines)
-
-
-def _pair_by_overlap(ious: np.ndarray, iou_threshold: float) -> np.ndarray:
-    """One-to-one pairs of detections and objects, best overlap first. ``ious [D, G]`` ->
-    ``detection_of [G]``: the detection paired with each object, -1 for none."""
-    detection_of = np.full(ious.shape[1], -1)
-    detection_free = np.ones(ious.shape[0], dtype=bool)
-    ds, gs = np.nonzero(ious >= iou_threshold)
-    for order in np.argsort(-ious[ds, gs], kind="mergesort"):  # a handful of pairs an image
-        d, g = ds[order], gs[order]
-        if detection_free[d] and detection_of[g] < 0:
-            detection_of[g], detection_free[d] = d, False
-    return detection_of
-
-
-def _confusion_of_image(objects: list[dict], detections: list[dict], shape_of, column: dict, iou_threshold: float):
-    """One image's contribution: ``(true class, detected class)`` index pairs of its objects
-    (``K`` for "missed") and the classes of its false positives."""
-    things = [a for a in objects if not a.get("iscrowd", 0)]
-    crowds = [a for a in objects if a.get("iscrowd", 0)]
-    shapes = [shape_of(r) for r in detections]
-    ious = _iou(shapes, [shape_of(a) for a in things], np.zeros(len(things), dtype=bool))  # [D, G]
-    detection_of = _pair_by_overlap(ious, iou_threshold)  # [G]
-    true_class = np.array([column[a["category_id"]] for a in things], dtype=int)  # [G]
-    detected_class = np.array([column[r["category_id"]] for r in detections] + [len(column)], dtype=int)  # [D + 1]
-    unpaired = np.setdiff1d(np.arange(len(detections)), detection_of)
-    crowd_overlap = _iou(shapes, [shape_of(a) for a in crowds], np.ones(len(crowds), dtype=bool))  # [D, C]
-    on_crowd = (crowd_overlap >= iou_threshold).any(axis=1) if crowds else np.zeros(len(detections), dtype=bool)
-    # detection_of == -1 reads the class K appended last: "missed"
-    return (true_class, detected_class[detection_of]), detected_class[unpaired[~on_crowd[unpaired]]]
-
-
-def confusion_matrix(ground_truth: dict, results: list[dict], iou_type: str = "bbox",
-                     iou_threshold: float = 0.5, score_threshold: float = 0.5) -> ConfusionMatrix:
-    """Which class each ground-truth object was detected as, or that it was missed.
-
-    In each image, the detections scored ``>= score_threshold`` (any class) and the objects (any
-    class, crowds aside) are paired one to one, the pair of largest IoU first, as long as the IoU
-    is ``>= iou_threshold``. An object's column is its detection's class, or "missed"; a detection
-    left unpaired is a false positive, unless it overlaps a crowd region by ``iou_threshold`` (the
-    crowd's IoU: the intersection over the detection's area). See ``ConfusionMatrix`` for the
-    cells. Inputs as ``evaluate_detections``'; annotations and results of unknown categories are
-    left out.
-    """
-    _check_iou_type(iou_type)
-    sizes = _image_sizes(ground_truth, iou_type)
-    shape_key = "bbox" if iou_type == "bbox" else "segmentation"
-    _check_fields(ground_truth["annotations"], ("image_id", "category_id", shape_key), "ground_truth['annotations']")
-    _check_fields(results, ("image_id", "category_id", "score", shape_key), "results")
-    names = {c["id"]: c["name"] for c in ground_truth["categories"]}
-    column = {category_id: k for k, category_id in enumerate(sorted(names))}  # category id -> k
-    objects, detections = defaultdict(list), defaultdict(list)
-    for annotation in ground_truth["annotations"]:
-        if annotation["category_id"] in column:
-            objects[annotation["image_id"]].append(annotation)
-    for result in results:
-        if result["category_id"] in column and result["score"] >= score_threshold:
-            detections[result["image_id"]].append(result)
-    counts = np.zeros((len(column) + 1, len(column) + 1), dtype=int)
-    for image_id, size in sizes.items():
-        paired, false_positives = _confusion_of_image(
-            objects[image_id], detections[image_id], lambda entry: _shape(entry, iou_type, size), column, iou_threshold
-        )
-        np.add.at(counts, paired, 1)
-        np.add.at(counts, (len(column), false_positives), 1)
-    return ConfusionMatrix([names[i] for i in sorted(names)], counts)
+    return evaluate_detections(ground_truth, results, iou_type, detection_area="loadRes").stats()

@@ -1,9 +1,9 @@
 """COCO evaluation through pycocotools: box and mask AP, AP50, AP75, by object size and by class.
 
-This is the plumbing around the official numbers. ``maskrcnn_edu.evaluate`` computes the same
-numbers step by step, in numpy a reader can follow (``coco_stats`` equals ``COCOeval.stats``), and
-keeps what COCOeval throws away (precision-recall curves, a confusion matrix); this module runs
-pycocotools' ``COCOeval`` itself, the implementation every COCO paper reports.
+This is the plumbing around the official numbers. ``evaluation.ap`` computes the same numbers
+step by step, in numpy a reader can follow (``coco_stats`` equals ``COCOeval.stats``), and keeps
+what COCOeval throws away (precision-recall curves; ``evaluation.analyses``: a confusion matrix);
+this module runs pycocotools' ``COCOeval`` itself, the implementation every COCO paper reports.
 
 ``COCOeval`` compares two COCO objects: the ground truth and the detections in COCO's *results*
 format. This module makes both and reads the numbers back::
@@ -45,16 +45,11 @@ from tqdm.auto import tqdm
 from ..data.export import annotations_of, encode_masks
 from ..data.transforms import collate
 from ..distributed import gather_objects, rank_and_world_size
-from .ap import IOU_TYPES, SUMMARY_NAMES
+from .ap import SUMMARY_NAMES
+from .reading import IOU_TYPES
 
-__all__ = [
-    "SUMMARY_NAMES",
-    "coco_evaluate",
-    "coco_ground_truth",
-    "detections_to_coco",
-    "evaluate_results",
-    "format_metrics",
-]
+__all__ = ["SUMMARY_NAMES", "coco_evaluate", "coco_ground_truth", "detections_to_coco", "evaluate_results",
+           "format_metrics"]
 
 
 def _quietly():
@@ -113,7 +108,8 @@ def _categories(class_names, labels: set, label_to_category_id: dict) -> list[di
     or, without names, the largest label seen, named ``"class k"``."""
     if class_names is None or len(class_names) < 2:
         class_names = ["background"] + [f"class {k}" for k in range(1, max(labels, default=0) + 1)]
-    return [{"id": int(label_to_category_id.get(k, k)), "name": str(class_names[k])} for k in range(1, len(class_names))]
+    return [{"id": int(label_to_category_id.get(k, k)), "name": str(class_names[k])}
+            for k in range(1, len(class_names))]
 
 
 def _ground_truth_from_records(records: list[_ImageRecord], dataset, class_names) -> COCO:
@@ -132,7 +128,8 @@ def _ground_truth_from_records(records: list[_ImageRecord], dataset, class_names
     for record in records:
         for annotation in record.annotations:
             label = annotation["category_id"]  # annotations_of wrote the label there
-            annotations.append({**annotation, "id": len(annotations) + 1, "category_id": int(mapping.get(label, label))})
+            annotations.append({**annotation, "id": len(annotations) + 1,
+                                "category_id": int(mapping.get(label, label))})
     images = [{"id": r.image_id, "height": r.height, "width": r.width} for r in records]
     labels = {annotation["category_id"] for record in records for annotation in record.annotations}
     categories = _categories(class_names, labels, mapping)
@@ -189,7 +186,8 @@ def coco_ground_truth(dataset, class_names=None, indices=None) -> COCO:
         image, target = dataset[index]
         image_id = _image_id(dataset, index, target)
         height, width = image.shape[-2:]
-        records.append(_ImageRecord(index, image_id, height, width, annotations=_target_annotations(target, image_id)))
+        annotations = _target_annotations(target, image_id)
+        records.append(_ImageRecord(index, image_id, height, width, annotations=annotations))
     class_names = class_names if class_names is not None else getattr(dataset, "class_names", None)
     return _ground_truth_from_records(records, dataset, class_names)
 
@@ -204,7 +202,19 @@ def _xywh(boxes: torch.Tensor) -> torch.Tensor:
     return torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], dim=1)
 
 
-def detections_to_coco(detections, image_ids, label_to_category_id=None, mask_threshold: float = 0.5) -> list[dict]:
+def _category_ids(labels: list[int], label_to_category_id, image_id) -> list[int]:
+    """One image's labels -> COCO category ids (the labels themselves without a mapping)."""
+    if label_to_category_id is None:
+        return labels
+    unknown = sorted(set(labels) - set(label_to_category_id))
+    if unknown:
+        raise ValueError(f"image id {image_id}: labels {unknown} have no category id in label_to_category_id "
+                         f"(labels {sorted(label_to_category_id)})")
+    return [label_to_category_id[label] for label in labels]
+
+
+def detections_to_coco(detections, image_ids, label_to_category_id=None,
+                       mask_threshold: float = 0.5) -> list[dict]:
     """The model's detections -> COCO results, one dict per detection.
 
     ``detections``: one dict per image, as the model returns them in eval mode (on any device):
@@ -219,20 +229,14 @@ def detections_to_coco(detections, image_ids, label_to_category_id=None, mask_th
     written as JSON (``json.dump(results, file)``) and read back by any COCO tool.
     """
     if len(detections) != len(image_ids):
-        raise ValueError(f"detections_to_coco: got {len(detections)} detection dicts for {len(image_ids)} image ids")
+        raise ValueError(f"detections_to_coco: got {len(detections)} detection dicts for "
+                         f"{len(image_ids)} image ids")
     results = []
     for detection, image_id in zip(detections, image_ids):
         labels = detection["labels"].tolist()
         if not labels:
             continue
-        if label_to_category_id is not None:
-            unknown = sorted(set(labels) - set(label_to_category_id))
-            if unknown:
-                raise ValueError(
-                    f"image id {image_id}: labels {unknown} have no category id in label_to_category_id "
-                    f"(labels {sorted(label_to_category_id)})"
-                )
-            labels = [label_to_category_id[label] for label in labels]
+        labels = _category_ids(labels, label_to_category_id, image_id)
         boxes = _xywh(detection["boxes"].detach().cpu().float()).tolist()  # [D, 4]
         scores = detection["scores"].detach().cpu().tolist()  # [D]
         entries = [
@@ -274,9 +278,8 @@ def _load_results(coco_gt: COCO, results: list[dict]) -> COCO:
     no detections is a valid outcome, scoring 0: it then gets a COCO object without annotations.
     """
     if not results:
-        return _coco_from_dict(
-            {"images": coco_gt.dataset["images"], "categories": coco_gt.dataset["categories"], "annotations": []}
-        )
+        gt = coco_gt.dataset
+        return _coco_from_dict({"images": gt["images"], "categories": gt["categories"], "annotations": []})
     known = set(coco_gt.getImgIds())
     unknown = sorted({r["image_id"] for r in results} - known)
     if unknown:
@@ -325,13 +328,8 @@ def _per_class_ap(coco_eval: COCOeval, coco_gt: COCO) -> dict[str, float | None]
     return per_class
 
 
-def evaluate_results(
-    coco_gt: COCO,
-    results: list[dict],
-    iou_types=IOU_TYPES,
-    image_ids=None,
-    category_ids=None,
-) -> dict:
+def evaluate_results(coco_gt: COCO, results: list[dict], iou_types=IOU_TYPES, image_ids=None,
+                     category_ids=None) -> dict:
     """Score COCO ``results`` against ``coco_gt`` with COCOeval -> ``{iou_type: metrics}``.
 
     ``results``: from ``detections_to_coco`` (or read from a COCO results JSON); may be empty.
@@ -342,6 +340,10 @@ def evaluate_results(
 
     Each ``metrics[iou_type]``: the twelve numbers of ``SUMMARY_NAMES`` and ``per_class`` (AP by
     category name), floats in 0..1, ``None`` where undefined (see the module's docstring).
+
+    For ``"segm"``, ``loadRes`` gets the results without their ``bbox`` (``_results_for``): each is
+    sized by its mask, as in torchvision's references and detectron2's evaluation, and in
+    ``ap.evaluate_detections``. (``ap.coco_stats`` reads them as they are, one with a box sized by it.)
     """
     unknown = [t for t in iou_types if t not in IOU_TYPES]
     if unknown:
@@ -356,7 +358,8 @@ def evaluate_results(
 
 
 NOT_DEFINED = "n/a"
-NOT_DEFINED_NOTE = f"{NOT_DEFINED}: no ground-truth object of that size or class in these images (an empty range)"
+NOT_DEFINED_NOTE = (f"{NOT_DEFINED}: no ground-truth object of that size or class in these images "
+                    "(an empty range)")
 
 
 def _cell(value: float | None) -> str:
@@ -408,18 +411,20 @@ def _to_cpu(detection: dict, mask_threshold: float) -> dict:
 def _detect(model, dataset, indices, batch_size, device, num_workers, mask_threshold, with_targets, progress):
     """Run ``model`` on ``dataset[i]`` for ``i`` in ``indices`` -> one ``_ImageRecord`` per image."""
     label_to_category_id = getattr(dataset, "label_to_category_id", None)
-    loader = DataLoader(Subset(dataset, indices), batch_size=batch_size, collate_fn=collate, num_workers=num_workers)
+    loader = DataLoader(Subset(dataset, indices), batch_size=batch_size, collate_fn=collate,
+                        num_workers=num_workers)
     positions = iter(indices)  # the loader keeps the order: batch after batch, index after index
     records = []
-    with torch.no_grad(), tqdm(total=len(indices), desc="evaluate", unit="image", disable=not progress) as bar:
+    bar = tqdm(total=len(indices), desc="evaluate", unit="image", disable=not progress)
+    with torch.no_grad(), bar:
         for images, targets in loader:
             detections = model([image.to(device) for image in images])
             for image, target, detection in zip(images, targets, detections):
                 index = next(positions)
                 image_id = _image_id(dataset, index, target)
-                height, width = image.shape[-2:]
-                record = _ImageRecord(index, image_id, height, width)
-                record.results = detections_to_coco([_to_cpu(detection, mask_threshold)], [image_id], label_to_category_id)
+                record = _ImageRecord(index, image_id, *image.shape[-2:])
+                record.results = detections_to_coco([_to_cpu(detection, mask_threshold)], [image_id],
+                                                    label_to_category_id)
                 if with_targets:
                     record.annotations = _target_annotations(target, image_id)
                 records.append(record)
@@ -427,17 +432,37 @@ def _detect(model, dataset, indices, batch_size, device, num_workers, mask_thres
     return records
 
 
-def coco_evaluate(
-    model,
-    dataset,
-    batch_size: int = 4,
-    device=None,
-    progress: bool = True,
-    num_images: int | None = None,
-    num_workers: int = 0,
-    iou_types=IOU_TYPES,
-    mask_threshold: float = 0.5,
-) -> tuple[dict, list[dict]]:
+def _warn_if_transformed(dataset) -> None:
+    if getattr(dataset, "coco", None) is not None and getattr(dataset, "transforms", None) is not None:
+        warnings.warn(
+            "coco_evaluate: the dataset has transforms, but dataset.coco describes the untransformed "
+            "images; a geometric transform makes the detections disagree with the ground truth",
+            stacklevel=3,
+        )
+
+
+def _score_records(records: list[_ImageRecord], dataset, model, iou_types) -> tuple[dict, list[dict]]:
+    """Every image's record (all ranks') -> ``(metrics, results)``, against ``dataset.coco`` or the
+    ground truth the records carry."""
+    records = sorted(records, key=lambda r: r.index)
+    results = [result for record in records for result in record.results]
+    image_ids = [record.image_id for record in records]
+    category_ids = None
+    if getattr(dataset, "coco", None) is None:
+        class_names = (getattr(dataset, "class_names", None)
+                       or getattr(getattr(model, "config", None), "class_names", None))
+        coco_gt = _ground_truth_from_records(records, dataset, class_names)
+    else:
+        coco_gt = coco_ground_truth(dataset)
+        mapping = getattr(dataset, "label_to_category_id", None)
+        category_ids = list(mapping.values()) if mapping else None  # it may keep some categories only
+    metrics = evaluate_results(coco_gt, results, iou_types, image_ids=image_ids, category_ids=category_ids)
+    return metrics, results
+
+
+def coco_evaluate(model, dataset, batch_size: int = 4, device=None, progress: bool = True,
+                  num_images: int | None = None, num_workers: int = 0, iou_types=IOU_TYPES,
+                  mask_threshold: float = 0.5) -> tuple[dict, list[dict]]:
     """Run ``model`` over ``dataset`` and score it with COCOeval -> ``(metrics, results)``.
 
     ``metrics``: as ``evaluate_results`` returns it; ``results``: every detection in COCO's
@@ -459,38 +484,16 @@ def coco_evaluate(
       training loop can use the metrics wherever it runs. Only rank 0 shows a progress bar. With
       NCCL, set each rank's CUDA device first (``torch.cuda.set_device``), as NCCL requires.
     """
-    if getattr(dataset, "coco", None) is not None and getattr(dataset, "transforms", None) is not None:
-        warnings.warn(
-            "coco_evaluate: the dataset has transforms, but dataset.coco describes the untransformed "
-            "images; a geometric transform makes the detections disagree with the ground truth",
-            stacklevel=2,
-        )
+    _warn_if_transformed(dataset)
     rank, world_size = rank_and_world_size()
     count = len(dataset) if num_images is None else min(int(num_images), len(dataset))
     indices = list(range(rank, count, world_size))
     device = _model_device(model) if device is None else torch.device(device)
-    build_ground_truth = getattr(dataset, "coco", None) is None
-
     was_training = model.training
     model.to(device).eval()
     try:
-        records = _detect(
-            model, dataset, indices, batch_size, device, num_workers, mask_threshold, build_ground_truth,
-            progress and rank == 0,
-        )
+        records = _detect(model, dataset, indices, batch_size, device, num_workers, mask_threshold,
+                          getattr(dataset, "coco", None) is None, progress and rank == 0)
     finally:
         model.train(was_training)
-
-    records = sorted(gather_objects(records, world_size), key=lambda r: r.index)
-    results = [result for record in records for result in record.results]
-    image_ids = [record.image_id for record in records]
-    category_ids = None
-    if build_ground_truth:
-        class_names = getattr(dataset, "class_names", None) or getattr(getattr(model, "config", None), "class_names", None)
-        coco_gt = _ground_truth_from_records(records, dataset, class_names)
-    else:
-        coco_gt = coco_ground_truth(dataset)
-        mapping = getattr(dataset, "label_to_category_id", None)
-        category_ids = list(mapping.values()) if mapping else None  # the dataset may keep only some categories
-    metrics = evaluate_results(coco_gt, results, iou_types, image_ids=image_ids, category_ids=category_ids)
-    return metrics, results
+    return _score_records(gather_objects(records, world_size), dataset, model, iou_types)

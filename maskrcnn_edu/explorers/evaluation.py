@@ -7,13 +7,13 @@ detection of an evaluated set once, at each of COCO's ten IoU thresholds (``matc
 that any threshold, class and image can then be looked up without matching again:
 
 * ``curve(matched, category, iou_threshold)``: the ranked list of a class (or of all classes
-  together) as a ``maskrcnn_edu.evaluate.Curve``; for one class it is the very curve of
+  together) as a ``evaluation.Curve``; for one class it is the very curve of
   ``evaluate_detections(...).curve(category, iou_threshold)``.
 * ``operating_point(...)``: precision and recall of the detections scoring ``>= score_threshold``.
 * ``image_outcome(...)``: one image's true positives, false positives and missed objects at that
   point; ``image_errors(...)`` ranks the images by their mistakes (the chapter's failure gallery).
 
-Matching is COCO's (``maskrcnn_edu.evaluate.match_detections``): per image and class, detections
+Matching is COCO's (``evaluation.match_detections``): per image and class, detections
 in order of score each take the best free object they overlap by the IoU threshold. A score
 threshold keeps the best detections of every image, so the kept ones are matched exactly as in the
 full ranking: thresholding is cutting the ranked list, and the operating point lies on the curve.
@@ -33,9 +33,10 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
-from pycocotools import mask as mask_utils
 
-from ..evaluation.ap import IOU_THRESHOLDS, MAX_DETECTIONS, RECALL_LEVELS, Curve, match_detections, precision_recall_curve
+from ..evaluation.ap import (IOU_THRESHOLDS, MAX_DETECTIONS, RECALL_LEVELS, Curve, match_detections,
+                             precision_recall_curve)
+from ..evaluation.matching import coco_ious, coco_shape
 from ..visualize import draw_boxes, show_image
 from .shell import Explorer, View
 
@@ -62,7 +63,8 @@ __all__ = [
 ALL_CLASSES = "all"  # the class menu's entry for every class ranked together
 # What each kind of box looks like in the image panel (the colours of visualize.draw_matches):
 # detections solid, ground truth dashed.
-COLOURS = {"true positive": "tab:green", "false positive": "tab:orange", "missed": "tab:red", "found": "tab:green"}
+COLOURS = {"true positive": "tab:green", "false positive": "tab:orange", "missed": "tab:red",
+           "found": "tab:green"}
 
 
 @dataclass
@@ -82,7 +84,7 @@ class MatchedDetections:
     detection_category: np.ndarray  # [D] category id
     detection_score: np.ndarray  # [D]
     detection_box: np.ndarray  # [D, 4]
-    detection_match: np.ndarray  # [T, D] the object each detection took at each threshold (index into objects), -1 none
+    detection_match: np.ndarray  # [T, D] the object (index) each detection took at each threshold, -1 none
     detection_ignored: np.ndarray  # [T, D] bool: matched a crowd region, neither right nor wrong
     object_annotation: np.ndarray  # [G] index into ground_truth["annotations"]
     object_image: np.ndarray  # [G] image id
@@ -115,40 +117,39 @@ def _xyxy(bbox) -> list[float]:
     return [x, y, x + w, y + h]
 
 
-def _shape(entry: dict, iou_type: str, size: tuple):
-    """What pycocotools' ``mask.iou`` compares: the ``[x, y, w, h]`` box, or the mask as an RLE."""
-    if iou_type == "bbox":
-        return entry["bbox"]
-    segmentation = entry["segmentation"]
-    if isinstance(segmentation, list):  # polygons -> one RLE
-        return mask_utils.merge(mask_utils.frPyObjects(segmentation, *size))
-    if isinstance(segmentation["counts"], list):  # uncompressed RLE
-        return mask_utils.frPyObjects(segmentation, *size)
-    return segmentation
+def _indices(ground_truth: dict, results: list[dict]) -> tuple[list, dict, dict]:
+    """The annotations of known images and categories (``known``: their indices in the ground truth),
+    and ``{(image id, category id): indices}`` of those objects and of the results."""
+    class_names = {c["id"]: c["name"] for c in ground_truth["categories"]}
+    image_ids = {image["id"] for image in ground_truth["images"]}
+    known = [g for g, a in enumerate(ground_truth["annotations"])
+             if a["category_id"] in class_names and a["image_id"] in image_ids]
+    objects, detections = defaultdict(list), defaultdict(list)  # (image id, category id) -> indices
+    for g, index in enumerate(known):  # g: the object's index among the known annotations
+        annotation = ground_truth["annotations"][index]
+        objects[annotation["image_id"], annotation["category_id"]].append(g)
+    for d, result in enumerate(results):
+        if result["category_id"] in class_names and result["image_id"] in image_ids:
+            detections[result["image_id"], result["category_id"]].append(d)
+    return known, objects, detections
+
+
+def _stacked(parts: list[np.ndarray], dtype) -> np.ndarray:
+    """``[T, D_k]`` arrays side by side -> ``[T, D]`` (``[T, 0]`` without any)."""
+    return np.concatenate(parts, axis=1) if parts else np.zeros((len(IOU_THRESHOLDS), 0), dtype=dtype)
 
 
 def match_results(ground_truth: dict, results: list[dict], iou_type: str = "bbox") -> MatchedDetections:
     """Match COCO ``results`` to a COCO ``ground_truth`` dict at every IoU threshold, as COCOeval does.
 
-    Inputs as ``maskrcnn_edu.evaluate.evaluate_detections`` takes them; here results and
-    annotations both need ``bbox`` (for the drawings), and ``segmentation`` too for
-    ``iou_type="segm"``. Every image of the ground truth is evaluated; results and annotations of
-    unknown categories or images are left out.
-    """
+    Inputs as ``evaluation.evaluate_detections`` takes them; here results and annotations both
+    need ``bbox`` (for the drawings), and ``segmentation`` too for ``"segm"``. Every image of the
+    ground truth is evaluated; results and annotations of unknown categories or images are left out."""
     if iou_type not in ("bbox", "segm"):
         raise ValueError(f"iou_type must be 'bbox' or 'segm', got {iou_type!r}")
-    class_names = {c["id"]: c["name"] for c in ground_truth["categories"]}
     sizes = {image["id"]: (image.get("height"), image.get("width")) for image in ground_truth["images"]}
-    objects, detections = defaultdict(list), defaultdict(list)  # (image id, category id) -> indices
-    known = [g for g, a in enumerate(ground_truth["annotations"])
-             if a["category_id"] in class_names and a["image_id"] in sizes]
+    known, objects, detections = _indices(ground_truth, results)
     annotations = [ground_truth["annotations"][g] for g in known]
-    for g, annotation in enumerate(annotations):
-        objects[annotation["image_id"], annotation["category_id"]].append(g)
-    for d, result in enumerate(results):
-        if result["category_id"] in class_names and result["image_id"] in sizes:
-            detections[result["image_id"], result["category_id"]].append(d)
-
     crowd = np.array([bool(a.get("iscrowd", 0)) for a in annotations], dtype=bool)  # [G]
     order, matches, ignored = [], [], []
     for key in sorted(detections):  # one image and class at a time, as COCO matches
@@ -158,18 +159,17 @@ def match_results(ground_truth: dict, results: list[dict], iou_type: str = "bbox
         matches.append(taken)
         ignored.append((taken >= 0) & np.append(crowd, False)[taken])  # took a crowd region; -1 reads False
     best_own, best_other = _best_overlaps(results, order, annotations, crowd, iou_type, sizes)
-    num_thresholds = len(IOU_THRESHOLDS)
     return MatchedDetections(
         iou_type=iou_type,
-        class_names=class_names,
+        class_names={c["id"]: c["name"] for c in ground_truth["categories"]},
         image_ids=[image["id"] for image in ground_truth["images"]],
         detection_result=np.array(order, dtype=int),
         detection_image=np.array([results[d]["image_id"] for d in order], dtype=int),
         detection_category=np.array([results[d]["category_id"] for d in order], dtype=int),
         detection_score=np.array([results[d]["score"] for d in order], dtype=float),
         detection_box=np.array([_xyxy(results[d]["bbox"]) for d in order], dtype=float).reshape(-1, 4),
-        detection_match=np.concatenate(matches, axis=1) if matches else np.zeros((num_thresholds, 0), dtype=int),
-        detection_ignored=np.concatenate(ignored, axis=1) if ignored else np.zeros((num_thresholds, 0), dtype=bool),
+        detection_match=_stacked(matches, int),
+        detection_ignored=_stacked(ignored, bool),
         object_annotation=np.array(known, dtype=int),
         object_image=np.array([a["image_id"] for a in annotations], dtype=int),
         object_category=np.array([a["category_id"] for a in annotations], dtype=int),
@@ -188,13 +188,9 @@ def _match_group(results, detection_ids, annotations, object_ids, crowd, iou_typ
     scores = np.array([results[d]["score"] for d in chosen])
     chosen = chosen[np.argsort(-scores, kind="mergesort")][: MAX_DETECTIONS[-1]]  # best first, ties in order
     object_ids = np.array(object_ids, dtype=int)  # [G_k]
-    ious = np.zeros((len(chosen), len(object_ids)))
-    if len(object_ids):
-        ious = np.asarray(mask_utils.iou(
-            [_shape(results[d], iou_type, size) for d in chosen],
-            [_shape(annotations[g], iou_type, size) for g in object_ids],
-            crowd[object_ids].astype(np.uint8).tolist(),  # a crowd's IoU is intersection / detection area
-        ))
+    ious = coco_ious([coco_shape(results[d], iou_type, size) for d in chosen],
+                     [coco_shape(annotations[g], iou_type, size) for g in object_ids],
+                     crowd[object_ids])  # [D_k, G_k]; a crowd's IoU is the intersection / detection's area
     local = match_detections(ious, crowd[object_ids], crowd[object_ids])  # [T, D_k] into object_ids, -1 none
     return chosen, np.where(local >= 0, np.append(object_ids, -1)[local], -1)
 
@@ -214,10 +210,10 @@ def _best_overlaps(results, order, annotations, crowd, iou_type, sizes) -> tuple
         objects = by_image.get(image_id, [])
         if not objects:
             continue
-        ious = np.asarray(mask_utils.iou(
-            [_shape(results[order[d]], iou_type, sizes[image_id]) for d in ds],
-            [_shape(annotations[g], iou_type, sizes[image_id]) for g in objects], [0] * len(objects),
-        ))  # [D_i, G_i]
+        size = sizes[image_id]
+        ious = coco_ious([coco_shape(results[order[d]], iou_type, size) for d in ds],
+                         [coco_shape(annotations[g], iou_type, size) for g in objects],
+                         np.zeros(len(objects), dtype=bool))  # [D_i, G_i]
         same = np.array([results[order[d]]["category_id"] for d in ds])[:, None] == np.array(
             [annotations[g]["category_id"] for g in objects])[None, :]
         best_own[ds] = np.where(same, ious, 0.0).max(axis=1)
@@ -244,7 +240,8 @@ def curve(matched: MatchedDetections, category=ALL_CLASSES, iou_threshold: float
     num_objects = int(objects.sum())
     if num_objects == 0:
         raise ValueError(f"category {category!r} has no ground-truth object: it has no curve")
-    return precision_recall_curve(matched.detection_score[chosen], matched.detection_match[t, chosen] >= 0, num_objects)
+    right = matched.detection_match[t, chosen] >= 0
+    return precision_recall_curve(matched.detection_score[chosen], right, num_objects)
 
 
 @dataclass
@@ -276,7 +273,7 @@ class OperatingPoint:
 
 
 def operating_point(ranked: Curve, score_threshold: float, iou_threshold: float) -> OperatingPoint:
-    """Where ``score_threshold`` cuts the ranked list ``ranked`` (from ``curve``, made at ``iou_threshold``)."""
+    """Where ``score_threshold`` cuts the ranked list ``ranked`` (``curve``'s, made at ``iou_threshold``)."""
     kept = int((ranked.scores >= score_threshold).sum())  # scores are sorted: the best `kept` detections
     return OperatingPoint(float(score_threshold), float(iou_threshold), kept,
                           int(ranked.is_true_positive[:kept].sum()), ranked.num_ground_truth)
@@ -328,7 +325,7 @@ def image_outcome(matched: MatchedDetections, image_id: int, iou_threshold: floa
 
 def image_errors(matched: MatchedDetections, iou_threshold: float = 0.5,
                  score_threshold: float = 0.5) -> list[ImageOutcome]:
-    """Every image's outcome (all classes), most mistakes (false positives + missed) first; ties by image id."""
+    """Every image's outcome (all classes), most mistakes (false positives + missed) first; ties by id."""
     outcomes = [image_outcome(matched, i, iou_threshold, score_threshold) for i in matched.image_ids]
     return sorted(outcomes, key=lambda o: (-(len(o.false_positives) + len(o.missed)), o.image_id))
 
@@ -386,7 +383,8 @@ def legend_handles() -> list[Line2D]:
     """The legend entries of ``draw_image_outcome`` (for a figure of several images: one legend)."""
     kinds = (("true positive", "right"), ("false positive", "false positive"), ("found", "object found"),
              ("missed", "object missed"))
-    return [Line2D([], [], color=COLOURS[kind], ls="--" if kind in ("missed", "found") else "-", lw=2, label=text)
+    return [Line2D([], [], color=COLOURS[kind], ls="--" if kind in ("missed", "found") else "-", lw=2,
+                   label=text)
             for kind, text in kinds]
 
 
@@ -398,14 +396,16 @@ def draw_image_outcome(ax: Axes, image, matched: MatchedDetections, outcome: Ima
     names = [matched.class_names.get(k, str(k)) for k in range(max(matched.class_names, default=0) + 1)]
     for kind, indices in (("found", outcome.found), ("missed", outcome.missed)):
         for x0, y0, x1, y1 in matched.object_box[indices]:
-            ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=COLOURS[kind], linestyle="--",
-                                   linewidth=2.0 if kind == "missed" else 1.2))
-    for kind, indices in (("true positive", outcome.true_positives), ("false positive", outcome.false_positives)):
+            ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=COLOURS[kind],
+                                   linestyle="--", linewidth=2.0 if kind == "missed" else 1.2))
+    for kind, indices in (("true positive", outcome.true_positives),
+                          ("false positive", outcome.false_positives)):
         draw_boxes(ax, matched.detection_box[indices], labels=matched.detection_category[indices],
-                   scores=matched.detection_score[indices], class_names=names, colors=COLOURS[kind], linewidth=1.5)
+                   scores=matched.detection_score[indices], class_names=names, colors=COLOURS[kind],
+                   linewidth=1.5)
     if legend:
-        ax.legend(handles=legend_handles(), loc="upper center", bbox_to_anchor=(0.5, -0.01), ncol=2, fontsize=8,
-                  frameon=False)
+        ax.legend(handles=legend_handles(), loc="upper center", bbox_to_anchor=(0.5, -0.01), ncol=2,
+                  fontsize=8, frameon=False)
     return ax
 
 
@@ -418,8 +418,9 @@ class EvaluationView(View):
     outcome: ImageOutcome | None = None
 
 
-def evaluation_view(matched: MatchedDetections, image_of: Callable, category=ALL_CLASSES, iou_threshold: float = 0.5,
-                    score_threshold: float = 0.5, image_index: int = 0, draw: bool = True) -> EvaluationView:
+def evaluation_view(matched: MatchedDetections, image_of: Callable, category=ALL_CLASSES,
+                    iou_threshold: float = 0.5, score_threshold: float = 0.5, image_index: int = 0,
+                    draw: bool = True) -> EvaluationView:
     """The curve of ``category`` at ``iou_threshold`` with the point ``score_threshold`` picks, and
     image ``matched.image_ids[image_index]`` (``image_of(image_id)`` gives its ``[3, H, W]`` pixels)."""
     if not 0 <= image_index < len(matched.image_ids):
@@ -449,11 +450,13 @@ def evaluation_explorer(matched: MatchedDetections, image_of: Callable, image_in
     controls = {
         "category": widgets.Dropdown(options=[ALL_CLASSES, *matched.class_names.values()], value=ALL_CLASSES,
                                      description="class", layout=widgets.Layout(width="220px")),
-        "iou_threshold": widgets.SelectionSlider(options=[round(float(t), 2) for t in IOU_THRESHOLDS], value=0.5,
-                                                 description="IoU threshold", continuous_update=False),
-        "score_threshold": widgets.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.01, description="score threshold",
-                                               continuous_update=False),
+        "iou_threshold": widgets.SelectionSlider(options=[round(float(t), 2) for t in IOU_THRESHOLDS],
+                                                 value=0.5, description="IoU threshold",
+                                                 continuous_update=False),
+        "score_threshold": widgets.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.01,
+                                               description="score threshold", continuous_update=False),
         "image_index": widgets.IntSlider(value=image_index, min=0, max=len(matched.image_ids) - 1,
                                          description="image (index)", continuous_update=False),
     }
-    return Explorer(controls, lambda **values: evaluation_view(matched, image_of, draw=draw, **values), draw=draw)
+    return Explorer(controls, lambda **values: evaluation_view(matched, image_of, draw=draw, **values),
+                    draw=draw)

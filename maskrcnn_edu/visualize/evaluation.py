@@ -1,95 +1,21 @@
-"""Evaluation drawings: ground truth against prediction, an IoU grid, a precision-recall curve."""
+"""Evaluation drawings: ground truth against prediction, an IoU grid, a precision-recall curve.
+
+Drawing only: which prediction matched which object is ``evaluation.matching``'s (``match_boxes``,
+the rule every chapter, explorer and benchmark uses); the IoUs of the grid are its ``box_ious``.
+"""
 from __future__ import annotations
 
-import colorsys
-from dataclasses import dataclass
 from typing import Sequence
 
-import matplotlib
-import matplotlib.collections
 import numpy as np
-import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.patches import Rectangle
-from matplotlib.ticker import MaxNLocator
 
-from .. import roi_ops
-from .primitives import _new_figure, _rectangles, draw_boxes, show_image, to_numpy
-from .primitives import _class_name
+from ..evaluation.matching import box_ious, match_boxes
+from .primitives import _class_name, _new_figure, _rectangles, draw_boxes, show_image, to_numpy
 from .stages import _legend, _style_handle
 
-__all__ = ["BoxMatches", "match_boxes", "greedy_match", "draw_matches", "draw_iou_grid", "draw_pr_curve"]
-
-
-# Samples, matches, IoU grids and PR curves ------------------------------------------------------------
-
-@dataclass(frozen=True)
-class BoxMatches:
-    """Ground truth matched to predictions on one image (:func:`match_boxes`).
-
-    ``pairs [M, 2]``: ``(gt index, prediction index)`` of each match, in the order the greedy pass
-    made them (best prediction first); ``ious [M]``: their IoUs; ``missed``: indices of unmatched
-    ground-truth boxes; ``false_positives``: indices of unmatched predictions (ascending).
-    """
-
-    pairs: np.ndarray
-    ious: np.ndarray
-    missed: np.ndarray
-    false_positives: np.ndarray
-
-
-def match_boxes(gt_boxes, gt_labels, pred_boxes, pred_labels, pred_scores, iou_threshold: float = 0.5) -> BoxMatches:
-    """Match predictions to ground truth on one image, greedily, as a picture needs it.
-
-    Predictions are taken best score first; each takes the unmatched ground-truth box *of its
-    own class* with the highest IoU, if that IoU is ``>= iou_threshold``; otherwise it is a false
-    positive. Ground truth left over is missed. (COCO's evaluation adds crowd regions, ignored
-    objects, size ranges and ten thresholds: see ``maskrcnn_edu.evaluate``; this is the plain rule
-    for drawing one image.) The IoUs are one vectorised ``box_iou``; the greedy pass is a loop over
-    predictions because each match removes a ground-truth box from the next one's choice.
-    """
-    from ..boxes import box_iou
-
-    gt_boxes = torch.as_tensor(to_numpy(gt_boxes), dtype=torch.float64).reshape(-1, 4)
-    pred_boxes = torch.as_tensor(to_numpy(pred_boxes), dtype=torch.float64).reshape(-1, 4)
-    gt_labels, pred_labels = to_numpy(gt_labels).reshape(-1), to_numpy(pred_labels).reshape(-1)
-    pred_scores = to_numpy(pred_scores).reshape(-1)
-    if len(gt_labels) != len(gt_boxes):
-        raise ValueError(f"gt_labels has {len(gt_labels)} entries for {len(gt_boxes)} gt_boxes")
-    if not len(pred_labels) == len(pred_scores) == len(pred_boxes):
-        raise ValueError(f"pred_boxes, pred_labels and pred_scores differ in length: "
-                         f"{len(pred_boxes)}, {len(pred_labels)}, {len(pred_scores)}")
-    ious = box_iou(gt_boxes, pred_boxes).numpy() if len(gt_boxes) and len(pred_boxes) else np.zeros(
-        (len(gt_boxes), len(pred_boxes)))
-    return greedy_match(ious, gt_labels, pred_labels, pred_scores, iou_threshold)
-
-
-def greedy_match(ious: np.ndarray, gt_labels, pred_labels, pred_scores, iou_threshold: float = 0.5) -> BoxMatches:
-    """The greedy pass of :func:`match_boxes` on any IoU matrix ``ious [G, P]`` (boxes or masks).
-
-    Predictions best score first (stable on ties); each takes the free ground truth of its own
-    class with the highest IoU if it is ``>= iou_threshold``. A loop over predictions, because each
-    match takes a ground truth away from the next one's choice.
-    """
-    gt_labels, pred_labels = np.asarray(gt_labels).reshape(-1), np.asarray(pred_labels).reshape(-1)
-    candidates = np.where(gt_labels[:, None] == pred_labels[None, :], ious, -1.0)  # [G, P]; other classes never match
-    taken = np.zeros(len(gt_labels), dtype=bool)
-    pairs, pair_ious = [], []
-    for p in np.argsort(-np.asarray(pred_scores).reshape(-1), kind="stable"):
-        column = np.where(taken, -1.0, candidates[:, p])
-        if len(column) and column.max() >= iou_threshold:
-            g = int(column.argmax())
-            taken[g] = True
-            pairs.append((g, int(p)))
-            pair_ious.append(float(ious[g, p]))
-    matched_predictions = {p for _, p in pairs}
-    return BoxMatches(
-        pairs=np.asarray(pairs, dtype=np.int64).reshape(-1, 2),
-        ious=np.asarray(pair_ious, dtype=np.float64),
-        missed=np.where(~taken)[0],
-        false_positives=np.asarray([p for p in range(len(pred_labels)) if p not in matched_predictions], dtype=np.int64),
-    )
+__all__ = ["draw_matches", "draw_iou_grid", "draw_pr_curve"]
 
 
 MATCH_COLOURS = {"matched": "tab:green", "missed": "tab:red", "false positive": "tab:orange"}
@@ -97,9 +23,10 @@ MATCH_COLOURS = {"matched": "tab:green", "missed": "tab:red", "false positive": 
 
 def draw_matches(image, gt_boxes, gt_labels, pred_boxes, pred_labels, pred_scores, iou_threshold: float = 0.5,
                  class_names: Sequence[str] | None = None) -> Figure:
-    """Ground truth vs prediction on one image (matching by :func:`match_boxes`): matched pairs
-    green (ground truth dashed, prediction solid), missed ground truth red (dashed), false
-    positives orange (solid, with their scores). Counts in the title."""
+    """Ground truth vs prediction on one image (matched by ``evaluation.match_boxes``: best score
+    first, same class, IoU ``>= iou_threshold``): matched pairs green (ground truth dashed,
+    prediction solid), missed ground truth red (dashed), false positives orange (solid, with their
+    scores). Counts in the title."""
     result = match_boxes(gt_boxes, gt_labels, pred_boxes, pred_labels, pred_scores, iou_threshold)
     gt_boxes, pred_boxes = to_numpy(gt_boxes).reshape(-1, 4), to_numpy(pred_boxes).reshape(-1, 4)
     gt_labels, pred_labels = to_numpy(gt_labels).reshape(-1), to_numpy(pred_labels).reshape(-1)
@@ -110,8 +37,8 @@ def draw_matches(image, gt_boxes, gt_labels, pred_boxes, pred_labels, pred_score
     green, red, orange = MATCH_COLOURS["matched"], MATCH_COLOURS["missed"], MATCH_COLOURS["false positive"]
     matched_gt, matched_pred = result.pairs[:, 0], result.pairs[:, 1]
     _rectangles(ax, gt_boxes[matched_gt], [green] * len(matched_gt), "--", 1.5, gid="matched ground truth")
-    draw_boxes(ax, pred_boxes[matched_pred], pred_labels[matched_pred], pred_scores[matched_pred], class_names,
-               colors=green)
+    draw_boxes(ax, pred_boxes[matched_pred], pred_labels[matched_pred], pred_scores[matched_pred],
+               class_names, colors=green)
     _rectangles(ax, gt_boxes[result.missed], [red] * len(result.missed), "--", 2.0, gid="missed")
     for (x0, y0, _, _), label in zip(gt_boxes[result.missed], gt_labels[result.missed]):
         ax.text(x0, y0, f"missed {_class_name(int(label), class_names)}", color="white", fontsize=8, va="top",
@@ -132,11 +59,7 @@ def draw_iou_grid(gt_boxes, pred_boxes, gt_labels=None, pred_labels=None,
     """The IoU of every (ground truth, prediction) pair as an annotated heat map: rows ground
     truth, columns predictions, each cell printing its IoU to two decimals (grids of more than
     400 cells are left unannotated)."""
-    from ..boxes import box_iou
-
-    gt = torch.as_tensor(to_numpy(gt_boxes), dtype=torch.float64).reshape(-1, 4)
-    pred = torch.as_tensor(to_numpy(pred_boxes), dtype=torch.float64).reshape(-1, 4)
-    ious = box_iou(gt, pred).numpy() if len(gt) and len(pred) else np.zeros((len(gt), len(pred)))
+    ious = box_ious(gt_boxes, pred_boxes)  # [G, P]
     rows, cols = ious.shape
     fig = _new_figure(2.4 + 0.6 * max(cols, 1), 1.6 + 0.45 * max(rows, 1))
     ax = fig.subplots()

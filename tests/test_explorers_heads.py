@@ -33,17 +33,22 @@ def test_path_follows_the_trace(traces, model):
     heads = trace.heads
     for d in range(len(heads.detections[0]["boxes"])):
         path = detection_path(trace, d, class_names=model.config.class_names)
+        lineage = path.lineage
+        for name, value in vars(trace.lineage(d)).items():  # the path builds on the trace's own lineage
+            mine = getattr(lineage, name)
+            assert torch.equal(mine, value) if torch.is_tensor(value) else mine == value
         roi = int(heads.detection_rois[0][d])
-        assert path.roi == roi
-        assert torch.equal(path.proposal, heads.proposals[0][roi])
-        assert torch.equal(path.refined, heads.detections[0]["boxes"][d])
+        assert lineage.roi == roi
+        assert torch.equal(lineage.proposal, heads.proposals[0][roi])
+        assert torch.equal(lineage.refined, heads.detections[0]["boxes"][d])
         # The detection's box is its RoI's refinement for the detection's class.
-        assert torch.allclose(path.refined, heads.refined_boxes[0][roi, path.label])
-        assert path.score == pytest.approx(float(heads.class_scores[0][roi, path.label]))
-        assert path.class_name == model.config.class_names[path.label]
-        assert path.box_level == int(heads.roi_levels[0][roi])
-        assert path.iou == pytest.approx(float(box_iou(path.proposal[None], path.refined[None])))
-        assert torch.equal(path.mask_logits, heads.detection_mask_logits[0][d])
+        assert torch.allclose(lineage.refined, heads.refined_boxes[0][roi, lineage.label])
+        assert lineage.score == pytest.approx(float(heads.class_scores[0][roi, lineage.label]))
+        assert path.class_name == model.config.class_names[lineage.label]
+        assert lineage.roi_level == int(heads.roi_levels[0][roi])
+        assert path.iou == pytest.approx(float(box_iou(lineage.proposal[None], lineage.refined[None])))
+        assert torch.equal(lineage.mask_logits, heads.detection_mask_logits[0][d])
+        assert path.num_detections == len(heads.detections[0]["boxes"])
 
 
 def test_levels_follow_the_rule_by_hand(traces):
@@ -56,9 +61,9 @@ def test_levels_follow_the_rule_by_hand(traces):
     for trace in traces:
         for d in range(len(trace.heads.detections[0]["boxes"])):
             path = detection_path(trace, d)
-            assert path.box_level == rule(path.proposal)
-            assert path.mask_level == rule(path.refined)
-            assert path.stride == 2**path.box_level
+            assert path.lineage.roi_level == rule(path.lineage.proposal)
+            assert path.mask_level == rule(path.lineage.refined)
+            assert path.stride == 2**path.lineage.roi_level
 
 
 def test_pasted_mask_is_the_models_own(traces):
@@ -73,7 +78,8 @@ def test_pasted_mask_is_the_models_own(traces):
         torch.testing.assert_close(path.pasted, trace.detections[0]["masks"][d, 0])
         # torchvision's convention, for a model with aligned=False, is the loop of reference.py
         unaligned = detection_path(trace, d, aligned=False).pasted
-        torch.testing.assert_close(unaligned, paste_masks_loop(masks[d : d + 1], boxes[d : d + 1], (128, 128))[0, 0])
+        loop = paste_masks_loop(masks[d : d + 1], boxes[d : d + 1], (128, 128))
+        torch.testing.assert_close(unaligned, loop[0, 0])
 
 
 def test_pasted_mask_covers_the_shape(traces, images):
@@ -88,9 +94,9 @@ def test_pasted_mask_covers_the_shape(traces, images):
 
 def test_bad_indices_name_the_argument(traces):
     count = len(traces[0].heads.detections[0]["boxes"])
-    with pytest.raises(ValueError, match="detection must be in 0"):
+    with pytest.raises(ValueError, match="detection must be an int in 0"):
         detection_path(traces[0], count)
-    with pytest.raises(ValueError, match="image must be in 0"):
+    with pytest.raises(ValueError, match="image must be an int in 0"):
         detection_path(traces[0], 0, image=1)
 
 
@@ -104,10 +110,10 @@ def test_view_caption_and_figure(traces, model):
     view = heads_view(traces[1], detection=1, image_index=1, class_names=model.config.class_names)
     assert isinstance(view, View)
     path = view.path
-    assert path.image_index == 1 and path.detection == 1
+    assert path.image_index == 1 and path.lineage.detection == 1
     assert f"Image 1, detection 1 of {path.num_detections}" in view.caption
-    assert f"{path.class_name}, score {path.score:.3f}" in view.caption
-    assert f"read from P{path.box_level}" in view.caption
+    assert f"{path.class_name}, score {path.lineage.score:.3f}" in view.caption
+    assert f"read from P{path.lineage.roi_level}" in view.caption
     assert f"IoU {path.iou:.2f}" in view.caption
     assert len(view.figure.axes) >= 4
     assert heads_view(traces[1], detection=1, draw=False).figure is None
@@ -115,19 +121,20 @@ def test_view_caption_and_figure(traces, model):
 
 def test_explorer_sliders_drive_the_view(model, images, traces):
     explorer = heads_explorer(model, images, draw=False)
-    assert explorer.state.path.image_index == 0 and explorer.state.path.detection == 0
+    assert explorer.state.path.image_index == 0 and explorer.state.path.lineage.detection == 0
 
     explorer.controls["detection"].value = 2
     expected = detection_path(traces[0], 2, class_names=model.config.class_names)
-    assert explorer.state.path.detection == 2
-    assert torch.equal(explorer.state.path.refined, expected.refined)
+    assert explorer.state.path.lineage.detection == 2
+    assert torch.equal(explorer.state.path.lineage.refined, expected.lineage.refined)
     assert explorer.state.path.class_name in explorer.state.caption
 
     explorer.controls["image"].value = 2
     count = len(traces[2].heads.detections[0]["boxes"])
     assert explorer.controls["detection"].max == count - 1
     assert explorer.state.path.image_index == 2
-    assert torch.equal(explorer.state.path.refined, traces[2].heads.detections[0]["boxes"][explorer.state.path.detection])
+    shown = explorer.state.path.lineage
+    assert torch.equal(shown.refined, traces[2].heads.detections[0]["boxes"][shown.detection])
 
 
 def test_explorer_clamps_detection_when_image_has_fewer(model, images, traces):
@@ -140,7 +147,7 @@ def test_explorer_clamps_detection_when_image_has_fewer(model, images, traces):
     explorer.controls["detection"].value = counts[many] - 1
     explorer.controls["image"].value = few  # the old detection index does not exist here
     assert explorer.state.path.image_index == few
-    assert explorer.state.path.detection == counts[few] - 1
+    assert explorer.state.path.lineage.detection == counts[few] - 1
 
 
 def test_explorer_draws_a_picture(model, images):

@@ -40,7 +40,8 @@ def test_box_on_the_ground_truth_gives_iou_one_and_zero_box_loss(explorer):
     assert result.iou == pytest.approx(1.0, abs=1e-6)
     assert result.box_loss == pytest.approx(0.0, abs=1e-6)
     assert torch.allclose(result.predicted_deltas, result.target_deltas, atol=1e-5)
-    assert "box IoU 1.000" in explorer.state.caption and "box loss (smooth L1 of the deltas) 0.000" in explorer.state.caption
+    assert "box IoU 1.000" in explorer.state.caption
+    assert "box loss (smooth L1 of the deltas) 0.000" in explorer.state.caption
 
 
 def test_box_loss_is_smooth_l1_of_the_weighted_deltas(explorer):

@@ -39,7 +39,8 @@ def test_recall_hand_made():
 
 
 def test_recall_pools_images_and_keeps_them_apart():
-    objects = [torch.tensor([[0.0, 0.0, 10.0, 10.0]]), torch.tensor([[0.0, 0.0, 10.0, 10.0], [20.0, 0.0, 30.0, 10.0]])]
+    objects = [torch.tensor([[0.0, 0.0, 10.0, 10.0]]),
+               torch.tensor([[0.0, 0.0, 10.0, 10.0], [20.0, 0.0, 30.0, 10.0]])]
     # Image 0's box fits image 1's first object too, but boxes only find objects of their own image.
     boxes = [torch.tensor([[0.0, 0.0, 10.0, 10.0]]), torch.zeros(0, 4)]
     assert rpn_recall(boxes, objects, (0.5,)) == {0.5: pytest.approx(1 / 3)}  # 1 of 3 objects, not mean(1, 0)
@@ -91,10 +92,13 @@ def test_sweep_redoes_the_rpns_own_selection(traced):
     for k, trace in enumerate(traces):
         keep = sweep.proposals(k, config.rpn_nms_thresh, config.rpn_post_nms_top_n_test)
         assert torch.equal(keep, trace.rpn.nms_keep[0])
+        # before the top-k too: what NMS kept is what the RPN recorded as NMS's survivors
+        assert torch.equal(sweep.survivors(k, config.rpn_nms_thresh), trace.rpn.nms_survivors[0])
         assert torch.equal(sweep.candidates[k].boxes[keep], trace.rpn.proposals[0])
     # ... so its recall is the recall of the trace's proposals.
     proposals = [t.rpn.proposals[0] for t in traces]
-    assert sweep.recall(config.rpn_nms_thresh, config.rpn_post_nms_top_n_test) == rpn_recall(proposals, objects)
+    recall = sweep.recall(config.rpn_nms_thresh, config.rpn_post_nms_top_n_test)
+    assert recall == rpn_recall(proposals, objects)
 
 
 def test_sweep_takes_multi_image_traces(traced):
@@ -127,7 +131,7 @@ def test_first_view_is_the_models_setting(explorer, traced):
     assert state.num_candidates == [len(t.rpn.pre_nms_boxes[0]) for t in traces]
     assert state.recall == rpn_recall([t.rpn.proposals[0] for t in traces], objects)
     assert f"{state.recall[0.7]:.3f} at IoU 0.7" in state.caption
-    assert f"{state.num_kept[0]} of its {state.num_candidates[0]} candidates" in state.caption
+    assert f"{state.num_survivors[0]} of its {state.num_candidates[0]} candidates" in state.caption
 
 
 def test_lower_threshold_never_keeps_more_here(explorer):
@@ -137,12 +141,12 @@ def test_lower_threshold_never_keeps_more_here(explorer):
     for threshold in reversed(SWEEP_THRESHOLDS):
         explorer.controls["nms_threshold"].value = threshold
         state = explorer.state
-        assert state.num_proposals == state.num_kept  # 1000 is more than any image's candidates
+        assert state.num_proposals == state.num_survivors  # 1000 is more than any image's candidates
         if previous is not None:
             assert all(now <= before for now, before in zip(state.num_proposals, previous))
         previous = state.num_proposals
     explorer.controls["nms_threshold"].value = 1.0  # suppress only above IoU 1: nothing
-    assert explorer.state.num_kept == explorer.state.num_candidates
+    assert explorer.state.num_survivors == explorer.state.num_candidates
 
 
 def test_top_k_caps_the_count_and_never_lowers_recall(explorer):
@@ -151,7 +155,8 @@ def test_top_k_caps_the_count_and_never_lowers_recall(explorer):
     for top_n in explorer.controls["post_nms_top_n"].options:
         explorer.controls["post_nms_top_n"].value = top_n
         state = explorer.state
-        assert all(count == min(top_n, kept) for count, kept in zip(state.num_proposals, state.num_kept))
+        pairs = zip(state.num_proposals, state.num_survivors)
+        assert all(count == min(top_n, survivors) for count, survivors in pairs)
         if previous is not None:  # the best k are a subset of the best k' > k
             assert all(state.recall[t] >= previous[t] for t in state.recall)
         previous = state.recall
@@ -170,7 +175,8 @@ def test_image_control_picks_the_image_shown(explorer, sweep):
 
 def test_explorer_draws(traced):
     _, traces, objects = traced
-    drawn = rpn_explorer(NMSSweep(traces[:2], objects[:2]), draw=True, nms_threshold=0.5, post_nms_top_n=50, image=1)
+    drawn = rpn_explorer(NMSSweep(traces[:2], objects[:2]), draw=True, nms_threshold=0.5, post_nms_top_n=50,
+                         image=1)
     assert drawn.image.value[:8] == b"\x89PNG\r\n\x1a\n"
     assert drawn.state.figure.get_size_inches()[0] <= 12  # fits a 960 px column at 80 dpi
     assert "NMS threshold 0.50, post-NMS top 50" in drawn.state.caption

@@ -1,11 +1,12 @@
-"""Chapter 06's explorers: the augmentation browser and the loss curves, driven through their controls' ``.value``."""
+"""Chapter 06's explorers: the augmentation browser and the loss curves, driven through their controls'
+``.value``."""
 import numpy as np
 import pytest
 import torch
 
 from maskrcnn_edu.data import DetectionTransform, ShapesDataset, tight_boxes
-from maskrcnn_edu.explorers.training import (AUGMENTATIONS, augment, augmentation, augmentation_explorer, loss_curve_explorer,
-                                             loss_curve_view, read_scalars, smooth)
+from maskrcnn_edu.explorers.training import (AUGMENTATIONS, augment, augmentation, augmentation_explorer,
+                                             loss_curve_explorer, loss_curve_view, read_scalars, smooth)
 
 CLASS_NAMES = ("background", "square", "circle", "triangle")
 
@@ -29,7 +30,8 @@ def test_flip_mirrors_masks_and_boxes_or_leaves_them(sample):
             assert torch.equal(new_target["boxes"], mirrored_boxes)
         else:
             assert torch.equal(new_image, image)
-            assert torch.equal(new_target["masks"], target["masks"]) and torch.equal(new_target["boxes"], target["boxes"])
+            assert torch.equal(new_target["masks"], target["masks"])
+            assert torch.equal(new_target["boxes"], target["boxes"])
         assert torch.equal(new_target["labels"], target["labels"])
     assert 0 < flips < 8  # p = 0.5: both outcomes among 8 seeds
 
@@ -68,8 +70,10 @@ def test_explorer_seed_and_transform_controls(sample):
             assert torch.equal(result.augmented_image, expected_image)
             masks = result.augmented_target["masks"]
             assert result.area_after == int(masks.sum()) and result.objects_after == len(masks)
-            assert torch.equal(result.augmented_target["boxes"], tight_boxes(masks)) and result.boxes_are_tight
-            assert f"{name}, seed {seed}: {len(masks)} of {len(target['labels'])} objects kept" in explorer.state.caption
+            assert torch.equal(result.augmented_target["boxes"], tight_boxes(masks))
+            assert result.boxes_are_tight
+            kept = f"{name}, seed {seed}: {len(masks)} of {len(target['labels'])} objects kept"
+            assert kept in explorer.state.caption
             assert f"→ {result.area_after} px" in explorer.state.caption
 
 
@@ -107,7 +111,8 @@ def logged_run(tmp_path):
     from torch.utils.tensorboard import SummaryWriter
 
     writer = SummaryWriter(str(tmp_path))
-    losses = {"loss/total": [4.0, 2.0, 1.0, 0.5, 0.75], "loss/loss_mask": [2.0, 1.0, 0.25, 0.5, 0.125], "lr": [0.1] * 5}
+    losses = {"loss/total": [4.0, 2.0, 1.0, 0.5, 0.75], "loss/loss_mask": [2.0, 1.0, 0.25, 0.5, 0.125],
+              "lr": [0.1] * 5}
     for tag, values in losses.items():
         for step, value in enumerate(values, start=1):
             writer.add_scalar(tag, value, step)
@@ -131,7 +136,8 @@ def test_loss_curve_explorer_controls(logged_run):
     explorer = loss_curve_explorer(curves, draw=False)
     assert explorer.controls["loss"].options == ("loss/total", "loss/loss_mask")  # the total first, no lr
     explorer.controls["smoothing"].value = 0.0
-    assert "loss/total: 5 logged steps; first 4.0000, last 0.7500 (smoothed 0.7500, 18.8% of the first)" in explorer.state.caption
+    first = "loss/total: 5 logged steps; first 4.0000, last 0.7500 (smoothed 0.7500, 18.8% of the first)"
+    assert first in explorer.state.caption
     assert "smallest 0.5000 at step 4" in explorer.state.caption
     explorer.controls["loss"].value = "loss/loss_mask"
     explorer.controls["smoothing"].value = 0.5

@@ -42,7 +42,7 @@ def class_names(model):
     return model.config.class_names
 
 
-# Reading figures back ----------------------------------------------------------------------------
+# Reading figures back -----------------------------------------------------------------------------
 
 
 def boxes_of(ax, gid: str) -> np.ndarray:
@@ -63,7 +63,8 @@ def count(ax, gid: str) -> int:
 def same_rows(a: np.ndarray, b: np.ndarray) -> bool:
     """The same set of boxes, in any order."""
     a, b = np.asarray(a, float).reshape(-1, 4), np.asarray(b, float).reshape(-1, 4)
-    return a.shape == b.shape and np.allclose(np.unique(a.round(3), axis=0), np.unique(b.round(3), axis=0), atol=1e-3)
+    unique_a, unique_b = np.unique(a.round(3), axis=0), np.unique(b.round(3), axis=0)
+    return a.shape == b.shape and np.allclose(unique_a, unique_b, atol=1e-3)
 
 
 def visible_axes(fig: Figure) -> list:
@@ -75,7 +76,7 @@ def images_of(ax) -> list[np.ndarray]:
     return [np.asarray(im.get_array()) for im in ax.get_images() if isinstance(im, AxesImage)]
 
 
-# describe, palette, primitives ---------------------------------------------------------------------
+# describe, palette, primitives --------------------------------------------------------------------
 
 
 def test_describe_golden():
@@ -115,11 +116,14 @@ def test_draw_boxes_styles():
     boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [5.0, 5.0, 20.0, 30.0]])
     V.draw_boxes(ax, boxes, style="solid")
     V.draw_boxes(ax, boxes[:1], style="dotted")
-    V.draw_boxes(ax, boxes, labels=[1, 2], scores=[0.9, 0.25], class_names=["bg", "cat", "dog"], style="faint")
-    solid, dotted, faint = (next(c for c in ax.collections if c.get_gid() == g) for g in ("solid", "dotted", "faint"))
+    V.draw_boxes(ax, boxes, labels=[1, 2], scores=[0.9, 0.25], class_names=["bg", "cat", "dog"],
+                 style="faint")
+    solid, dotted, faint = (next(c for c in ax.collections if c.get_gid() == g)
+                            for g in ("solid", "dotted", "faint"))
     np.testing.assert_allclose(boxes_of(ax, "solid"), boxes.numpy())
     assert count(ax, "dotted") == 1 and count(ax, "faint") == 2
-    assert solid.get_linestyle()[0][1] is None and dotted.get_linestyle()[0][1] is not None  # dashes: dotted only
+    # dashes: dotted only
+    assert solid.get_linestyle()[0][1] is None and dotted.get_linestyle()[0][1] is not None
     assert faint.get_alpha() < 0.5 and solid.get_alpha() is None  # faint is see-through
     assert faint.get_linewidth()[0] < solid.get_linewidth()[0]
     assert [t.get_text() for t in ax.texts] == ["cat 0.90", "dog 0.25"]
@@ -144,7 +148,7 @@ def test_draw_masks_overlays_exactly_the_mask_pixels():
         V.draw_masks(ax, torch.zeros(6, 8))
 
 
-# Anchors ---------------------------------------------------------------------------------------------
+# Anchors ------------------------------------------------------------------------------------------
 
 
 def test_draw_cell_anchors_every_anchor_of_one_centre(trace):
@@ -152,11 +156,13 @@ def test_draw_cell_anchors_every_anchor_of_one_centre(trace):
     (ax,) = visible_axes(fig)
     drawn = boxes_of(ax, "dotted")
     config = shapes()  # the shipped model's (tests/test_shipped_model.py)
-    per_cell = sum(len(sizes) * len(ratios) for sizes, ratios in zip(config.anchor_sizes, config.aspect_ratios))
+    per_cell = sum(len(sizes) * len(ratios)
+                   for sizes, ratios in zip(config.anchor_sizes, config.aspect_ratios))
     assert len(drawn) == per_cell == 30  # 5 levels x 2 sizes x 3 ratios
     centres = (drawn[:, :2] + drawn[:, 2:]) / 2
-    np.testing.assert_allclose(centres, np.tile([64.0, 64.0], (per_cell, 1)))  # the cell under the image centre
-    assert same_rows(drawn, torch.cat([a[i] for a, i in zip(trace.anchors, V.cell_anchor_indices(trace))]).numpy())
+    np.testing.assert_allclose(centres, np.tile([64.0, 64.0], (per_cell, 1)))  # the cell under the centre
+    cell = torch.cat([a[i] for a, i in zip(trace.anchors, V.cell_anchor_indices(trace))])
+    assert same_rows(drawn, cell.numpy())
     # ... and they are the trace's own anchors: every drawn box is one of them
     all_anchors = torch.cat(trace.anchors).numpy()
     assert all((np.abs(all_anchors - box).max(axis=1) < 1e-4).any() for box in drawn)
@@ -170,7 +176,8 @@ def test_draw_anchor_labels_counts(training_trace, trace):
     fig = V.draw_anchor_labels(training_trace, max_negatives=100)
     (ax,) = visible_axes(fig)
     title = ax.get_title()
-    assert f"{positive} positive" in title and f"{negative} negative" in title and f"{ignored} ignored" in title
+    assert f"{positive} positive" in title and f"{negative} negative" in title
+    assert f"{ignored} ignored" in title
     anchors = torch.cat(training_trace.anchors)
     assert same_rows(boxes_of(ax, "solid"), anchors[labels == 1].numpy())
     assert count(ax, "faint") == min(100, negative) and count(ax, "dotted") == ignored
@@ -182,6 +189,22 @@ def test_draw_anchor_labels_counts(training_trace, trace):
     assert count(ax, "faint") == len(training_trace.rpn.sampled_negative[0])
     with pytest.raises(ValueError, match="training trace"):
         V.draw_anchor_labels(trace)
+
+
+def test_names_and_colours():
+    assert [V.level_name(k) for k in range(5)] == list(V.LEVEL_NAMES) == ["P2", "P3", "P4", "P5", "P6"]
+    assert V.level_name(7) == "level 7" and V.level_colour(0) != V.level_colour(1)
+    assert V.class_name(1, ["bg", "cat"]) == "cat" and V.class_name(5, ["bg", "cat"]) == "class 5"
+    assert V.class_name(5, None, unnamed="{label}") == "5"
+    colours = V.score_colours(torch.tensor([0.0, 0.5, 1.0]), fade=True)
+    assert len(colours) == 3 and colours[0][3] == pytest.approx(0.3) and colours[2][3] == pytest.approx(1.0)
+    np.testing.assert_allclose(colours[2][:3], V.score_scale().to_rgba(1.0)[:3])
+
+
+def test_widen_view_takes_in_boxes():
+    ax = V.show_image(Figure().subplots(), torch.zeros(3, 10, 20))
+    V.widen_view(ax, torch.tensor([[-5.0, 2.0, 4.0, 30.0]]), margin=1.0)
+    assert ax.get_xlim() == (-6.0, 21.0) and ax.get_ylim() == (31.0, -1.0)  # y still points down
 
 
 def test_anchor_objectness_is_in_anchor_order(trace):
@@ -216,17 +239,54 @@ def test_draw_top_objectness_and_heatmaps(trace):
     assert panels[1].get_title().startswith("P2: 32×32 cells, stride 4")
 
 
-# NMS and proposals ---------------------------------------------------------------------------------------
+# NMS and proposals --------------------------------------------------------------------------------
 
 
-def test_draw_nms_kept_solid_suppressed_faint(trace):
+def test_nms_outcome_partitions_the_candidates(trace):
+    rpn = trace.rpn
+    outcome = V.rpn_nms_outcome(trace)
+    total = len(rpn.pre_nms_boxes[0])
+    stacked = torch.stack([outcome.kept, outcome.cut, outcome.suppressed])  # [3, T]
+    assert stacked.shape == (3, total)
+    assert torch.equal(stacked.sum(dim=0), torch.ones(total, dtype=torch.int64))  # one outcome each
+    assert torch.equal(torch.where(outcome.kept)[0], rpn.nms_keep[0].sort().values)
+    assert torch.equal(torch.where(~outcome.suppressed)[0], rpn.nms_survivors[0].sort().values)
+    survivors, kept = len(rpn.nms_survivors[0]), len(rpn.nms_keep[0])
+    assert outcome.counts() == {"kept": kept, "cut": survivors - kept, "suppressed": total - survivors}
+    # by hand: 5 candidates, NMS keeps 3 of them (best first), the top-2 lets 2 through
+    small = V.nms_outcome(5, torch.tensor([3, 0, 4]), torch.tensor([3, 0]))
+    assert small.kept.tolist() == [True, False, False, True, False]
+    assert small.cut.tolist() == [False, False, False, False, True]
+    assert small.suppressed.tolist() == [False, True, True, False, False]
+    assert small.where(torch.tensor([True, True, False, False, True])).counts() == {"kept": 1, "cut": 1,
+                                                                                     "suppressed": 1}
+
+
+def test_draw_nms_tells_suppressed_from_cut(trace):
     fig = V.draw_nms(trace)
     before, after = visible_axes(fig)
-    total, kept = len(trace.rpn.pre_nms_boxes[0]), len(trace.rpn.nms_keep[0])
+    rpn = trace.rpn
+    total, survivors, kept = len(rpn.pre_nms_boxes[0]), len(rpn.nms_survivors[0]), len(rpn.nms_keep[0])
+    assert kept < survivors < total  # this image has both: boxes NMS suppressed, boxes the top-k cut
     assert count(before, "solid") == total and f"{total} boxes" in before.get_title()
-    assert count(after, "solid") == kept and count(after, "faint") == total - kept
-    assert f"{kept} kept" in after.get_title() and f"{total - kept} suppressed" in after.get_title()
+    assert count(after, "solid") == kept and f"{kept} proposals" in after.get_title()
+    assert count(after, "dotted") == survivors - kept and count(after, "faint") == total - survivors
     assert same_rows(boxes_of(after, "solid"), trace.rpn.proposals[0].numpy())
+    cut = rpn.nms_survivors[0][kept:]
+    assert same_rows(boxes_of(after, "dotted"), rpn.pre_nms_boxes[0][cut].numpy())
+    assert [t.get_text() for t in after.get_legend().get_texts()] == [
+        f"kept: {kept}", f"survived NMS, cut by the top-k: {survivors - kept}",
+        f"suppressed by NMS: {total - survivors}"]
+
+
+def test_draw_nms_on_limits_each_outcome_to_its_best(trace):
+    ax = V.show_image(Figure().subplots(), trace.image(0))
+    assert V.draw_nms_on(ax, trace, limit=10, legend=None) is ax
+    rpn = trace.rpn
+    assert count(ax, "solid") == count(ax, "dotted") == count(ax, "faint") == 10
+    best_cut = rpn.nms_survivors[0][len(rpn.nms_keep[0]):][:10]  # survivors are ranked best first
+    assert same_rows(boxes_of(ax, "dotted"), rpn.pre_nms_boxes[0][best_cut].numpy())
+    assert ax.get_legend() is None
 
 
 def test_draw_proposals_top_k(trace):
@@ -238,7 +298,7 @@ def test_draw_proposals_top_k(trace):
     assert sum(per_level) == 50
 
 
-# Heads ------------------------------------------------------------------------------------------------------
+# Heads --------------------------------------------------------------------------------------------
 
 
 def test_draw_roi_refinement_uses_the_best_class(trace, class_names):
@@ -250,23 +310,55 @@ def test_draw_roi_refinement_uses_the_best_class(trace, class_names):
     np.testing.assert_allclose(boxes_of(ax, "dotted"), trace.heads.proposals[0][top].numpy(), atol=1e-4)
     np.testing.assert_allclose(boxes_of(ax, "solid"),
                                trace.heads.refined_boxes[0][top, best_class[top] + 1].numpy(), atol=1e-4)
-    assert ax.texts[0].get_text() == f"{class_names[int(best_class[top[0]]) + 1]} {float(best_score[top[0]]):.2f}"
+    best = int(top[0])
+    assert ax.texts[0].get_text() == f"{class_names[int(best_class[best]) + 1]} {float(best_score[best]):.2f}"
 
 
 def test_draw_class_nms_per_class_panels(trace, class_names):
     fig = V.draw_class_nms(trace, class_names=class_names)
     candidates, detections = trace.heads.pre_nms[0], trace.heads.detections[0]
+    survived = torch.zeros(len(candidates["scores"]), dtype=torch.bool)
+    survived[trace.heads.nms_survivors[0]] = True
     classes = candidates["labels"].unique().tolist()
     panels = visible_axes(fig)
     assert len(panels) == len(classes)
     for ax, label in zip(panels, classes):
         ours = candidates["labels"] == label
         kept = int((detections["labels"] == label).sum())
-        assert count(ax, "solid") == kept and count(ax, "faint") == int(ours.sum()) - kept
+        suppressed, cut = int((ours & ~survived).sum()), int((ours & survived).sum()) - kept
+        assert count(ax, "solid") == kept and count(ax, "faint") == suppressed and count(ax, "dotted") == cut
         assert same_rows(boxes_of(ax, "solid"), detections["boxes"][detections["labels"] == label].numpy())
-        assert ax.get_title() == f"{class_names[label]}: {int(ours.sum())} candidates → {kept} kept"
+        assert ax.get_title() == (f"{class_names[label]}: {int(ours.sum())} candidates → {kept} kept\n"
+                                  f"{suppressed} suppressed, {cut} cut by the top-k")
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["kept", "survived NMS, cut by the top-k",
+                                                                  "suppressed by NMS"]
     with pytest.raises(ValueError, match="inference trace"):
         V.draw_class_nms(without_inference_fields(trace))
+
+
+def test_class_nms_outcome_is_the_heads_record(trace):
+    outcome = V.class_nms_outcome(trace)
+    heads = trace.heads
+    assert torch.equal(torch.where(outcome.kept)[0], heads.detection_candidates[0].sort().values)
+    assert torch.equal(torch.where(~outcome.suppressed)[0], heads.nms_survivors[0].sort().values)
+    # each detection is its candidate: same box, label and score
+    kept = heads.detection_candidates[0]
+    torch.testing.assert_close(heads.pre_nms[0]["boxes"][kept], heads.detections[0]["boxes"])
+    assert torch.equal(heads.pre_nms[0]["labels"][kept], heads.detections[0]["labels"])
+
+
+def test_draw_class_nms_on_every_class_above_a_score(trace, class_names):
+    candidates = trace.heads.pre_nms[0]
+    ax = V.show_image(Figure().subplots(), trace.image(0))
+    V.draw_class_nms_on(ax, trace, class_names=class_names, min_score=0.5)
+    passing = candidates["scores"] >= 0.5
+    counts = V.class_nms_outcome(trace).where(passing).counts()
+    assert (count(ax, "solid"), count(ax, "dotted"), count(ax, "faint")) == (counts["kept"], counts["cut"],
+                                                                              counts["suppressed"])
+    kept = trace.heads.detections[0]["scores"] >= 0.5
+    expected = [f"{class_names[int(label)]} {float(score):.2f}" for label, score in
+                zip(trace.heads.detections[0]["labels"][kept], trace.heads.detections[0]["scores"][kept])]
+    assert sorted(t.get_text() for t in ax.texts) == sorted(expected)
 
 
 def without_inference_fields(trace):
@@ -326,7 +418,7 @@ def test_draw_activations_rows_and_channels(trace):
         V.draw_activations(trace, which="Q")
 
 
-# Weights -----------------------------------------------------------------------------------------------------
+# Weights ------------------------------------------------------------------------------------------
 
 
 def test_weight_statistics_golden_and_flags():
@@ -388,7 +480,7 @@ def test_draw_weight_histograms_whole_tensors(model):
     assert len(visible_axes(V.draw_weight_histograms(model, max_layers=5))) == 5
 
 
-# Samples, matching, IoU grid, PR curve ---------------------------------------------------------------------------
+# Samples, matching, IoU grid, PR curve ------------------------------------------------------------
 
 
 def test_draw_top_masks_union_per_class(class_names):
@@ -408,34 +500,14 @@ def test_draw_top_masks_union_per_class(class_names):
 
 
 def hand_made_scene():
-    """Three objects, five predictions; see ``test_match_boxes_golden`` for what each one is."""
+    """Three objects, five predictions (``tests/test_evaluation_matching.py`` matches them by hand)."""
     gt_boxes = torch.tensor([[0.0, 0, 10, 10], [20, 0, 30, 10], [40, 0, 50, 10]])
     gt_labels = torch.tensor([1, 1, 2])
-    pred_boxes = torch.tensor([[0.0, 0, 10, 8], [0, 0, 10, 6], [40, 0, 50, 10], [40, 0, 50, 4], [21, 0, 30, 10]])
+    pred_boxes = torch.tensor([[0.0, 0, 10, 8], [0, 0, 10, 6], [40, 0, 50, 10], [40, 0, 50, 4],
+                               [21, 0, 30, 10]])
     pred_labels = torch.tensor([1, 1, 1, 2, 1])
     pred_scores = torch.tensor([0.9, 0.95, 0.8, 0.7, 0.3])
     return gt_boxes, gt_labels, pred_boxes, pred_labels, pred_scores
-
-
-def test_match_boxes_golden():
-    result = V.match_boxes(*hand_made_scene(), iou_threshold=0.5)
-    # pred 1 (score 0.95, IoU 0.6) takes gt 0 before pred 0 (0.9, IoU 0.8): greedy by score;
-    # pred 4 (IoU 0.9) takes gt 1; pred 2 covers gt 2 exactly but is the wrong class;
-    # pred 3 is the right class but IoU 0.4 < 0.5.
-    np.testing.assert_array_equal(result.pairs, [[0, 1], [1, 4]])
-    np.testing.assert_allclose(result.ious, [0.6, 0.9])
-    np.testing.assert_array_equal(result.missed, [2])
-    np.testing.assert_array_equal(result.false_positives, [0, 2, 3])
-    # with a looser threshold pred 3 finds gt 2 (in score order: pred 1, 3, 4 match)
-    loose = V.match_boxes(*hand_made_scene(), iou_threshold=0.4)
-    np.testing.assert_array_equal(loose.pairs, [[0, 1], [2, 3], [1, 4]])
-    np.testing.assert_array_equal(loose.false_positives, [0, 2])
-    assert len(loose.missed) == 0
-    # nothing predicted / nothing to find
-    empty = V.match_boxes(torch.zeros(0, 4), torch.zeros(0), *hand_made_scene()[2:])
-    assert len(empty.pairs) == 0 and len(empty.false_positives) == 5
-    none = V.match_boxes(*hand_made_scene()[:2], torch.zeros(0, 4), torch.zeros(0), torch.zeros(0))
-    np.testing.assert_array_equal(none.missed, [0, 1, 2])
 
 
 def test_draw_matches_marks_matches_misses_false_positives():
@@ -477,7 +549,7 @@ def test_draw_pr_curve_figure_or_axes():
     assert V.draw_pr_curve(recall, precision, ax=given) is given
 
 
-# Figures: all Figure objects, none kept by pyplot, nothing closed that we did not open ---------------------------
+# Figures: all Figure objects, none kept by pyplot, nothing closed that we did not open ------------
 
 
 def test_every_drawing_is_a_figure_pyplot_does_not_track(trace, training_trace, model, sample, class_names):
@@ -487,7 +559,8 @@ def test_every_drawing_is_a_figure_pyplot_does_not_track(trace, training_trace, 
     detections = trace.detections[0]
     figures = [
         V.draw_cell_anchors(trace), V.draw_anchor_labels(training_trace), V.draw_refinements(trace),
-        V.draw_top_objectness(trace), V.draw_objectness_heatmaps(trace), V.draw_nms(trace), V.draw_proposals(trace),
+        V.draw_top_objectness(trace), V.draw_objectness_heatmaps(trace), V.draw_nms(trace),
+        V.draw_proposals(trace),
         V.draw_roi_refinement(trace), V.draw_class_nms(trace), V.draw_mask_logits(trace),
         V.draw_mask_targets(training_trace), V.draw_activations(trace, "C"), V.draw_activations(trace, "P"),
         V.draw_weight_table(V.weight_statistics(model)[:10]), V.draw_weight_histograms(model, max_layers=4),

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from maskrcnn_edu import roi_ops
-from maskrcnn_edu.explorers.roi import RoIExplorer, RoIView, draw_roi_view, explorer_feature_map, roi_explorer_view
+from maskrcnn_edu.explorers.roi import (RoIExplorer, RoIView, draw_roi_view, explorer_feature_map,
+                                        roi_explorer_view)
 
 
 @pytest.fixture
@@ -38,7 +39,8 @@ def test_view_outputs_equal_the_ops_called_directly(sampling_ratio, aligned):
     view = roi_explorer_view(x=3.2, y=0.9, w=6.3, h=8.1, output_size=5, sampling_ratio=sampling_ratio,
                              aligned=aligned)
     features = explorer_feature_map()[None, None]
-    expected_align = roi_ops.roi_align(features, rois_of(view), 5, sampling_ratio=sampling_ratio, aligned=aligned)
+    expected_align = roi_ops.roi_align(features, rois_of(view), 5, sampling_ratio=sampling_ratio,
+                                       aligned=aligned)
     expected_pool = roi_ops.roi_pool(features, rois_of(view), 5)
     assert view.align_output.shape == (5, 5)
     torch.testing.assert_close(view.align_output, expected_align[0, 0])
@@ -92,7 +94,8 @@ def test_feature_map_is_deterministic_and_seeded():
 def test_explorer_exposes_every_control_and_an_initial_state(explorer):
     assert set(explorer.controls) == {"x", "y", "w", "h", "output_size", "sampling_ratio", "aligned"}
     assert isinstance(explorer.state, RoIView)
-    torch.testing.assert_close(explorer.state.align_output, roi_explorer_view(**explorer.values()).align_output)
+    expected = roi_explorer_view(**explorer.values()).align_output
+    torch.testing.assert_close(explorer.state.align_output, expected)
 
 
 def test_setting_width_recomputes_the_state(explorer):
@@ -196,7 +199,8 @@ def px(length: str | None) -> int | None:
 
 
 def laid_out_width(widget) -> int:
-    """The width a widget takes: its explicit width, else its children side by side (HBox) or stacked (VBox)."""
+    """The width a widget takes: its explicit width, else its children side by side (HBox) or stacked
+    (VBox)."""
     import ipywidgets
 
     explicit = px(widget.layout.width)
@@ -206,7 +210,8 @@ def laid_out_width(widget) -> int:
     elif isinstance(widget, ipywidgets.Box):
         natural = max((laid_out_width(child) for child in children), default=0)
     else:
-        assert explicit is not None, f"{type(widget).__name__} {getattr(widget, 'description', '')!r} has no width"
+        name = f"{type(widget).__name__} {getattr(widget, 'description', '')!r}"
+        assert explicit is not None, f"{name} has no width"
         return explicit
     return explicit if explicit is not None and natural <= explicit else natural
 
@@ -289,7 +294,8 @@ def test_no_static_picture_without_drawing(monkeypatch):
 def test_static_picture_escapes_its_caption():
     from maskrcnn_edu.explorers.shell import static_picture_html
 
-    assert "&lt;b&gt;" in static_picture_html(b"\x89PNG", "<b>") and "<b>" not in static_picture_html(b"", "<b>")
+    assert "&lt;b&gt;" in static_picture_html(b"\x89PNG", "<b>")
+    assert "<b>" not in static_picture_html(b"", "<b>")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -301,13 +307,8 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
-from maskrcnn_edu.explorers.stepper import (  # noqa: E402
-    STAGES,
-    DetectionStepper,
-    default_images,
-    detection_lineage,
-    stepper_view,
-)
+from maskrcnn_edu.explorers.images import default_images  # noqa: E402
+from maskrcnn_edu.explorers.stepper import STAGES, DetectionStepper, stepper_view  # noqa: E402
 
 MODEL_PATH = Path(__file__).resolve().parent.parent / "data" / "shapes_model" / "model.pt"
 
@@ -364,24 +365,63 @@ def test_the_stepper_has_its_controls_and_a_first_view(stepper):
 
 def test_nms_caption_counts_are_the_traces(stepper, trace):
     stepper.controls["stage"].value = "NMS"
-    kept, candidates = len(trace.rpn.nms_keep[0]), len(trace.rpn.pre_nms_boxes[0])
-    assert kept < candidates
-    assert f"NMS kept {kept} of {candidates} boxes" in stepper.state.caption
-    assert stepper.state.counts == {"candidates": candidates, "kept": kept}
+    rpn = trace.rpn
+    candidates, survivors, kept = len(rpn.pre_nms_boxes[0]), len(rpn.nms_survivors[0]), len(rpn.nms_keep[0])
+    assert kept < survivors < candidates  # NMS suppressed some boxes, the top-k cut others
+    counts = {"candidates": candidates, "kept": kept, "cut": survivors - kept,
+              "suppressed": candidates - survivors}
+    assert stepper.state.counts == counts
+    caption = stepper.state.caption
+    assert f"of the {candidates} candidates, {candidates - survivors} overlap" in caption
+    assert f"of the {survivors} survivors" in caption
+    assert f"({survivors - kept} cut): {kept} proposals" in caption
+
+
+def test_nms_stage_draws_each_outcome_in_its_style(trace):
+    from maskrcnn_edu.explorers.stepper_stages import NMS_DRAWN
+
+    view = stepper_view(trace, "NMS")
+    main = view.figure.get_axes()[0]
+    rpn = trace.rpn
+    candidates, survivors, kept = len(rpn.pre_nms_boxes[0]), len(rpn.nms_survivors[0]), len(rpn.nms_keep[0])
+    drawn = {gid: sum(len(c.get_paths()) for c in main.collections if c.get_gid() == gid)
+             for gid in ("solid", "dotted", "faint")}
+    assert drawn == {"solid": min(kept, NMS_DRAWN), "dotted": min(survivors - kept, NMS_DRAWN),
+                     "faint": min(candidates - survivors, NMS_DRAWN)}
+    legend = [t.get_text() for t in main.get_legend().get_texts()]
+    assert legend == [f"kept: {kept}", f"survived NMS, cut by the top-k: {survivors - kept}",
+                      f"suppressed by NMS: {candidates - survivors}"]
 
 
 def test_anchor_and_proposal_counts_are_the_traces(trace):
     anchors = sum(len(level) for level in trace.rpn.anchors)
     assert f"{anchors} anchors in all" in stepper_view(trace, "anchors").caption
-    assert f"the {len(trace.rpn.proposals[0])} boxes that survived NMS" in stepper_view(trace, "proposals").caption
+    proposals = len(trace.rpn.proposals[0])
+    assert f"the {proposals} boxes that survived NMS" in stepper_view(trace, "proposals").caption
 
 
 def test_class_nms_counts_are_the_traces(trace):
     view = stepper_view(trace, "per-class NMS", score_threshold=0.0)
-    candidates, detections = len(trace.heads.pre_nms[0]["scores"]), len(trace.detections[0]["scores"])
-    assert detections < candidates
-    assert f"NMS kept {detections} of {candidates}" in view.caption
+    heads = trace.heads
+    candidates, survivors = len(heads.pre_nms[0]["scores"]), len(heads.nms_survivors[0])
+    detections = len(trace.detections[0]["scores"])
+    assert detections <= survivors < candidates
+    assert view.counts == {"candidates": candidates, "kept": detections, "cut": survivors - detections,
+                           "suppressed": candidates - survivors}
+    assert f"suppressed ({candidates - survivors})" in view.caption
+    assert f"({survivors - detections} cut): {detections} detections" in view.caption
     assert solid_boxes(view.figure) == detections
+
+
+def test_class_nms_stage_follows_the_threshold(trace):
+    scores = trace.heads.pre_nms[0]["scores"]
+    threshold = float(scores.sort().values[len(scores) // 2])  # half the candidates pass
+    view = stepper_view(trace, "per-class NMS", score_threshold=threshold)
+    passing = scores >= threshold
+    kept = torch.zeros_like(passing)
+    kept[trace.heads.detection_candidates[0]] = True
+    assert view.counts["candidates"] == int(passing.sum())
+    assert view.counts["kept"] == int((kept & passing).sum()) == solid_boxes(view.figure)
 
 
 def test_following_a_detection_highlights_its_anchor(stepper, trace):
@@ -403,7 +443,7 @@ def test_the_followed_anchor_is_where_the_proposal_came_from(trace):
     # image, is the proposal; and the proposal refined for the detection's class is the detection.
     height, width = trace.batch.image_sizes[0]
     for d in range(len(trace.detections[0]["scores"])):
-        lineage = detection_lineage(trace, d)
+        lineage = trace.lineage(d)
         anchors = torch.cat(trace.rpn.anchors)
         assert torch.equal(lineage.anchor, anchors[lineage.anchor_index])
         clipped = lineage.rpn_box.clone()
@@ -510,7 +550,8 @@ def test_each_image_is_traced_once(model, shapes_images):
     # The view is the chosen image's: its NMS counts.
     other = stepper.traces["shapes 1"]
     stepper.controls["image"].value = "shapes 1"
-    assert f"NMS kept {len(other.rpn.nms_keep[0])} of {len(other.rpn.pre_nms_boxes[0])}" in stepper.state.caption
+    assert stepper.state.counts["kept"] == len(other.rpn.nms_keep[0])
+    assert f"of the {len(other.rpn.pre_nms_boxes[0])} candidates" in stepper.state.caption
 
 
 def test_the_stepper_draws_a_picture_that_fits(model, shapes_images):
@@ -523,13 +564,13 @@ def test_the_stepper_draws_a_picture_that_fits(model, shapes_images):
     assert struct.unpack(">I", first[16:20])[0] == px(stepper.image.layout.width) <= 960
     stepper.controls["stage"].value = "NMS"
     assert bytes(stepper.image.value) != first
-    assert "NMS kept" in stepper.caption.value
+    assert "proposals." in stepper.caption.value
 
 
 @pytest.mark.parametrize(
     "kwargs, argument",
-    [({"stage": "nms"}, "stage"), ({"score_threshold": 1.5}, "score_threshold"), ({"detection": 99}, "detection"),
-     ({"detection": -1}, "detection")],
+    [({"stage": "nms"}, "stage"), ({"score_threshold": 1.5}, "score_threshold"),
+     ({"detection": 99}, "detection"), ({"detection": -1}, "detection")],
 )
 def test_stepper_view_rejects_bad_values_naming_the_argument(trace, kwargs, argument):
     arguments = {"stage": "input", **kwargs}
@@ -578,5 +619,43 @@ def test_stepper_display_has_a_static_picture_of_its_first_view(model, shapes_im
     live, static = displayed_outputs(stepper, monkeypatch)
     png = base64.b64encode(bytes(stepper.image.value)).decode("ascii")
     assert "image/png" not in live and png in static["text/html"]
-    assert html.escape(stepper.state.caption) in static["text/html"] and static["text/plain"] == stepper.state.caption
+    assert html.escape(stepper.state.caption) in static["text/html"]
+    assert static["text/plain"] == stepper.state.caption
     assert stepper._repr_mimebundle_()["image/png"] == png  # the single bundle, for code that asks for one
+
+
+@pytest.mark.parametrize("stage, module, drawer, figure", [
+    ("anchors", "stages", "draw_cell_anchors_on", "draw_cell_anchors"),
+    ("objectness top-k", "stages", "draw_top_objectness_on", "draw_top_objectness"),
+    ("refined boxes", "stages", "draw_refinements_on", "draw_refinements"),
+    ("NMS", "stages", "draw_nms_on", "draw_nms"),
+    ("proposals", "stages", "draw_proposals_on", "draw_proposals"),
+    ("class scores and refinement", "head_stages", "draw_roi_refinement_on", "draw_roi_refinement"),
+    ("per-class NMS", "head_stages", "draw_class_nms_on", "draw_class_nms"),
+])
+def test_the_stepper_and_the_chapter_figure_share_one_drawer(trace, monkeypatch, stage, module, drawer,
+                                                             figure):
+    import importlib
+
+    drawings = importlib.import_module(f"maskrcnn_edu.visualize.{module}")
+    real, calls = getattr(drawings, drawer), []
+
+    def spy(ax, *args, **kwargs):
+        calls.append(ax)
+        return real(ax, *args, **kwargs)
+
+    monkeypatch.setattr(drawings, drawer, spy)
+    chapter_figure = getattr(drawings, figure)(trace)
+    assert calls and all(ax.figure is chapter_figure for ax in calls)
+    calls.clear()
+    view = stepper_view(trace, stage, score_threshold=0.0)
+    assert calls == [view.figure.get_axes()[0]]  # the stepper's main panel, drawn by the same function
+
+
+def test_the_stepper_follows_the_traces_lineage(trace):
+    d = 1
+    lineage = trace.lineage(d)
+    view = stepper_view(trace, "refined boxes", detection=d)
+    torch.testing.assert_close(torch.tensor(view.highlighted["anchor"]), lineage.anchor)
+    torch.testing.assert_close(torch.tensor(view.highlighted["rpn box"]), lineage.rpn_box)
+    assert f"from anchor {lineage.anchor_index} at P{lineage.anchor_level + 2}" in view.caption

@@ -15,8 +15,8 @@ from functools import lru_cache
 import ipywidgets as widgets
 import numpy as np
 import torch
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.patches import Rectangle
 from matplotlib.ticker import FuncFormatter, NullFormatter
 from torch import Tensor
 
@@ -25,10 +25,10 @@ from ..boxes import box_iou
 from ..config import shapes
 from ..data import ShapesDataset
 from ..matching import BACKGROUND, IGNORE, Matcher
+from ..visualize import LEVEL_NAMES, draw_box
 from .shell import Explorer, View
 
 __all__ = [
-    "LEVEL_NAMES",
     "LABEL_COLOURS",
     "shapes_scene",
     "shapes_anchors",
@@ -39,7 +39,6 @@ __all__ = [
     "anchor_explorer",
 ]
 
-LEVEL_NAMES = ("P2", "P3", "P4", "P5", "P6")
 # One colour per verdict, used for boxes, centre dots and histogram bars alike.
 LABEL_COLOURS = {"positive": "#1a9641", "ignored": "#f39c12", "negative": "#d7191c"}
 SHAPES_SEED = 3  # the held-out Shapes images the chapters use (the shipped model never trained on them)
@@ -48,7 +47,8 @@ NUM_IMAGES = 10
 
 @lru_cache(maxsize=NUM_IMAGES)
 def shapes_scene(index: int, seed: int = SHAPES_SEED) -> tuple[Tensor, Tensor]:
-    """Shapes image ``index`` of ``ShapesDataset(NUM_IMAGES, seed)``: ``image [3, 128, 128]``, ``boxes [K, 4]``."""
+    """Shapes image ``index`` of ``ShapesDataset(NUM_IMAGES, seed)``: ``image [3, 128, 128]``,
+    ``boxes [K, 4]``."""
     if not 0 <= index < NUM_IMAGES:
         raise ValueError(f"image index must be in 0..{NUM_IMAGES - 1}, got {index}")
     image, target = ShapesDataset(NUM_IMAGES, seed=seed)[index]
@@ -108,18 +108,13 @@ def _count(matches: Tensor) -> dict:
 
 def draw_scene(ax, image: Tensor, boxes: Tensor) -> None:
     """``image [3, H, W]`` (0..1), washed out so that coloured anchors stand out, and its objects'
-    ``boxes [K, 4]`` in black, in the package's pixel frame (pixel ``(i, j)`` is ``[j, j+1] x [i, i+1]``)."""
+    ``boxes [K, 4]`` in black, in the package's pixel frame (pixel ``(i, j)`` is
+    ``[j, j+1] x [i, i+1]``)."""
     pixels = (0.45 * image + 0.55).permute(1, 2, 0).numpy()
     height, width = pixels.shape[:2]
     ax.imshow(pixels, extent=(0, width, height, 0))
-    for k, (x0, y0, x1, y1) in enumerate(boxes.tolist()):
-        ax.add_patch(_rectangle((x0, y0, x1, y1), "black", "-", 1.5, label="object" if k == 0 else None))
-
-
-def _rectangle(box, colour, linestyle, linewidth, label=None) -> Rectangle:
-    x0, y0, x1, y1 = box
-    return Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=colour, linestyle=linestyle,
-                     linewidth=linewidth, label=label)
+    for k, box in enumerate(boxes.tolist()):
+        draw_box(ax, box, color="black", linewidth=1.5, label="object" if k == 0 else None)
 
 
 def draw_anchor_verdicts(
@@ -142,14 +137,74 @@ def draw_anchor_verdicts(
             continue
         selected = selections[name]
         colour = LABEL_COLOURS[name]
-        ax.scatter(centres[selected.numpy(), 0], centres[selected.numpy(), 1], s=6 if name == "negative" else 14,
-                   color=colour, label=f"{name} ({int(selected.sum())})", zorder=3)
+        ax.scatter(centres[selected.numpy(), 0], centres[selected.numpy(), 1],
+                   s=6 if name == "negative" else 14, color=colour, label=f"{name} ({int(selected.sum())})",
+                   zorder=3)
         if name == "negative":
             continue  # their boxes would hide everything; the centres say enough
         for box in anchors[selected].tolist():
-            ax.add_patch(_rectangle(box, colour, "-" if name == "positive" else "--", 2.0 if name == "positive" else 1.2))
-            extent = [min(extent[0], box[0]), min(extent[1], box[1]), max(extent[2], box[2]), max(extent[3], box[3])]
+            draw_box(ax, box, color=colour, linestyle="-" if name == "positive" else "--",
+                     linewidth=2.0 if name == "positive" else 1.2)
+            extent = [*np.minimum(extent[:2], box[:2]), *np.maximum(extent[2:], box[2:])]
     return tuple(extent)
+
+
+def _no_matching(ax_image: Axes, ax_hist: Axes, picture: Tensor, what: str, high: float, low: float) -> str:
+    """The view when the thresholds are out of order: the scene alone, and a caption that says why."""
+    ax_image.set_title(f"{what}: no matching")
+    ax_image.set_xlim(0, picture.shape[-1])
+    ax_image.set_ylim(picture.shape[-2], 0)
+    ax_hist.set_axis_off()
+    return (f"The low threshold ({low:.2f}) is above the high one ({high:.2f}): an anchor cannot be "
+            "both background and an object. Lower the low threshold or raise the high one.")
+
+
+def _verdict_panel(ax: Axes, picture: Tensor, anchors: Tensor, matches: Tensor, title: str) -> None:
+    """The scene with the shown anchors' verdicts, widened to every anchor box drawn."""
+    x0, y0, x1, y1 = draw_anchor_verdicts(ax, anchors, matches)
+    h, w = picture.shape[-2:]
+    margin = 4
+    ax.set_xlim(min(0, x0) - margin, max(w, x1) + margin)
+    ax.set_ylim(max(h, y1) + margin, min(0, y0) - margin)  # y down
+    ax.set_aspect("equal")
+    ax.set_title(title)
+    ax.set_xlabel("x (pixels)")
+    ax.set_ylabel("y (pixels)")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=4, fontsize=8)
+
+
+def _iou_histogram(ax: Axes, best_iou: Tensor, matches: Tensor, high: float, low: float) -> None:
+    """Where the shown anchors' best IoUs fall against the two thresholds, stacked by verdict: a
+    positive left of the high line is one the low-quality rule made."""
+    ax.axvspan(0, low, color=LABEL_COLOURS["negative"], alpha=0.08)
+    ax.axvspan(low, high, color=LABEL_COLOURS["ignored"], alpha=0.12)
+    ax.axvspan(high, 1, color=LABEL_COLOURS["positive"], alpha=0.08)
+    verdicts = {"negative": matches == BACKGROUND, "ignored": matches == IGNORE, "positive": matches >= 0}
+    values = best_iou.numpy()
+    ax.hist([values[v.numpy()] for v in verdicts.values()], bins=np.linspace(0, 1, 41), stacked=True,
+            color=[LABEL_COLOURS[name] for name in verdicts])
+    ax.axvline(low, color=LABEL_COLOURS["negative"], linestyle="--", label=f"low = {low:.2f}")
+    ax.axvline(high, color=LABEL_COLOURS["positive"], linestyle="--", label=f"high = {high:.2f}")
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))  # 1, 10, 100
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.set_ylim(bottom=0.7)  # a single anchor still shows as a bar
+    ax.set_xlim(0, 1)
+    ax.set(title="each shown anchor's best IoU with an object", xlabel="IoU", ylabel="anchors (log scale)")
+    ax.legend(loc="upper right", fontsize=8)
+
+
+def _caption(what: str, shown: Tensor, counts: dict, total_counts: dict, unmatched: list) -> str:
+    """The view's caption: the shown anchors (``shown [S, 4]``), their verdicts and all anchors'."""
+    sizes = (shown[:, 2:] - shown[:, :2]).round().int().tolist()  # each shown anchor's (w, h)
+    shapes_shown = " and ".join(f"{w} x {h}" for w, h in sorted(set(map(tuple, sizes))))
+    left_out = (f"objects without a positive anchor: {unmatched}" if unmatched
+                else "every object has a positive anchor")
+    return (f"{what} ({shapes_shown} px anchors, {len(shown)} of them): {counts['positive']} positive, "
+            f"{counts['ignored']} ignored, {counts['negative']} negative. "
+            f"All {sum(total_counts.values())} anchors: "
+            f"{total_counts['positive']} positive, {total_counts['ignored']} ignored, "
+            f"{total_counts['negative']} negative; {left_out}.")
 
 
 def anchor_labels_view(
@@ -174,70 +229,20 @@ def anchor_labels_view(
     shown = (levels == level) & torch.isclose(ratios, torch.tensor(float(ratio)))
     iou = box_iou(boxes, anchors)  # [K, A]
     best_iou = iou.max(dim=0).values
-    widths = (anchors[shown][:, 2] - anchors[shown][:, 0]).round().int().tolist()  # the shown anchors' sizes
-    heights = (anchors[shown][:, 3] - anchors[shown][:, 1]).round().int().tolist()
-    shapes_shown = " and ".join(f"{w} x {h}" for w, h in sorted(set(zip(widths, heights))))
-    what = f"{LEVEL_NAMES[level]}, ratio {ratio:g} ({shapes_shown} px anchors, {int(shown.sum())} of them)"
-
+    what = f"{LEVEL_NAMES[level]}, ratio {ratio:g}"
     figure = Figure(figsize=(10, 4.6), layout="constrained")
     ax_image, ax_hist = figure.subplots(1, 2, gridspec_kw={"width_ratios": [1.15, 1]})
     draw_scene(ax_image, picture, boxes)
-
     if low > high:
-        ax_image.set_title(f"{LEVEL_NAMES[level]}, ratio {ratio:g}: no matching")
-        ax_image.set_xlim(0, picture.shape[-1])
-        ax_image.set_ylim(picture.shape[-2], 0)
-        ax_hist.set_axis_off()
-        caption = (f"The low threshold ({low:.2f}) is above the high one ({high:.2f}): an anchor cannot be "
-                   "both background and an object. Lower the low threshold or raise the high one.")
+        caption = _no_matching(ax_image, ax_hist, picture, what, high, low)
         return AnchorView(figure, caption, valid=False, shown=shown, best_iou=best_iou)
-
     matches = Matcher(high, low, allow_low_quality_matches=low_quality)(iou)  # [A], all levels at once
     counts, total_counts = _count(matches[shown]), _count(matches)
     matched_objects = set(matches[matches >= 0].tolist())
     unmatched = [k for k in range(len(boxes)) if k not in matched_objects]
-
-    # Left: the scene with the shown anchors' verdicts.
-    x0, y0, x1, y1 = draw_anchor_verdicts(ax_image, anchors[shown], matches[shown])
-    h, w = picture.shape[-2:]
-    margin = 4
-    ax_image.set_xlim(min(0, x0) - margin, max(w, x1) + margin)
-    ax_image.set_ylim(max(h, y1) + margin, min(0, y0) - margin)  # y down
-    ax_image.set_aspect("equal")
-    ax_image.set_title(f"image {image}: anchors of {LEVEL_NAMES[level]}, ratio {ratio:g}")
-    ax_image.set_xlabel("x (pixels)")
-    ax_image.set_ylabel("y (pixels)")
-    ax_image.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=4, fontsize=8)
-
-    # Right: where the shown anchors' best IoUs fall against the two thresholds.
-    bins = np.linspace(0, 1, 41)
-    values = best_iou[shown].numpy()
-    ax_hist.axvspan(0, low, color=LABEL_COLOURS["negative"], alpha=0.08)
-    ax_hist.axvspan(low, high, color=LABEL_COLOURS["ignored"], alpha=0.12)
-    ax_hist.axvspan(high, 1, color=LABEL_COLOURS["positive"], alpha=0.08)
-    shown_matches = matches[shown]
-    verdicts = {"negative": shown_matches == BACKGROUND, "ignored": shown_matches == IGNORE, "positive": shown_matches >= 0}
-    # Stacked by verdict: a positive left of the high line is one the low-quality rule made.
-    ax_hist.hist([values[v.numpy()] for v in verdicts.values()], bins=bins, stacked=True,
-                 color=[LABEL_COLOURS[name] for name in verdicts])
-    ax_hist.axvline(low, color=LABEL_COLOURS["negative"], linestyle="--", label=f"low = {low:.2f}")
-    ax_hist.axvline(high, color=LABEL_COLOURS["positive"], linestyle="--", label=f"high = {high:.2f}")
-    ax_hist.set_yscale("log")
-    ax_hist.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))  # 1, 10, 100
-    ax_hist.yaxis.set_minor_formatter(NullFormatter())
-    ax_hist.set_ylim(bottom=0.7)  # a single anchor still shows as a bar
-    ax_hist.set_xlim(0, 1)
-    ax_hist.set(title="each shown anchor's best IoU with an object", xlabel="IoU",
-                ylabel="anchors (log scale)")
-    ax_hist.legend(loc="upper right", fontsize=8)
-
-    if unmatched:
-        left_out = f"objects without a positive anchor: {unmatched}"
-    else:
-        left_out = "every object has a positive anchor"
-    caption = (f"{what}: {counts['positive']} positive, {counts['ignored']} ignored, {counts['negative']} negative. "
-               f"All {len(anchors)} anchors: {total_counts['positive']} positive, {total_counts['ignored']} ignored, "
-               f"{total_counts['negative']} negative; {left_out}.")
+    _verdict_panel(ax_image, picture, anchors[shown], matches[shown], f"image {image}: anchors of {what}")
+    _iou_histogram(ax_hist, best_iou[shown], matches[shown], high, low)
+    caption = _caption(what, anchors[shown], counts, total_counts, unmatched)
     return AnchorView(figure, caption, valid=True, matches=matches, shown=shown, best_iou=best_iou,
                       counts=counts, total_counts=total_counts, unmatched_objects=unmatched)
 
@@ -251,15 +256,19 @@ def anchor_explorer(draw: bool = True, **initial) -> Explorer:
     config = shapes()
     level_options = [(f"{name} ({', '.join(map(str, sizes))} px)", level)
                      for level, (name, sizes) in enumerate(zip(LEVEL_NAMES, config.anchor_sizes))]
-    ratio_options = [(f"{r:g}" + {0.5: " (wide)", 2.0: " (tall)"}.get(r, ""), float(r)) for r in config.aspect_ratios[0]]
+    shape_names = {0.5: " (wide)", 2.0: " (tall)"}
+    ratio_options = [(f"{r:g}" + shape_names.get(r, ""), float(r)) for r in config.aspect_ratios[0]]
     threshold = dict(min=0.05, max=0.95, step=0.05, continuous_update=False, readout_format=".2f")
     controls = {
-        "image": widgets.IntSlider(value=start["image"], min=0, max=NUM_IMAGES - 1, description="Shapes image",
-                                   continuous_update=False),
+        "image": widgets.IntSlider(value=start["image"], min=0, max=NUM_IMAGES - 1,
+                                   description="Shapes image", continuous_update=False),
         "level": widgets.Dropdown(options=level_options, value=start["level"], description="level"),
-        "ratio": widgets.Dropdown(options=ratio_options, value=float(start["ratio"]), description="ratio h/w"),
-        "high": widgets.FloatSlider(value=start["high"], description="high (positive at or above)", **threshold),
+        "ratio": widgets.Dropdown(options=ratio_options, value=float(start["ratio"]),
+                                  description="ratio h/w"),
+        "high": widgets.FloatSlider(value=start["high"], description="high (positive at or above)",
+                                    **threshold),
         "low": widgets.FloatSlider(value=start["low"], description="low (negative below)", **threshold),
-        "low_quality": widgets.Checkbox(value=start["low_quality"], description="every object gets its best anchor"),
+        "low_quality": widgets.Checkbox(value=start["low_quality"],
+                                        description="every object gets its best anchor"),
     }
     return Explorer(controls, anchor_labels_view, draw=draw)

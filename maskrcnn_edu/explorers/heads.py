@@ -1,17 +1,19 @@
 """Chapter 04's explorer: follow one detection from its proposal to its pasted mask.
 
-For detection ``d`` of image ``i`` the trace of the model holds the whole story:
+For detection ``d`` of image ``i`` the trace of the model holds the whole story, and
+``trace.lineage(d, i)`` (a ``DetectionLineage``) follows it back:
 
-* the **proposal** (RoI) the box head classified, ``trace.heads.proposals[i][roi]`` with
-  ``roi = trace.heads.detection_rois[i][d]``, and the **FPN level** its size picked;
-* the **refined box**: that RoI moved by the deltas of the detection's class
-  (``trace.heads.detections[i]["boxes"][d]``), and the IoU between the two;
+* the **proposal** (RoI) the box head classified, ``lineage.proposal``, and the **FPN level** its
+  size picked, ``lineage.roi_level``;
+* the **refined box**: that RoI moved by the deltas of the detection's class (``lineage.refined``,
+  the detection's box), and the IoU between the two;
 * the mask head's **28 x 28 logits** for the detection's class, read at the refined box (at
   inference the mask head sees the detection's box, so its level can differ from the proposal's);
-* the mask **pasted** into the image (``roi_heads.paste_masks``).
+* the mask **pasted** into the image (``masks.paste_masks``).
 
-``detection_path`` gathers those numbers, ``draw_detection_path`` draws them, ``heads_view`` is the
-explorer's view function and ``heads_explorer`` the widget (an image slider and a detection slider).
+``detection_path`` adds to the lineage what the explorer shows, ``draw_detection_path`` draws it,
+``heads_view`` is the explorer's view function and ``heads_explorer`` the widget (an image slider
+and a detection slider).
 """
 from __future__ import annotations
 
@@ -22,55 +24,52 @@ from typing import Sequence
 import ipywidgets as widgets
 import numpy as np
 import torch
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from torch import Tensor
 
 from ..boxes import box_iou
 from ..masks import paste_masks
+from ..model import DetectionLineage
 from ..roi_heads import FIRST_LEVEL, LAST_LEVEL
 from ..roi_ops import fpn_level
-from ..visualize import draw_box, draw_feature_map, roi_align_box, show_image, to_numpy
+from ..visualize import class_name, draw_box, draw_feature_map, roi_align_box, show_image, to_numpy, zoom_view
 from .shell import Explorer, View
 
-__all__ = ["DetectionPath", "HeadsView", "detection_path", "draw_detection_path", "heads_view", "heads_explorer"]
+__all__ = ["DetectionPath", "HeadsView", "detection_path", "draw_detection_path", "heads_view",
+           "heads_explorer"]
 
 MASK_THRESHOLD = 0.5  # a pasted mask's pixel belongs to the object where its probability is above this
 
 
 @dataclass(frozen=True)
 class DetectionPath:
-    """One detection, stage by stage. Boxes ``(x0, y0, x1, y1)`` in the resized image's pixels.
+    """One detection, stage by stage: its ``lineage`` (``Trace.lineage``: label, score, RoI,
+    ``proposal [4]``, the box head's level ``roi_level`` (2 = P2 ... 5 = P5), ``refined [4]`` (the
+    detection's box), class scores, ``mask_logits [M, M]`` of its own class, back to its anchor)
+    and what the explorer adds. Boxes ``(x0, y0, x1, y1)`` in the resized image's pixels.
 
-    ``proposal [4]``: the RoI the box head classified; ``box_level``: the FPN level it was read
-    from (2 = P2 ... 5 = P5). ``refined [4]``: the detection's box; ``mask_level``: the level the
-    mask head read it from. ``iou``: IoU(proposal, refined). ``mask_logits [M, M]``: the logits of
-    the detection's own class; ``pasted [h, w]``: its probabilities pasted into the image.
-    ``feature [H_l, W_l]``: the box level's FPN map averaged over channels (for drawing);
+    ``image_index`` names the image in the caption; ``num_detections``: how many it has.
+    ``mask_level``: the level the mask head read the refined box from. ``iou``: IoU(proposal,
+    refined). ``pasted [h, w]``: the mask's probabilities pasted into the image. ``feature [H_l,
+    W_l]``: the box head's level's FPN map averaged over channels (for drawing);
     ``box_roi_size``: the side of the grid RoIAlign cut for the box head.
     """
 
+    lineage: DetectionLineage
     image_index: int
-    detection: int
     num_detections: int
-    label: int
     class_name: str
-    score: float
-    roi: int
-    proposal: Tensor
-    box_level: int
-    refined: Tensor
     mask_level: int
     iou: float
-    class_scores: Tensor
-    mask_logits: Tensor
     pasted: Tensor
     feature: Tensor
     box_roi_size: int = 7
 
     @property
     def stride(self) -> int:
-        """Pixels per feature cell of the box head's level: ``2 ** box_level``."""
-        return 2**self.box_level
+        """Pixels per feature cell of the box head's level: ``2 ** lineage.roi_level``."""
+        return 2**self.lineage.roi_level
 
     @property
     def mask_pixels(self) -> int:
@@ -78,56 +77,79 @@ class DetectionPath:
         return int((self.pasted > MASK_THRESHOLD).sum())
 
 
-def _name(label: int, class_names: Sequence[str] | None) -> str:
-    return class_names[label] if class_names and label < len(class_names) else f"class {label}"
-
-
 def detection_path(trace, detection: int, image: int = 0, class_names: Sequence[str] | None = None,
                    canonical_size: float = 224.0, aligned: bool = False) -> DetectionPath:
-    """Gather detection ``detection`` of image ``image`` from an inference ``trace`` (``model.trace(images)``).
+    """Detection ``detection`` of image ``image`` of an inference ``trace`` (``model.trace(images)``):
+    its ``trace.lineage`` and what the explorer draws besides.
 
-    ``canonical_size`` and ``aligned``: the model's ``config.roi_canonical_size`` (by which the refined
-    box's mask level is chosen) and ``config.aligned`` (how the mask is pasted).
+    ``canonical_size`` and ``aligned``: the model's ``config.roi_canonical_size`` (by which the
+    refined box's mask level is chosen) and ``config.aligned`` (how the mask is pasted).
 
-    Raises ``ValueError`` when the trace is a training trace or either index is out of range.
+    Raises ``ValueError`` (from ``Trace.lineage``) for a training trace or an index out of range.
     """
-    heads = trace.heads
-    if heads.detections is None:
-        raise ValueError("trace has no detections: trace the model without targets (inference)")
-    if not 0 <= image < len(heads.detections):
-        raise ValueError(f"image must be in 0..{len(heads.detections) - 1}, got {image}")
-    found = heads.detections[image]
-    count = len(found["boxes"])
-    if not 0 <= detection < count:
-        raise ValueError(f"detection must be in 0..{count - 1} (image {image} has {count} detections), got {detection}")
-    roi = int(heads.detection_rois[image][detection])
-    proposal = heads.proposals[image][roi]
-    refined = found["boxes"][detection]
-    label = int(found["labels"][detection])
-    box_level = int(heads.roi_levels[image][roi])
-    mask_level = int(fpn_level(refined[None], FIRST_LEVEL, LAST_LEVEL, canonical_size)[0])
-    probabilities = found["masks"][detection : detection + 1]  # [1, 1, M, M]
-    pasted = paste_masks(probabilities, refined[None], trace.batch.image_sizes[image], aligned=aligned)[0, 0]  # [h, w]
-    feature = trace.features[box_level - FIRST_LEVEL][image].mean(dim=0)  # [H_l, W_l]
+    lineage = trace.lineage(detection, image)
+    refined = lineage.refined
+    probabilities = lineage.mask[None, None]  # [1, 1, M, M]
+    pasted = paste_masks(probabilities, refined[None], trace.batch.image_sizes[image], aligned=aligned)[0, 0]
     return DetectionPath(
+        lineage=lineage,
         image_index=image,
-        detection=detection,
-        num_detections=count,
-        label=label,
-        class_name=_name(label, class_names),
-        score=float(found["scores"][detection]),
-        roi=roi,
-        proposal=proposal,
-        box_level=box_level,
-        refined=refined,
-        mask_level=mask_level,
-        iou=float(box_iou(proposal[None], refined[None])[0, 0]),
-        class_scores=heads.class_scores[image][roi],
-        mask_logits=heads.detection_mask_logits[image][detection],
-        pasted=pasted,
-        feature=feature,
-        box_roi_size=int(heads.box_features_shape[-1]),
+        num_detections=len(trace.heads.detections[image]["boxes"]),
+        class_name=class_name(lineage.label, class_names),
+        mask_level=int(fpn_level(refined[None], FIRST_LEVEL, LAST_LEVEL, canonical_size)[0]),
+        iou=float(box_iou(lineage.proposal[None], refined[None])[0, 0]),
+        pasted=pasted,  # [h, w]
+        feature=trace.features[lineage.roi_level - FIRST_LEVEL][image].mean(dim=0),  # [H_l, W_l]
+        box_roi_size=int(trace.heads.box_features_shape[-1]),
     )
+
+
+def _refinement_panel(ax: Axes, path: DetectionPath, image: Tensor) -> None:
+    """The proposal (dashed) and the refined box, zoomed onto both."""
+    proposal, refined = path.lineage.proposal, path.lineage.refined
+    show_image(ax, image)
+    draw_box(ax, to_numpy(proposal), color="tab:orange", linestyle="--", label="proposal")
+    draw_box(ax, to_numpy(refined), color="tab:cyan", label=f"refined ({path.class_name})")
+    zoom_view(ax, torch.stack([proposal, refined]), fraction=0.25)  # a few pixels of refinement must show
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), fontsize=8, ncol=1, frameon=False)
+    ax.set_title(f"proposal -> refined box (zoomed)\nIoU {path.iou:.2f}", fontsize=10)
+
+
+def _level_panel(ax: Axes, path: DetectionPath, aligned: bool) -> None:
+    """The box head's FPN level, and the proposal where RoIAlign reads it, split into its bins."""
+    draw_feature_map(ax, path.feature, cmap="viridis", grid=False)
+    on_map = roi_align_box(to_numpy(path.lineage.proposal).tolist(), 1 / path.stride, aligned=aligned)
+    bins = path.box_roi_size
+    draw_box(ax, on_map, bins=(bins, bins), color="tab:orange", linewidth=1.5)
+    ax.set_title(f"P{path.lineage.roi_level} (stride {path.stride}), channel mean\n"
+                 f"the box head's {bins} x {bins} bins", fontsize=10)
+
+
+def _logits_panel(ax: Axes, path: DetectionPath) -> None:
+    """The mask head's logits for the detection's class, diverging around 0, with the 0 contour."""
+    logits = to_numpy(path.lineage.mask_logits)
+    limit = float(np.abs(logits).max()) or 1.0
+    shown = ax.imshow(logits, cmap="RdBu_r", vmin=-limit, vmax=limit)
+    ax.contour(logits, levels=[0.0], colors="black", linewidths=1.0)
+    ax.figure.colorbar(shown, ax=ax, fraction=0.046, pad=0.04, label="logit")
+    side = logits.shape[-1]
+    ax.set_title(f"{side} x {side} logits, class {path.class_name}\n(black: logit 0, p = 0.5)", fontsize=10)
+    ax.set_xlabel("x (mask cells)")
+    ax.set_ylabel("y (mask cells)")
+
+
+def _pasted_panel(ax: Axes, path: DetectionPath, image: Tensor) -> None:
+    """The pasted probabilities as opacity over the image, the threshold's contour and the box."""
+    show_image(ax, image)
+    pasted = to_numpy(path.pasted)
+    overlay = np.zeros((*pasted.shape, 4))
+    overlay[..., :3] = (0.0, 0.9, 1.0)
+    overlay[..., 3] = 0.6 * pasted  # the probability as opacity
+    ax.imshow(overlay, extent=(0, pasted.shape[1], pasted.shape[0], 0))
+    ax.contour(np.arange(pasted.shape[1]) + 0.5, np.arange(pasted.shape[0]) + 0.5, pasted,
+               levels=[MASK_THRESHOLD], colors="white", linewidths=1.0)
+    draw_box(ax, to_numpy(path.lineage.refined), color="tab:cyan", linewidth=1.0)
+    ax.set_title(f"pasted: {path.mask_pixels} px above {MASK_THRESHOLD}", fontsize=10)
 
 
 def draw_detection_path(path: DetectionPath, image: Tensor, aligned: bool = False) -> Figure:
@@ -137,57 +159,22 @@ def draw_detection_path(path: DetectionPath, image: Tensor, aligned: bool = Fals
     """
     figure = Figure(figsize=(11.6, 3.5), layout="constrained")
     ax_boxes, ax_level, ax_logits, ax_pasted = figure.subplots(1, 4)
-
-    show_image(ax_boxes, image)
-    draw_box(ax_boxes, to_numpy(path.proposal), color="tab:orange", linestyle="--", label="proposal")
-    draw_box(ax_boxes, to_numpy(path.refined), color="tab:cyan", label=f"refined ({path.class_name})")
-    # Zoomed to both boxes (with a margin): a few pixels of refinement must be visible.
-    both = torch.stack([path.proposal, path.refined])
-    (x0, y0), (x1, y1) = both[:, :2].min(dim=0).values.tolist(), both[:, 2:].max(dim=0).values.tolist()
-    margin = 0.25 * max(x1 - x0, y1 - y0) + 2
-    ax_boxes.set_xlim(x0 - margin, x1 + margin)
-    ax_boxes.set_ylim(y1 + margin, y0 - margin)  # y down
-    ax_boxes.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), fontsize=8, ncol=1, frameon=False)
-    ax_boxes.set_title(f"proposal -> refined box (zoomed)\nIoU {path.iou:.2f}", fontsize=10)
-
-    draw_feature_map(ax_level, path.feature, cmap="viridis", grid=False)
-    # Where RoIAlign reads the proposal on this level's map, split into the box head's bins.
-    on_map = roi_align_box(to_numpy(path.proposal).tolist(), 1 / path.stride, aligned=aligned)
-    bins = path.box_roi_size
-    draw_box(ax_level, on_map, bins=(bins, bins), color="tab:orange", linewidth=1.5)
-    ax_level.set_title(f"P{path.box_level} (stride {path.stride}), channel mean\nthe box head's {bins} x {bins} bins",
-                       fontsize=10)
-
-    logits = to_numpy(path.mask_logits)
-    limit = float(np.abs(logits).max()) or 1.0
-    shown = ax_logits.imshow(logits, cmap="RdBu_r", vmin=-limit, vmax=limit)
-    ax_logits.contour(logits, levels=[0.0], colors="black", linewidths=1.0)
-    figure.colorbar(shown, ax=ax_logits, fraction=0.046, pad=0.04, label="logit")
-    side = logits.shape[-1]
-    ax_logits.set_title(f"{side} x {side} logits, class {path.class_name}\n(black: logit 0, p = 0.5)", fontsize=10)
-    ax_logits.set_xlabel("x (mask cells)")
-    ax_logits.set_ylabel("y (mask cells)")
-
-    show_image(ax_pasted, image)
-    pasted = to_numpy(path.pasted)
-    overlay = np.zeros((*pasted.shape, 4))
-    overlay[..., :3] = (0.0, 0.9, 1.0)
-    overlay[..., 3] = 0.6 * pasted  # the probability as opacity
-    ax_pasted.imshow(overlay, extent=(0, pasted.shape[1], pasted.shape[0], 0))
-    ax_pasted.contour(np.arange(pasted.shape[1]) + 0.5, np.arange(pasted.shape[0]) + 0.5, pasted,
-                      levels=[MASK_THRESHOLD], colors="white", linewidths=1.0)
-    draw_box(ax_pasted, to_numpy(path.refined), color="tab:cyan", linewidth=1.0)
-    ax_pasted.set_title(f"pasted: {path.mask_pixels} px above {MASK_THRESHOLD}", fontsize=10)
+    _refinement_panel(ax_boxes, path, image)
+    _level_panel(ax_level, path, aligned)
+    _logits_panel(ax_logits, path)
+    _pasted_panel(ax_pasted, path, image)
     return figure
 
 
 def _caption(path: DetectionPath) -> str:
-    width, height = (float(v) for v in (path.proposal[2:] - path.proposal[:2]))
+    lineage = path.lineage
+    width, height = (float(v) for v in (lineage.proposal[2:] - lineage.proposal[:2]))
     return (
-        f"Image {path.image_index}, detection {path.detection} of {path.num_detections}: "
-        f"{path.class_name}, score {path.score:.3f}. Its proposal (RoI {path.roi}, {width:.0f} x {height:.0f} px) "
-        f"was read from P{path.box_level}; the {path.class_name} refinement moved it to a box with "
-        f"IoU {path.iou:.2f}; the mask head read that box from P{path.mask_level}."
+        f"Image {path.image_index}, detection {lineage.detection} of {path.num_detections}: "
+        f"{path.class_name}, score {lineage.score:.3f}. Its proposal (RoI {lineage.roi}, "
+        f"{width:.0f} x {height:.0f} px) was read from P{lineage.roi_level}; the {path.class_name} "
+        f"refinement moved it to a box with IoU {path.iou:.2f}; the mask head read that box from "
+        f"P{path.mask_level}."
     )
 
 
@@ -211,7 +198,8 @@ def heads_view(trace, detection: int = 0, image_index: int = 0, class_names: Seq
             figure = Figure(figsize=(3.5, 3.5), layout="constrained")
             show_image(figure.subplots(), trace.image(0))
         return HeadsView(figure, f"Image {image_index}: no detections.")
-    path = dataclasses.replace(detection_path(trace, detection, 0, class_names, canonical_size, aligned), image_index=image_index)
+    path = detection_path(trace, detection, 0, class_names, canonical_size, aligned)
+    path = dataclasses.replace(path, image_index=image_index)
     figure = draw_detection_path(path, trace.image(0), aligned) if draw else None
     return HeadsView(figure, _caption(path), path)
 
@@ -246,7 +234,7 @@ def heads_explorer(model, images: Sequence[Tensor], draw: bool = True) -> Explor
     image_slider.observe(follow_image, names="value")
 
     def view(image: int, detection: int) -> HeadsView:
-        return heads_view(trace_of(image), detection, image, class_names, draw=draw, aligned=model.config.aligned,
-                         canonical_size=model.config.roi_canonical_size)
+        return heads_view(trace_of(image), detection, image, class_names, draw=draw,
+                          aligned=model.config.aligned, canonical_size=model.config.roi_canonical_size)
 
     return Explorer({"image": image_slider, "detection": detection_slider}, view, draw=draw)

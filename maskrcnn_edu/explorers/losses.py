@@ -33,7 +33,7 @@ from torch import Tensor
 from .. import boxes as box_ops
 from ..losses import SMOOTH_L1_BETA, mask_loss, smooth_l1
 from ..masks import mask_targets, paste_masks
-from ..visualize import draw_box, to_numpy
+from ..visualize import class_name, draw_box, to_numpy
 from .shell import Explorer, View
 
 __all__ = ["LossScene", "BoxLosses", "loss_scene", "losses_for_box", "LossView", "loss_view", "loss_explorer"]
@@ -91,18 +91,19 @@ def loss_scene(model, image: Tensor, target: dict, object_index: int = 0) -> Los
     """
     num_objects = len(target["boxes"])
     if not 0 <= object_index < num_objects:
-        raise ValueError(f"object_index must be in 0..{num_objects - 1} for a target with {num_objects} objects, "
-                         f"got {object_index}")
+        raise ValueError(f"object_index must be in 0..{num_objects - 1} for a target with {num_objects} "
+                         f"objects, got {object_index}")
     trace = model.trace(image)
     (height, width), (scale_y, scale_x) = trace.batch.image_sizes[0], trace.scales[0]
     gt_box = target["boxes"][object_index].float() * torch.tensor([scale_x, scale_y, scale_x, scale_y])
-    gt_mask = F.interpolate(target["masks"][object_index][None, None].float(), size=(height, width), mode="nearest")
+    mask = target["masks"][object_index][None, None].float()  # [1, 1, H0, W0]
+    gt_mask = F.interpolate(mask, size=(height, width), mode="nearest")
     label = int(target["labels"][object_index])
     proposals = trace.proposals[0]  # [P, 4]
     proposal = proposals[box_ops.box_iou(gt_box[None], proposals)[0].argmax()]
-    names = model.config.class_names
+    name = class_name(label, model.config.class_names)
     return LossScene(model, trace.image(0), [f[:1] for f in trace.features[:4]], gt_box,
-                     gt_mask[0, 0].to(torch.uint8), label, names[label] if names else str(label), proposal)
+                     gt_mask[0, 0].to(torch.uint8), label, name, proposal)
 
 
 def box_from_sliders(x: float, y: float, w: float, h: float) -> Tensor:
@@ -136,7 +137,8 @@ def losses_for_box(scene: LossScene, box: Tensor, score: float, mask_threshold: 
                           aligned=aligned)  # [1, M, M]
     loss = mask_loss(all_logits, torch.tensor([scene.label]), target).item()
     own_logits = all_logits[0, scene.label]
-    pasted = paste_masks(torch.sigmoid(own_logits)[None, None], box[None], (height, width), aligned=aligned)[0, 0]
+    probabilities = torch.sigmoid(own_logits)[None, None]  # [1, 1, M, M]
+    pasted = paste_masks(probabilities, box[None], (height, width), aligned=aligned)[0, 0]
     pasted = pasted > mask_threshold
     gt = scene.gt_mask.bool()
     union = (pasted | gt).sum().item()
@@ -204,7 +206,8 @@ def draw_losses(scene: LossScene, result: BoxLosses, figure: Figure | None = Non
 
 def loss_view(scene: LossScene, x: float, y: float, w: float, h: float, score: float, mask_threshold: float,
               draw: bool = True) -> LossView:
-    """The explorer's view: the losses of the box ``(x, y, w, h)``, drawn (or an empty figure if not ``draw``)."""
+    """The explorer's view: the losses of the box ``(x, y, w, h)``, drawn (or an empty figure if not
+    ``draw``)."""
     result = losses_for_box(scene, box_from_sliders(x, y, w, h), score, mask_threshold)
     figure = draw_losses(scene, result) if draw else Figure()
     return LossView(figure, caption(result, scene.class_name), result)
@@ -223,8 +226,8 @@ def loss_explorer(model, image: Tensor, target: dict, object_index: int = 0, dra
         "h": widgets.FloatSlider(value=round(y1 - y0, 1), min=2, max=height, description="height", **slider),
         "score": widgets.FloatSlider(value=0.9, min=0.01, max=1.0, step=0.01, continuous_update=False,
                                      description=f"score of '{scene.class_name}'"),
-        "mask_threshold": widgets.FloatSlider(value=0.5, min=0.05, max=0.95, step=0.05, continuous_update=False,
-                                              description="mask threshold"),
+        "mask_threshold": widgets.FloatSlider(value=0.5, min=0.05, max=0.95, step=0.05,
+                                              continuous_update=False, description="mask threshold"),
     }
     explorer = Explorer(controls, lambda **values: loss_view(scene, draw=draw, **values), draw=draw)
     explorer.scene = scene

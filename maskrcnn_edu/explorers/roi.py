@@ -3,41 +3,17 @@ quantized bins and RoIAlign's sampling points side by side, with both outputs (v
 :func:`roi_explorer_view`, drawing :func:`draw_roi_view`)."""
 from __future__ import annotations
 
-import base64
-import html
-import io
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import ipywidgets as widgets
-import matplotlib
-import numpy as np
 import torch
 import torch.nn.functional as F
-from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from .shell import COLUMN_WIDTH_PX, DPI, ShowsStaticPicture, described, figure_png, picture_widget, row
-
 from .. import roi_ops
-from ..boxes import box_iou
-from ..masks import paste_masks
-from ..visualize import (
-    anchor_objectness,
-    cell_anchor_indices,
-    class_colors,
-    draw_box,
-    draw_boxes,
-    draw_feature_map,
-    draw_masks,
-    draw_roi_pool_bins,
-    draw_sampling_points,
-    roi_align_box,
-    show_image,
-    to_numpy,
-)
+from ..visualize import draw_box, draw_feature_map, draw_roi_pool_bins, draw_sampling_points, roi_align_box
+from .shell import COLUMN_WIDTH_PX, DPI, ShowsStaticPicture, described, figure_png, picture_widget, row
 
 __all__ = ["explorer_feature_map", "RoIView", "roi_explorer_view", "draw_roi_view", "RoIExplorer"]
 
@@ -98,9 +74,9 @@ def roi_explorer_view(
     positive or ``output_size`` is not a positive int. ``feature_map`` defaults to
     :func:`explorer_feature_map`.
     """
-    for name, value in (("w", w), ("h", h)):
+    for name, side, value in (("w", "width", w), ("h", "height", h)):
         if not value > 0:
-            raise ValueError(f"{name} (box {'width' if name == 'w' else 'height'}) must be > 0, got {value!r}")
+            raise ValueError(f"{name} (box {side}) must be > 0, got {value!r}")
     if isinstance(output_size, bool) or not isinstance(output_size, int) or output_size < 1:
         raise ValueError(f"output_size must be a positive int, got {output_size!r}")
     if isinstance(sampling_ratio, bool) or not isinstance(sampling_ratio, int):
@@ -109,16 +85,14 @@ def roi_explorer_view(
         feature_map = explorer_feature_map()
     if feature_map.dim() != 2:
         raise ValueError(f"feature_map must be [H, W], got shape {tuple(feature_map.shape)}")
-
     box = (float(x), float(y), float(x + w), float(y + h))
     features = feature_map[None, None]  # [1, 1, H, W]
     rois = torch.tensor([[0.0, *box]], dtype=feature_map.dtype)
     pool_output = roi_ops.roi_pool(features, rois, output_size)[0, 0]
-    align_output = roi_ops.roi_align(features, rois, output_size, sampling_ratio=sampling_ratio, aligned=aligned)[0, 0]
+    align = dict(sampling_ratio=sampling_ratio, aligned=aligned)
+    align_output = roi_ops.roi_align(features, rois, output_size, **align)[0, 0]
     pool_rows, pool_cols = roi_ops.roi_pool_bins(box, output_size)
-    points_y, points_x = roi_ops.roi_align_sampling_points(
-        box, output_size, sampling_ratio=sampling_ratio, aligned=aligned
-    )
+    points_y, points_x = roi_ops.roi_align_sampling_points(box, output_size, **align)
     return RoIView(box, output_size, sampling_ratio, bool(aligned), feature_map, pool_rows, pool_cols,
                    points_y, points_x, pool_output, align_output)
 
@@ -144,13 +118,15 @@ def draw_roi_view(view: RoIView, figure: Figure | None = None) -> Figure:
     pool_ax.legend(loc="lower right", fontsize=8)
 
     aligned = ", aligned" if view.aligned else ""
-    draw_feature_map(align_ax, view.feature_map, title=f"RoIAlign{aligned}: bins and sampling points", **colours)
-    draw_box(align_ax, roi_align_box(view.box, aligned=view.aligned), bins=(view.output_size,) * 2, color="black",
-             label="box as sampled")
+    draw_feature_map(align_ax, view.feature_map, title=f"RoIAlign{aligned}: bins and sampling points",
+                     **colours)
+    draw_box(align_ax, roi_align_box(view.box, aligned=view.aligned), bins=(view.output_size,) * 2,
+             color="black", label="box as sampled")
     draw_sampling_points(align_ax, view.points_y, view.points_x)
     align_ax.legend(loc="lower right", fontsize=8)
 
-    for ax, output, name in ((pool_out_ax, view.pool_output, "RoIPool"), (align_out_ax, view.align_output, "RoIAlign")):
+    outputs = ((pool_out_ax, view.pool_output, "RoIPool"), (align_out_ax, view.align_output, "RoIAlign"))
+    for ax, output, name in outputs:
         draw_feature_map(ax, output, title=f"{name} output {view.output_size}x{view.output_size}", **colours)
         ax.set_xlabel("output column")
         ax.set_ylabel("output row")
@@ -179,8 +155,9 @@ class RoIExplorer(ShowsStaticPicture):
             return described(control, self.CONTROL_PX, self.DESCRIPTION_PX)
 
         def box_slider(description, value, low, high):
-            return sized(widgets.FloatSlider(value=value, min=low, max=high, step=0.05, description=description,
-                                             continuous_update=False, readout_format=".2f"))
+            return sized(widgets.FloatSlider(value=value, min=low, max=high, step=0.05,
+                                             description=description, continuous_update=False,
+                                             readout_format=".2f"))
 
         self.controls = {
             "x": box_slider("x (cells)", 2.7, -1.0, width - 1.0),
@@ -196,7 +173,8 @@ class RoIExplorer(ShowsStaticPicture):
         picture_px = int(ROI_FIGURE_SIZE[0] * DPI)
         self.image = picture_widget(picture_px)
         box_column = widgets.VBox([self.controls[name] for name in ("x", "y", "w", "h")])
-        op_column = widgets.VBox([self.controls[name] for name in ("output_size", "sampling_ratio", "aligned")])
+        op_names = ("output_size", "sampling_ratio", "aligned")
+        op_column = widgets.VBox([self.controls[name] for name in op_names])
         self.widget = widgets.VBox([row([box_column, op_column]), self.image],
                                    layout=widgets.Layout(width=f"{COLUMN_WIDTH_PX}px", max_width="100%"))
         self.state: RoIView | None = None
@@ -221,4 +199,5 @@ class RoIExplorer(ShowsStaticPicture):
     def _picture(self) -> tuple[bytes | None, str]:
         png = bytes(self.image.value) if self.draw and self.image.value else None
         box = ", ".join(f"{v:.2f}" for v in self.state.box)
-        return png, f"RoIPool vs RoIAlign for the box ({box}), {self.state.output_size}x{self.state.output_size} output"
+        size = self.state.output_size
+        return png, f"RoIPool vs RoIAlign for the box ({box}), {size}x{size} output"

@@ -102,13 +102,16 @@ class Candidates:
     def from_trace(cls, trace, objects: Tensor, i: int = 0) -> "Candidates":
         """Image ``i`` of an inference ``trace``; ``objects [K, 4]`` in the *original* image's pixels."""
         check_boxes(objects, "objects")
-        if not 0 <= i < len(trace.rpn.pre_nms_boxes):
-            raise ValueError(f"image index i={i} is out of range: the trace holds {len(trace.rpn.pre_nms_boxes)} image(s)")
+        rpn = trace.rpn
+        if not 0 <= i < len(rpn.pre_nms_boxes):
+            raise ValueError(f"image index i={i} is out of range: the trace holds {len(rpn.pre_nms_boxes)} "
+                             "image(s)")
         sy, sx = trace.scales[i]
         objects = objects.to(torch.float32) * torch.tensor([sx, sy, sx, sy])
-        boxes = trace.rpn.pre_nms_boxes[i]
-        iou = box_iou(objects, boxes) if len(objects) and len(boxes) else torch.zeros(len(objects), len(boxes))
-        return cls(boxes, trace.rpn.pre_nms_scores[i], trace.rpn.pre_nms_levels[i], objects, iou, trace.image(i))
+        boxes = rpn.pre_nms_boxes[i]
+        empty = len(objects) == 0 or len(boxes) == 0
+        iou = torch.zeros(len(objects), len(boxes)) if empty else box_iou(objects, boxes)  # [K, T]
+        return cls(boxes, rpn.pre_nms_scores[i], rpn.pre_nms_levels[i], objects, iou, trace.image(i))
 
 
 class NMSSweep:
@@ -126,27 +129,30 @@ class NMSSweep:
             raise ValueError(f"objects must hold one [K, 4] tensor per image: the traces hold {len(images)} "
                              f"image(s), objects has {len(objects)}")
         self.candidates = [Candidates.from_trace(trace, o, i) for (trace, i), o in zip(images, objects)]
-        self._kept: dict[tuple[int, float], Tensor] = {}
+        self._survivors: dict[tuple[int, float], Tensor] = {}
 
     def __len__(self) -> int:
         return len(self.candidates)
 
-    def kept(self, image: int, nms_threshold: float) -> Tensor:
-        """Indices ``[P]`` of image ``image``'s candidates that NMS within each level keeps, best first."""
+    def survivors(self, image: int, nms_threshold: float) -> Tensor:
+        """Indices ``[S]`` of image ``image``'s candidates that survive NMS within each level, best first
+        (at the model's threshold: ``trace.rpn.nms_survivors``)."""
         key = (image, round(float(nms_threshold), 6))
-        if key not in self._kept:
+        if key not in self._survivors:
             c = self.candidates[image]
-            self._kept[key] = batched_nms(c.boxes, c.scores, c.levels, float(nms_threshold))
-        return self._kept[key]
+            self._survivors[key] = batched_nms(c.boxes, c.scores, c.levels, float(nms_threshold))
+        return self._survivors[key]
 
     def proposals(self, image: int, nms_threshold: float, post_nms_top_n: int) -> Tensor:
-        """Indices ``[P]`` of the proposals, as the RPN selects them: NMS, then the ``post_nms_top_n`` best."""
+        """Indices ``[P]`` of the proposals, as the RPN selects them: NMS, then the ``post_nms_top_n``
+        best."""
         if post_nms_top_n < 1:
             raise ValueError(f"post_nms_top_n must be >= 1, got {post_nms_top_n}")
-        return self.kept(image, nms_threshold)[:post_nms_top_n]
+        return self.survivors(image, nms_threshold)[:post_nms_top_n]
 
     def found(self, image: int, keep: Tensor, iou_threshold: float) -> Tensor:
-        """``[K]`` bool: which objects of ``image`` some of the candidates ``keep`` overlap at IoU >= the threshold."""
+        """``[K]`` bool: which objects of ``image`` some of the candidates ``keep`` overlap at IoU >= the
+        threshold."""
         iou = self.candidates[image].iou[:, keep]
         if iou.shape[1] == 0:
             return torch.zeros(iou.shape[0], dtype=torch.bool)
@@ -172,10 +178,10 @@ class NMSSweep:
 class ProposalsView(View):
     """The explorer's picture, caption and numbers.
 
-    ``num_candidates`` / ``num_kept`` / ``num_proposals``: per image, the candidates before NMS,
+    ``num_candidates`` / ``num_survivors`` / ``num_proposals``: per image, the candidates before NMS,
     those NMS keeps, and the proposals after the top-k. ``recall``: ``{IoU: recall}`` over all the
     images; ``image_found``: ``{IoU: [K] bool}`` for the image shown, whose objects' best IoU with a
-    proposal is ``best_iou [K]``. ``sweep``: the curves drawn, ``{"thresholds", "kept" and
+    proposal is ``best_iou [K]``. ``sweep``: the curves drawn, ``{"thresholds", "survivors" and
     "proposals" (means per image, before and after the top-k), IoU: recall}`` at every threshold
     of ``SWEEP_THRESHOLDS``, for the chosen top-k.
     """
@@ -184,7 +190,7 @@ class ProposalsView(View):
     post_nms_top_n: int = 250
     image: int = 0
     num_candidates: list = field(default_factory=list)
-    num_kept: list = field(default_factory=list)
+    num_survivors: list = field(default_factory=list)
     num_proposals: list = field(default_factory=list)
     recall: dict = field(default_factory=dict)
     image_found: dict = field(default_factory=dict)
@@ -197,7 +203,8 @@ class ProposalsView(View):
         return float(np.mean(self.num_proposals)) if self.num_proposals else 0.0
 
 
-def _draw_image_panel(ax, sweep: NMSSweep, image: int, keep: Tensor, best_iou: Tensor, image_found: dict) -> None:
+def _draw_image_panel(ax, sweep: NMSSweep, image: int, keep: Tensor, best_iou: Tensor,
+                      image_found: dict) -> None:
     """Image ``image`` with its proposals (faint) and, per object, the ground truth (dashed) and
     the proposal that fits it best (solid, coloured by how well)."""
     c = sweep.candidates[image]
@@ -215,13 +222,15 @@ def _draw_image_panel(ax, sweep: NMSSweep, image: int, keep: Tensor, best_iou: T
         x0, y0 = float(c.boxes[best][0]), float(c.boxes[best][1])
         ax.text(x0 + 1, y0 + 1, f"{float(best_iou[k]):.2f}", color="white", fontsize=8, va="top", ha="left",
                 bbox=dict(facecolor=colour, edgecolor="none", alpha=0.8, pad=1))
-    found_text = ", ".join(f"{int(image_found[t].sum())}/{len(c.objects)} at IoU {t:g}" for t in RECALL_THRESHOLDS)
+    found_text = ", ".join(f"{int(image_found[t].sum())}/{len(c.objects)} at IoU {t:g}"
+                           for t in RECALL_THRESHOLDS)
     ax.set_title(f"image {image}: {len(keep)} proposals (faint)\nobjects found: {found_text}", fontsize=10)
     handles = [Line2D([], [], color="0.5", linestyle="--", label="object (white, dashed)"),
                Line2D([], [], color=FOUND_COLOURS[0], label=f"best proposal, IoU >= {strict:g}"),
                Line2D([], [], color=FOUND_COLOURS[1], label=f"best, {loose:g} <= IoU < {strict:g}"),
                Line2D([], [], color=FOUND_COLOURS[2], label=f"best, IoU < {loose:g}")]
-    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.02), ncol=2, fontsize=8, frameon=False)
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.02), ncol=2, fontsize=8,
+              frameon=False)
 
 
 def _draw_sweep_panel(ax, view: ProposalsView, num_images: int) -> None:
@@ -230,18 +239,34 @@ def _draw_sweep_panel(ax, view: ProposalsView, num_images: int) -> None:
     styles = {RECALL_THRESHOLDS[0]: ("tab:blue", "o"), RECALL_THRESHOLDS[-1]: ("tab:purple", "s")}
     for t in RECALL_THRESHOLDS:
         colour, marker = styles.get(t, ("tab:gray", "."))
-        ax.plot(thresholds, view.sweep[t], color=colour, marker=marker, markersize=4, label=f"recall at IoU {t:g}")
+        ax.plot(thresholds, view.sweep[t], color=colour, marker=marker, markersize=4,
+                label=f"recall at IoU {t:g}")
     ax.axvline(view.nms_threshold, color="black", linestyle=":", linewidth=1.2, label="chosen threshold")
     ax.set(xlabel="NMS IoU threshold (suppress above)", ylabel="recall", ylim=(0, 1.02),
            title=f"{num_images} images, post-NMS top {view.post_nms_top_n}")
     ax.grid(alpha=0.3)
     counts = ax.twinx()
-    counts.plot(thresholds, view.sweep["kept"], color="0.6", linestyle=":", label="kept by NMS (before top-k)")
-    counts.plot(thresholds, view.sweep["proposals"], color="0.3", linestyle="--", label="proposals (after top-k)")
+    counts.plot(thresholds, view.sweep["survivors"], color="0.6", linestyle=":",
+                label="survived NMS (before top-k)")
+    counts.plot(thresholds, view.sweep["proposals"], color="0.3", linestyle="--",
+                label="proposals (after top-k)")
     counts.set_ylabel("boxes per image (mean over the images)")
-    counts.set_ylim(0, max(max(view.sweep["kept"]), 1) * 1.1)
+    counts.set_ylim(0, max(max(view.sweep["survivors"]), 1) * 1.1)
     handles = ax.get_legend_handles_labels()[0] + counts.get_legend_handles_labels()[0]
     ax.legend(handles=handles, loc="lower right", fontsize=8, framealpha=0.9)
+
+
+def _sweep_curves(sweep: NMSSweep, post_nms_top_n: int) -> dict:
+    """``ProposalsView.sweep``: at every NMS threshold of ``SWEEP_THRESHOLDS``, the boxes per image
+    NMS keeps and the proposals after the top-k (means over the images), and the recall at each IoU."""
+    images = range(len(sweep))
+    curves = {"thresholds": list(SWEEP_THRESHOLDS),
+              "proposals": [float(np.mean(sweep.counts(t, post_nms_top_n))) for t in SWEEP_THRESHOLDS],
+              "survivors": [float(np.mean([len(sweep.survivors(k, t)) for k in images]))
+                            for t in SWEEP_THRESHOLDS]}
+    for t in RECALL_THRESHOLDS:
+        curves[t] = [sweep.recall(s, post_nms_top_n, (t,))[t] for s in SWEEP_THRESHOLDS]
+    return curves
 
 
 def proposals_view(sweep: NMSSweep, nms_threshold: float = 0.7, post_nms_top_n: int = 250,
@@ -261,19 +286,14 @@ def proposals_view(sweep: NMSSweep, nms_threshold: float = 0.7, post_nms_top_n: 
     c = sweep.candidates[image]
     image_found = {t: sweep.found(image, keep, t) for t in RECALL_THRESHOLDS}
     best_iou = c.iou[:, keep].max(dim=1).values if len(keep) else torch.zeros(len(c.objects))
-    curves = {"thresholds": list(SWEEP_THRESHOLDS),
-              "proposals": [float(np.mean(sweep.counts(t, post_nms_top_n))) for t in SWEEP_THRESHOLDS],
-              "kept": [float(np.mean([len(sweep.kept(k, t)) for k in range(len(sweep))])) for t in SWEEP_THRESHOLDS]}
-    for t in RECALL_THRESHOLDS:
-        curves[t] = [sweep.recall(s, post_nms_top_n, (t,))[t] for s in SWEEP_THRESHOLDS]
     view = ProposalsView(
         Figure(figsize=(10, 5.0), layout="constrained"),
         nms_threshold=nms_threshold, post_nms_top_n=post_nms_top_n, image=image,
         num_candidates=[len(c.boxes) for c in sweep.candidates],
-        num_kept=[len(sweep.kept(k, nms_threshold)) for k in range(len(sweep))],
+        num_survivors=[len(sweep.survivors(k, nms_threshold)) for k in range(len(sweep))],
         num_proposals=sweep.counts(nms_threshold, post_nms_top_n),
         recall=sweep.recall(nms_threshold, post_nms_top_n),
-        image_found=image_found, best_iou=best_iou, sweep=curves,
+        image_found=image_found, best_iou=best_iou, sweep=_sweep_curves(sweep, post_nms_top_n),
     )
     ax_image, ax_sweep = view.figure.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.15]})
     _draw_image_panel(ax_image, sweep, image, keep, best_iou, image_found)
@@ -281,7 +301,7 @@ def proposals_view(sweep: NMSSweep, nms_threshold: float = 0.7, post_nms_top_n: 
     recall_text = " and ".join(f"{view.recall[t]:.3f} at IoU {t:g}" for t in RECALL_THRESHOLDS)
     view.caption = (
         f"NMS threshold {nms_threshold:.2f}, post-NMS top {post_nms_top_n}: image {image} keeps "
-        f"{view.num_kept[image]} of its {view.num_candidates[image]} candidates after NMS and "
+        f"{view.num_survivors[image]} of its {view.num_candidates[image]} candidates after NMS and "
         f"{view.num_proposals[image]} after the top-k. Over the {len(sweep)} images: "
         f"{view.mean_proposals:.1f} proposals per image, recall {recall_text}."
     )
@@ -300,7 +320,7 @@ def rpn_explorer(sweep: NMSSweep, draw: bool = True, **initial) -> Explorer:
         "nms_threshold": widgets.FloatSlider(value=start["nms_threshold"], min=SWEEP_THRESHOLDS[0],
                                              max=SWEEP_THRESHOLDS[-1], step=0.05, readout_format=".2f",
                                              continuous_update=False, description="NMS IoU threshold"),
-        "post_nms_top_n": widgets.SelectionSlider(options=sorted(set(TOP_N_OPTIONS) | {start["post_nms_top_n"]}),
+        "post_nms_top_n": widgets.SelectionSlider(options=sorted({*TOP_N_OPTIONS, start["post_nms_top_n"]}),
                                                   value=start["post_nms_top_n"], continuous_update=False,
                                                   description="post-NMS top-k"),
         "image": widgets.IntSlider(value=start["image"], min=0, max=len(sweep) - 1, continuous_update=False,

@@ -10,8 +10,8 @@ control's ``.value``, as a reader's mouse would (the pattern of ipywidgets' own 
   (view function :func:`roi_explorer_view`, drawing :func:`draw_roi_view`).
 * ``DetectionStepper`` (chapter 00): walk through detection on one image, stage by stage, from
   the input to the final detections, and follow one detection back to its anchor
-  (view function :func:`stepper_view`, lineage :func:`detection_lineage`, images
-  :func:`default_images`).
+  (view function :func:`stepper_view`, lineage ``Trace.lineage``, images
+  :func:`default_images`, the stages' own drawings in ``stepper_stages``).
 
 Layout. Both fit a 1000-pixel-wide notebook column (JupyterLab with its side panel open): the
 controls are stacked in rows of explicit pixel widths (each row at most ``COLUMN_WIDTH_PX``, and
@@ -58,7 +58,8 @@ from typing import Callable, Sequence
 import ipywidgets as widgets
 from matplotlib.figure import Figure
 
-__all__ = ["COLUMN_WIDTH_PX", "DPI", "figure_png", "static_picture_html", "ShowsStaticPicture", "View", "Explorer"]
+__all__ = ["COLUMN_WIDTH_PX", "DPI", "figure_png", "static_picture_html", "ShowsStaticPicture", "View",
+           "Explorer"]
 
 COLUMN_WIDTH_PX = 960  # the widest a widget may be: a 1000-pixel notebook column minus its margins
 DPI = 80  # figures are rendered at 80 pixels per inch: a 12-inch figure is 960 pixels wide
@@ -92,7 +93,8 @@ def static_picture_html(png: bytes, caption: str = "") -> str:
     text = html.escape(caption)
     return (
         f'{_HIDE_WHEN_WIDGET_SHOWS}<div class="{STATIC_CLASS}">'
-        f'<img src="data:image/png;base64,{data}" alt="{text or "the widget as first shown"}" style="max-width:100%">'
+        f'<img src="data:image/png;base64,{data}" alt="{text or "the widget as first shown"}"'
+        ' style="max-width:100%">'
         f'<p style="font-size:13px; margin:4px 0">{text}</p></div>'
     )
 
@@ -127,7 +129,8 @@ class ShowsStaticPicture:
         live = self.widget._repr_mimebundle_()
         live["text/plain"] = STATIC_NOTE  # shown only where the widget cannot be, above its picture
         display(live, raw=True)
-        display({"text/html": static_picture_html(png, caption), "text/plain": caption or "(picture)"}, raw=True)
+        static = {"text/html": static_picture_html(png, caption), "text/plain": caption or "(picture)"}
+        display(static, raw=True)
 
 
 def described(control, width_px: int, description_px: int):
@@ -140,7 +143,8 @@ def described(control, width_px: int, description_px: int):
 def picture_widget(width_px: int) -> widgets.Image:
     """The widget's picture: ``width_px`` wide, narrower in a narrower column (no margin, so that
     it never sticks out of the column by a few pixels and makes it scroll)."""
-    return widgets.Image(format="png", layout=widgets.Layout(width=f"{width_px}px", max_width="100%", margin="0"))
+    layout = widgets.Layout(width=f"{width_px}px", max_width="100%", margin="0")
+    return widgets.Image(format="png", layout=layout)
 
 
 def row(children: Sequence[widgets.Widget]) -> widgets.HBox:

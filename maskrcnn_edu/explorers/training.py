@@ -109,7 +109,8 @@ def augmentation_result(image: Tensor, target: dict, name: str, seed: int) -> Au
 
 def draw_sample(ax, image: Tensor, target: dict, class_names=None, title: str | None = None):
     """The image with its masks tinted and its boxes drawn, both in the colour of their class."""
-    palette = class_colors(max(len(class_names or ()), int(target["labels"].max()) + 1 if len(target["labels"]) else 1))
+    labels = target["labels"]
+    palette = class_colors(max(len(class_names or ()), int(labels.max()) + 1 if len(labels) else 1))
     colours = [tuple(palette[label]) for label in target["labels"].tolist()]
     show_image(ax, image, title=title)
     draw_masks(ax, target["masks"], colors=colours)
@@ -117,7 +118,8 @@ def draw_sample(ax, image: Tensor, target: dict, class_names=None, title: str | 
     return ax
 
 
-def draw_augmentation_grid(image: Tensor, target: dict, name: str, seeds, class_names=None, columns: int = 4) -> Figure:
+def draw_augmentation_grid(image: Tensor, target: dict, name: str, seeds, class_names=None,
+                           columns: int = 4) -> Figure:
     """The original sample, then one panel per seed of the augmentation ``name``; masks and boxes drawn."""
     seeds = list(seeds)
     rows = -(-(len(seeds) + 1) // columns)
@@ -136,8 +138,8 @@ def draw_augmentation_grid(image: Tensor, target: dict, name: str, seeds, class_
 
 def _augmentation_caption(result: AugmentationResult) -> str:
     area_ratio = result.area_after / result.area_before if result.area_before else float("nan")
-    return (f"{result.name}, seed {result.seed}: {result.objects_after} of {result.objects_before} objects kept; "
-            f"mask area {result.area_before} → {result.area_after} px (×{area_ratio:.2f}); "
+    return (f"{result.name}, seed {result.seed}: {result.objects_after} of {result.objects_before} objects "
+            f"kept; mask area {result.area_before} → {result.area_after} px (×{area_ratio:.2f}); "
             f"mean box centre x {result.centre_x_before:.1f} → {result.centre_x_after:.1f} px; "
             f"mean brightness {result.brightness_before:.3f} → {result.brightness_after:.3f}; "
             f"every box is the tight box of its mask: {'yes' if result.boxes_are_tight else 'NO'}")
@@ -166,11 +168,14 @@ def augmentation_view(image: Tensor, target: dict, transform: str, seed: int, cl
 def augmentation_explorer(image: Tensor, target: dict, class_names=None, draw: bool = True) -> Explorer:
     """A transform menu and a seed slider over one sample."""
     controls = {
-        "transform": widgets.Dropdown(options=list(AUGMENTATIONS), value="train_transforms()", description="transform"),
+        "transform": widgets.Dropdown(options=list(AUGMENTATIONS), value="train_transforms()",
+                                      description="transform"),
         "seed": widgets.IntSlider(value=0, min=0, max=99, continuous_update=False, description="seed"),
     }
-    return Explorer(controls, lambda **values: augmentation_view(image, target, class_names=class_names, draw=draw,
-                                                                 **values), draw=draw)
+    def view(**values) -> AugmentationView:
+        return augmentation_view(image, target, class_names=class_names, draw=draw, **values)
+
+    return Explorer(controls, view, draw=draw)
 
 
 # Loss curves ----------------------------------------------------------------------------------------
@@ -186,7 +191,8 @@ def read_scalars(log_dir) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
     log_dir = Path(log_dir)
     if not log_dir.is_dir():
-        raise ValueError(f"log_dir {log_dir} is not a folder (fit writes its events to <out_dir>/tensorboard)")
+        raise ValueError(f"log_dir {log_dir} is not a folder (fit writes its events to "
+                         "<out_dir>/tensorboard)")
     events = EventAccumulator(str(log_dir), size_guidance={SCALARS: 0})
     events.Reload()
     curves = {}
@@ -199,8 +205,9 @@ def read_scalars(log_dir) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 def smooth(values, weight: float) -> np.ndarray:
     """TensorBoard's smoothing: an exponential moving average, debiased so it starts at the first value.
 
-    ``smoothed[t] = m[t] / (1 - weight ** (t + 1))`` with ``m[t] = weight * m[t-1] + (1 - weight) * values[t]``
-    and ``m[-1] = 0``. ``weight = 0`` gives the values back; near 1, a long memory.
+    ``smoothed[t] = m[t] / (1 - weight ** (t + 1))`` with
+    ``m[t] = weight * m[t-1] + (1 - weight) * values[t]`` and ``m[-1] = 0``. ``weight = 0`` gives the
+    values back; near 1, a long memory.
     """
     if not 0 <= weight < 1:
         raise ValueError(f"smoothing weight must be in [0, 1), got {weight}")
@@ -235,7 +242,8 @@ def _log_y(ax) -> None:
         ax.yaxis.set_minor_formatter(NullFormatter())
 
 
-def draw_loss_curves(curves: dict, smoothing: float = 0.0, title: str = "Losses", log_scale: bool = True) -> Figure:
+def draw_loss_curves(curves: dict, smoothing: float = 0.0, title: str = "Losses",
+                     log_scale: bool = True) -> Figure:
     """Every loss of a run (``read_scalars``'s dict) on one axis; raw values faint when smoothed."""
     figure = Figure(figsize=(8.0, 4.2), layout="constrained")
     ax = figure.subplots()
@@ -263,7 +271,8 @@ class LossCurveView(View):
     smoothed: np.ndarray | None = None
 
 
-def loss_curve_view(curves: dict, loss: str, smoothing: float, log_scale: bool = True, draw: bool = True) -> LossCurveView:
+def loss_curve_view(curves: dict, loss: str, smoothing: float, log_scale: bool = True,
+                    draw: bool = True) -> LossCurveView:
     """One loss of the run, raw and smoothed, and a caption with its first, last and smallest values."""
     if loss not in curves:
         raise ValueError(f"loss must be one of the logged tags {_loss_tags(curves)}, got {loss!r}")

@@ -4,11 +4,17 @@ Three layers, each built on the one before:
 
 * **Primitives** draw on an ``ax`` they are given and return it: :func:`show_image`,
   :func:`draw_boxes` (the Keras notebooks' convention: anchors *dotted*, refined boxes *solid*,
-  suppressed boxes *faint*), :func:`draw_masks`, :func:`class_colors`; and chapter 01's feature
-  map, box, RoIPool-bin and sampling-point drawings. :func:`describe` is the one-line tensor log.
+  suppressed boxes *faint*), :func:`draw_captions`, :func:`draw_masks`; and chapter 01's feature
+  map, box, RoIPool-bin and sampling-point drawings. Each name or colour is chosen in one place:
+  :func:`class_colors` and :func:`class_name` (classes), :func:`score_colours` (scores),
+  :data:`LEVEL_NAMES`, :func:`level_name` and :func:`level_colour` (FPN levels).
+  :func:`describe` is the one-line tensor log.
 * **Drawings from a** ``Trace`` (``model.trace(image)`` or ``model.trace(image, target)``) make
-  their own ``Figure``: anchors of a cell, anchor labels, refinements, objectness, NMS, proposals,
-  RoI refinement, per-class NMS, mask logits and targets, activations.
+  their own ``Figure``: anchors of a cell, anchor labels, refinements, objectness, NMS, proposals
+  (``stages``), RoI refinement, per-class NMS, mask logits and targets (``head_stages``),
+  activations (``weights``). A stage that the detection stepper shows too has one axes-level
+  drawer, ``draw_X_on(ax, trace, i)``, which the figure and the stepper both call; the two NMS
+  drawings tell what NMS suppressed from what the top-k after it cut (:class:`NMSOutcome`).
 * **Drawings from a model or a sample**: weight statistics and histograms, a sample's masks by
   class, ground truth vs prediction, an IoU grid, a precision-recall curve.
 
@@ -28,11 +34,13 @@ for RoIAlign with ``aligned=False``; shifted by ``-0.5`` for RoIAlign with ``ali
 """
 from .primitives import *  # noqa: F401,F403
 from .stages import *  # noqa: F401,F403
+from .head_stages import *  # noqa: F401,F403
 from .weights import *  # noqa: F401,F403
 from .evaluation import *  # noqa: F401,F403
 from .primitives import __all__ as _primitives
 from .stages import __all__ as _stages
+from .head_stages import __all__ as _head_stages
 from .weights import __all__ as _weights
 from .evaluation import __all__ as _evaluation
 
-__all__ = [*_primitives, *_stages, *_weights, *_evaluation]
+__all__ = [*_primitives, *_stages, *_head_stages, *_weights, *_evaluation]

@@ -1,13 +1,14 @@
-"""Drawing primitives: an image, boxes, masks, colours, a feature map, RoIPool bins and RoIAlign's
-sampling points, detections, a sample's masks by class. Each draws on the ``ax`` it is given and returns it."""
+"""Drawing primitives: colours and names (classes, scores, FPN levels), an image, boxes, captions,
+masks, a feature map, RoIPool bins and RoIAlign's sampling points, detections, a sample's masks by
+class. Each draws on the ``ax`` it is given and returns it."""
 from __future__ import annotations
 
 import colorsys
-from dataclasses import dataclass
 from typing import Sequence
 
 import matplotlib
 import matplotlib.collections
+import matplotlib.lines
 import numpy as np
 import torch
 from matplotlib.axes import Axes
@@ -17,7 +18,12 @@ from matplotlib.ticker import MaxNLocator
 
 from .. import roi_ops
 
-__all__ = ["to_numpy", "describe", "class_colors", "show_image", "draw_boxes", "draw_masks", "draw_feature_map", "draw_box", "roi_align_box", "draw_roi_pool_bins", "draw_sampling_points", "draw_detections", "draw_top_masks"]
+__all__ = [
+    "to_numpy", "describe", "class_colors", "class_name", "score_colours", "score_scale", "LEVEL_NAMES",
+    "level_name", "level_colour", "show_image", "draw_boxes", "draw_captions", "draw_masks", "widen_view",
+    "zoom_view", "draw_feature_map", "draw_box", "roi_align_box", "draw_roi_pool_bins",
+    "draw_sampling_points", "draw_detections", "draw_top_masks",
+]
 
 
 def to_numpy(values) -> np.ndarray:
@@ -27,18 +33,304 @@ def to_numpy(values) -> np.ndarray:
     return np.asarray(values)
 
 
-def draw_feature_map(
+def describe(tensor) -> str:
+    """One line about a tensor (or array): shape, dtype, min, max, mean.
+
+    ``describe(torch.arange(6.).reshape(2, 3))`` -> ``"[2, 3] float32  min 0  max 5  mean 2.5"``.
+    Integer and bool tensors are summarised too (their mean as a float); an empty tensor says
+    ``empty``; non-finite entries are counted (they would hide in min/max/mean).
+    """
+    if not isinstance(tensor, torch.Tensor):
+        tensor = torch.as_tensor(np.asarray(tensor))
+    dtype = str(tensor.dtype).removeprefix("torch.")
+    head = f"[{', '.join(str(n) for n in tensor.shape)}] {dtype}"
+    if tensor.device.type != "cpu":
+        head += f" ({tensor.device})"
+    if tensor.numel() == 0:
+        return f"{head}  empty"
+    values = tensor.detach().to("cpu", torch.float64)
+    finite = torch.isfinite(values)
+    low, high, mean = values.min().item(), values.max().item(), values.mean().item()
+    summary = f"{head}  min {low:.4g}  max {high:.4g}  mean {mean:.4g}"
+    if not bool(finite.all()):
+        summary += f"  ({int((~finite).sum())} non-finite)"
+    return summary
+
+
+# Colours and names --------------------------------------------------------------------------------
+
+
+def class_colors(num_classes: int) -> np.ndarray:
+    """A fixed palette: ``[num_classes, 3]`` RGB in 0..1, index = class label.
+
+    Label 0 (background) is grey; labels 1..9 take matplotlib's ``tab10`` colours (grey left
+    out); beyond that, hues spaced by the golden ratio, so neighbouring labels differ.
+    """
+    if num_classes < 0:
+        raise ValueError(f"num_classes must be >= 0, got {num_classes}")
+    tab10 = np.asarray(matplotlib.colormaps["tab10"].colors)
+    tab10 = tab10[[i for i in range(10) if i != 7]]  # drop tab10's grey: grey means background
+    colours = [np.array([0.5, 0.5, 0.5])]
+    for label in range(1, num_classes):
+        if label <= len(tab10):
+            colours.append(tab10[label - 1])
+        else:
+            hue = (label * 0.618033988749895) % 1.0
+            colours.append(np.array(colorsys.hsv_to_rgb(hue, 0.75, 0.85)))
+    return np.stack(colours[:num_classes]) if num_classes else np.zeros((0, 3))
+
+
+def class_name(label: int, class_names: Sequence[str] | None, unnamed: str = "class {label}") -> str:
+    """``class_names[label]``, or ``unnamed`` filled in where there is no such name (captions on
+    boxes, short of room, pass ``"{label}"``: the bare number)."""
+    label = int(label)
+    named = class_names is not None and 0 <= label < len(class_names)
+    return class_names[label] if named else unnamed.format(label=label)
+
+
+_class_name = class_name  # the name visualize/evaluation.py still imports
+
+
+def score_colours(scores, cmap: str = "viridis", fade: bool = False) -> list[tuple]:
+    """One RGBA colour per score in 0..1 (``scores [N]``) on the colour map ``cmap``.
+
+    ``fade``: low scores also more transparent (opacity 0.3 .. 1), so that hundreds of weak
+    boxes do not hide the strong ones. :func:`score_scale` is the matching colour bar's scale.
+    """
+    colours = score_scale(cmap).to_rgba(np.clip(to_numpy(scores).astype(float), 0.0, 1.0))  # [N, 4]
+    if fade:
+        colours[:, 3] = 0.3 + 0.7 * np.clip(to_numpy(scores), 0.0, 1.0)
+    return [tuple(c) for c in colours.reshape(-1, 4)]
+
+
+def score_scale(cmap: str = "viridis") -> matplotlib.cm.ScalarMappable:
+    """The 0..1 scale of :func:`score_colours`, for ``figure.colorbar``."""
+    return matplotlib.cm.ScalarMappable(matplotlib.colors.Normalize(0.0, 1.0), matplotlib.colormaps[cmap])
+
+
+LEVEL_NAMES = ("P2", "P3", "P4", "P5", "P6")  # the FPN levels the RPN reads; level index 0 = P2
+
+
+def level_name(level: int) -> str:
+    """An FPN level index (0 = P2, as the anchors and the RPN count them) -> its name."""
+    return LEVEL_NAMES[level] if 0 <= level < len(LEVEL_NAMES) else f"level {level}"
+
+
+def level_colour(level: int) -> tuple:
+    """The colour of an FPN level index (0 = P2) in every drawing: matplotlib's ``tab10``."""
+    cycle = matplotlib.colormaps["tab10"].colors
+    return cycle[int(level) % len(cycle)]
+
+
+# Images, boxes, captions, masks -------------------------------------------------------------------
+
+
+def _image_pixels(image) -> np.ndarray:
+    """``[3, H, W]`` tensor (channels first, torch's convention) or ``[H, W, 3]`` array in 0..1 ->
+    ``[H, W, 3]`` NumPy array. One-channel images become grey RGB."""
+    channels_first = isinstance(image, torch.Tensor)
+    pixels = to_numpy(image)
+    if not channels_first and pixels.ndim == 3 and pixels.shape[-1] not in (1, 3):
+        channels_first = True  # a [3, H, W] array
+    if pixels.ndim != 3 or (pixels.shape[0] if channels_first else pixels.shape[-1]) not in (1, 3):
+        raise ValueError(f"image must be [3, H, W] (tensor) or [H, W, 3] (array), "
+                         f"got shape {tuple(pixels.shape)}")
+    if channels_first:
+        pixels = pixels.transpose(1, 2, 0)
+    if pixels.shape[-1] == 1:
+        pixels = np.repeat(pixels, 3, axis=-1)
+    return np.clip(pixels.astype(np.float32), 0.0, 1.0)
+
+
+def show_image(ax: Axes, image, title: str | None = None, extent: tuple | None = None) -> Axes:
+    """Draw ``image`` (``[3, H, W]`` tensor in 0..1, or an ``[H, W, 3]`` array) in continuous pixels.
+
+    Pixel ``(i, j)`` covers ``[j, j+1] x [i, i+1]``, so a box ``(x0, y0, x1, y1)`` drawn on the same
+    axes bounds exactly the pixels it should. ``extent=(0, W, H, 0)`` stretches the picture onto
+    another pixel grid (e.g. a resized image under boxes in original pixels). Axis ticks are off.
+    """
+    pixels = _image_pixels(image)
+    height, width = pixels.shape[:2]
+    if extent is None:
+        extent = (0, width, height, 0)
+    ax.imshow(pixels, extent=extent, interpolation="nearest")
+    ax.set_xlim(extent[0], extent[1])
+    ax.set_ylim(extent[2], extent[3])
+    ax.set_axis_off()
+    if title is not None:
+        ax.set_title(title)
+    return ax
+
+
+BOX_STYLES = {
+    # style: (linestyle, alpha, linewidth factor). Anchors dotted, refined solid, suppressed faint.
+    "solid": ("-", None, 1.0),  # alpha None: opaque, unless a colour carries its own alpha
+    "dotted": (":", None, 1.0),
+    "faint": ("-", 0.25, 0.5),
+}
+
+
+def _colour_list(colors, count: int, labels: np.ndarray | None) -> list:
+    """One colour per box: given per box, one for all, by class label, or cycling through ``tab10``."""
+    if colors is None:
+        if labels is not None:
+            palette = class_colors(int(labels.max()) + 1 if len(labels) else 1)
+            return [tuple(palette[label]) for label in labels]
+        cycle = matplotlib.colormaps["tab10"].colors
+        return [cycle[k % len(cycle)] for k in range(count)]
+    one_rgb = np.ndim(colors) == 1 and len(colors) in (3, 4) and not isinstance(colors[0], str)
+    if isinstance(colors, str) or one_rgb:
+        return [colors] * count  # one colour for every box
+    colors = list(colors)
+    if len(colors) != count:
+        raise ValueError(f"colors has {len(colors)} entries for {count} boxes")
+    return colors
+
+
+def _rectangles(ax: Axes, boxes: np.ndarray, colours: list, linestyle, linewidth: float,
+                alpha: float | None = None, gid: str | None = None) -> matplotlib.collections.PatchCollection:
+    """Unfilled rectangles for ``boxes [N, 4]`` (x0, y0, x1, y1), added as one ``PatchCollection``
+    (hundreds of boxes draw ten times faster than as separate patches); its ``gid`` names the style."""
+    rectangles = [Rectangle((x0, y0), x1 - x0, y1 - y0) for x0, y0, x1, y1 in boxes]
+    collection = matplotlib.collections.PatchCollection(
+        rectangles, facecolors="none", edgecolors=colours if len(colours) else "none", linestyles=linestyle,
+        linewidths=linewidth, alpha=alpha, gid=gid)
+    ax.add_collection(collection, autolim=False)
+    return collection
+
+
+def _caption(label, score, class_names) -> str:
+    """``"name score"``, either part left out when it is ``None``."""
+    parts = [] if label is None else [class_name(label, class_names, unnamed="{label}")]
+    return " ".join(parts + ([] if score is None else [f"{float(score):.2f}"]))
+
+
+def draw_captions(ax: Axes, boxes, texts: Sequence[str], colours: Sequence, alpha: float = 0.75,
+                  above: bool = False) -> Axes:
+    """Write ``texts[k]`` in white on ``colours[k]`` at box ``k``'s top-left corner (``boxes [N, 4]``):
+    inside the box, so that the image's edge never cuts it off, or ``above`` it."""
+    for (x0, y0, _, _), text, colour in zip(to_numpy(boxes).reshape(-1, 4), texts, colours):
+        ax.text(x0, y0, text, color="white", fontsize=8, va="bottom" if above else "top", ha="left",
+                clip_on=True, bbox=dict(facecolor=colour, edgecolor="none", alpha=alpha, pad=1))
+    return ax
+
+
+def draw_boxes(
     ax: Axes,
-    values=None,
-    *,
-    shape: tuple[int, int] | None = None,
-    cmap: str = "Greys",
-    vmin: float | None = None,
-    vmax: float | None = None,
-    grid: bool = True,
-    colorbar: bool = False,
-    title: str | None = None,
+    boxes,
+    labels=None,
+    scores=None,
+    class_names: Sequence[str] | None = None,
+    style: str = "solid",
+    colors=None,
+    linewidth: float = 1.5,
+    captions: bool = True,
 ) -> Axes:
+    """Draw ``boxes [N, 4]`` (x0, y0, x1, y1 in pixels) as rectangles.
+
+    ``style``: ``"solid"`` (refined boxes, detections), ``"dotted"`` (anchors, RoIs before
+    refinement) or ``"faint"`` (suppressed: thin, alpha 0.25) -- the Keras notebooks' convention.
+    ``colors``: one colour, one per box, or ``None`` (by ``labels`` with :func:`class_colors`,
+    else cycling). With ``labels`` and/or ``scores [N]`` and ``captions``, each box gets a caption
+    ``"name score"`` inside its top-left corner (:func:`class_name`).
+    The boxes of one call form one ``PatchCollection`` whose ``gid`` is the style (tests count its
+    paths).
+    """
+    if style not in BOX_STYLES:
+        raise ValueError(f"style must be one of {sorted(BOX_STYLES)}, got {style!r}")
+    boxes = to_numpy(boxes).reshape(-1, 4).astype(float)
+    labels = None if labels is None else to_numpy(labels).reshape(-1).astype(int)
+    scores = None if scores is None else to_numpy(scores).reshape(-1).astype(float)
+    for name, values in (("labels", labels), ("scores", scores)):
+        if values is not None and len(values) != len(boxes):
+            raise ValueError(f"{name} has {len(values)} entries for {len(boxes)} boxes")
+    linestyle, alpha, width_factor = BOX_STYLES[style]
+    colours = _colour_list(colors, len(boxes), labels)
+    _rectangles(ax, boxes, colours, linestyle, linewidth * width_factor, alpha, gid=style)
+    if captions and (labels is not None or scores is not None):
+        none = [None] * len(boxes)
+        texts = [_caption(label, score, class_names) for label, score in
+                 zip(none if labels is None else labels, none if scores is None else scores)]
+        draw_captions(ax, boxes, texts, colours, alpha=0.75 * (alpha or 1.0))
+    return ax
+
+
+def _style_handle(label: str, style: str = "solid", colour="black", linestyle=None):
+    """A legend entry drawn as a line in a box style (or an explicit line style)."""
+    line_style, alpha, width_factor = BOX_STYLES[style]
+    return matplotlib.lines.Line2D([], [], color=colour, alpha=alpha, linestyle=linestyle or line_style,
+                                   linewidth=1.5 * max(width_factor, 0.8), label=label)
+
+
+def _legend(ax: Axes, handles: list, outside: bool = False, **kwargs) -> None:
+    """A legend inside the axes (lower right), or ``outside`` right of the figure's panels, where
+    constrained layout makes room for it."""
+    if outside:
+        ax.figure.legend(handles=handles, fontsize=8, loc="outside right upper", **kwargs)
+    else:
+        ax.legend(handles=handles, fontsize=8, loc="lower right", framealpha=0.85, **kwargs)
+
+
+def widen_view(ax: Axes, boxes, margin: float = 0.0) -> Axes:
+    """Widen an image's axes (y pointing down) to take in ``boxes [N, 4]`` too, ``margin`` pixels more."""
+    boxes = to_numpy(boxes).reshape(-1, 4)
+    if len(boxes):
+        (x0, x1), (y1, y0) = ax.get_xlim(), ax.get_ylim()
+        ax.set_xlim(min(x0, boxes[:, 0].min()) - margin, max(x1, boxes[:, 2].max()) + margin)
+        ax.set_ylim(max(y1, boxes[:, 3].max()) + margin, min(y0, boxes[:, 1].min()) - margin)
+    return ax
+
+
+def zoom_view(ax: Axes, boxes, fraction: float = 0.3) -> Axes:
+    """Zoom an image's axes (y pointing down) onto ``boxes [N, 4]``, with a margin of ``fraction`` of
+    their larger side plus 2 pixels, so that a refinement of a few pixels shows."""
+    boxes = to_numpy(boxes).reshape(-1, 4)
+    (x0, y0), (x1, y1) = boxes[:, :2].min(axis=0), boxes[:, 2:].max(axis=0)
+    margin = fraction * max(x1 - x0, y1 - y0) + 2
+    ax.set_xlim(x0 - margin, x1 + margin)
+    ax.set_ylim(y1 + margin, y0 - margin)
+    return ax
+
+
+def _mask_overlay(masks: np.ndarray, colours: np.ndarray, alpha: float) -> np.ndarray:
+    """All masks as one RGBA image: ``masks [K, H, W]`` bool, ``colours [K, 3]`` -> ``[H, W, 4]``.
+
+    Each covered pixel takes the colour of the first mask that covers it (``argmax`` of a bool
+    array finds the first ``True``), at opacity ``alpha``; uncovered pixels are transparent.
+    """
+    overlay = np.zeros((*masks.shape[1:], 4))
+    overlay[..., :3] = colours[masks.argmax(axis=0)]
+    overlay[..., 3] = masks.any(axis=0) * alpha
+    return overlay
+
+
+def draw_masks(ax: Axes, masks, colors=None, alpha: float = 0.45, threshold: float = 0.5) -> Axes:
+    """Overlay ``masks [N, H, W]`` or ``[N, 1, H, W]`` (binary, or probabilities cut at ``threshold``).
+
+    Each mask is tinted with its colour (``colors``: one per mask, default cycling ``tab10``) at
+    opacity ``alpha``; where masks overlap, the first one's colour shows. Pixels as in
+    :func:`show_image`, so draw the image first on the same axes.
+    """
+    masks = to_numpy(masks)
+    if masks.ndim == 4 and masks.shape[1] == 1:
+        masks = masks[:, 0]
+    if masks.ndim != 3:
+        raise ValueError(f"masks must be [N, H, W] or [N, 1, H, W], got shape {tuple(masks.shape)}")
+    if len(masks) == 0:
+        return ax
+    binary = masks.astype(np.float32) > threshold  # [N, H, W]
+    colours = np.asarray([matplotlib.colors.to_rgb(c) for c in _colour_list(colors, len(masks), None)])
+    height, width = binary.shape[1:]
+    ax.imshow(_mask_overlay(binary, colours, alpha), extent=(0, width, height, 0), interpolation="nearest")
+    return ax
+
+
+# Feature maps, RoIPool bins, RoIAlign's sampling points (chapter 01) ------------------------------
+
+
+def draw_feature_map(ax: Axes, values=None, *, shape: tuple[int, int] | None = None, cmap: str = "Greys",
+                     vmin: float | None = None, vmax: float | None = None, grid: bool = True,
+                     colorbar: bool = False, title: str | None = None) -> Axes:
     """Draw a feature map ``values [H, W]`` as a heat map of unit cells (or an empty grid of ``shape``).
 
     Cell ``(i, j)`` covers ``[j - 0.5, j + 0.5] x [i - 0.5, i + 0.5]``; ticks mark cell centres.
@@ -69,16 +361,8 @@ def draw_feature_map(
     return ax
 
 
-def draw_box(
-    ax: Axes,
-    box: Sequence[float],
-    *,
-    bins: tuple[int, int] | None = None,
-    color: str = "C1",
-    linestyle: str = "-",
-    linewidth: float = 2.0,
-    label: str | None = None,
-) -> Axes:
+def draw_box(ax: Axes, box: Sequence[float], *, bins: tuple[int, int] | None = None, color: str = "C1",
+             linestyle: str = "-", linewidth: float = 2.0, label: str | None = None) -> Axes:
     """Draw ``box = (x0, y0, x1, y1)``, already in the drawing frame (feature cells).
 
     ``bins=(PH, PW)`` also draws the thin lines that split the box into ``PH x PW`` equal bins,
@@ -98,7 +382,8 @@ def draw_box(
     return ax
 
 
-def roi_align_box(box: Sequence[float], spatial_scale: float = 1.0, aligned: bool = False) -> tuple[float, ...]:
+def roi_align_box(box: Sequence[float], spatial_scale: float = 1.0,
+                  aligned: bool = False) -> tuple[float, ...]:
     """Where ``roi_align`` reads ``box`` (image pixels), in the drawing frame: ``(x0, y0, x1, y1)``.
 
     That is ``box * spatial_scale``, shifted by ``-0.5`` when ``aligned``; without ``aligned`` a box
@@ -141,255 +426,39 @@ def draw_sampling_points(
     return ax
 
 
-def _mask_overlay(masks: np.ndarray, colours: np.ndarray, alpha: float) -> np.ndarray:
-    """All masks as one RGBA image: ``masks [K, H, W]`` bool, ``colours [K, 3]`` -> ``[H, W, 4]``.
-
-    Each covered pixel takes the colour of the first mask that covers it (``argmax`` of a bool
-    array finds the first ``True``), at opacity ``alpha``; uncovered pixels are transparent.
-    """
-    overlay = np.zeros((*masks.shape[1:], 4))
-    overlay[..., :3] = colours[masks.argmax(axis=0)]
-    overlay[..., 3] = masks.any(axis=0) * alpha
-    return overlay
+# Detections and samples ---------------------------------------------------------------------------
 
 
-def draw_detections(
-    ax: Axes,
-    image,
-    detections: dict,
-    class_names: Sequence[str] | None = None,
-    score_threshold: float = 0.5,
-    mask_threshold: float = 0.5,
-    alpha: float = 0.45,
-) -> Axes:
+def draw_detections(ax: Axes, image, detections: dict, class_names: Sequence[str] | None = None,
+                    score_threshold: float = 0.5, mask_threshold: float = 0.5, alpha: float = 0.45) -> Axes:
     """Draw ``image [3, H, W]`` (0..1) with the detections that score ``>= score_threshold``.
 
     ``detections``: as the model returns them for one image, ``boxes [D, 4]`` xyxy in pixels,
     ``labels [D]``, ``scores [D]`` and optionally ``masks [D, 1, H, W]`` (probabilities, shown
     where ``> mask_threshold``). Each detection gets a colour: its mask tinted at ``alpha``, its
-    box, and a ``"name score"`` label (``class_names[label]``, or the label number). Where masks
-    overlap, the higher-scoring detection's colour shows.
-
-    The image is drawn with pixel ``(i, j)`` on the square ``[j, j+1] x [i, i+1]``, the package's
-    continuous pixel frame, so that boxes land on the pixels they bound.
+    box, and a ``"name score"`` caption above it (:func:`class_name`). Where masks overlap, the
+    higher-scoring detection's colour shows. Pixels as in :func:`show_image`.
     """
-    pixels = to_numpy(image).transpose(1, 2, 0)  # [H, W, 3]
-    height, width = pixels.shape[:2]
-    extent = (0, width, height, 0)  # not imshow's default (pixel centres on integers): see above
     scores = to_numpy(detections["scores"])
     order = np.argsort(-scores, kind="stable")
     order = order[scores[order] >= score_threshold]  # kept detections, best first
-    boxes, labels, scores = to_numpy(detections["boxes"])[order], to_numpy(detections["labels"])[order], scores[order]
+    boxes, labels = to_numpy(detections["boxes"])[order], to_numpy(detections["labels"])[order]
+    scores = scores[order]
     colours = np.asarray(matplotlib.colormaps["tab10"](np.arange(len(order)) % 10))[:, :3]  # [K, 3]
-
-    ax.imshow(pixels, extent=extent)
+    show_image(ax, image)
     if "masks" in detections and len(order):
         masks = to_numpy(detections["masks"])[order, 0] > mask_threshold  # [K, H, W]
-        ax.imshow(_mask_overlay(masks, colours, alpha), extent=extent)
-    for (x0, y0, x1, y1), label, score, colour in zip(boxes, labels, scores, colours):
+        height, width = masks.shape[1:]
+        ax.imshow(_mask_overlay(masks, colours, alpha), extent=(0, width, height, 0))
+    for (x0, y0, x1, y1), colour in zip(boxes, colours):  # a few patches, which callers may count
         ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=colour, linewidth=1.5))
-        name = class_names[label] if class_names is not None and 0 <= label < len(class_names) else str(label)
-        ax.text(x0, y0, f"{name} {score:.2f}", color="white", fontsize=8, va="bottom",
-                bbox=dict(facecolor=colour, edgecolor="none", alpha=0.8, pad=1))
-    ax.set_xlim(0, width)
-    ax.set_ylim(height, 0)
-    ax.set_axis_off()
-    return ax
-
-
-# Primitives ---------------------------------------------------------------------------------------
-
-BOX_STYLES = {
-    # style: (linestyle, alpha, linewidth factor). Anchors dotted, refined solid, suppressed faint.
-    "solid": ("-", None, 1.0),  # alpha None: opaque, unless a colour carries its own alpha
-    "dotted": (":", None, 1.0),
-    "faint": ("-", 0.25, 0.5),
-}
-
-
-def describe(tensor) -> str:
-    """One line about a tensor (or array): shape, dtype, min, max, mean.
-
-    ``describe(torch.arange(6.).reshape(2, 3))`` -> ``"[2, 3] float32  min 0  max 5  mean 2.5"``.
-    Integer and bool tensors are summarised too (their mean as a float); an empty tensor says
-    ``empty``; non-finite entries are counted (they would hide in min/max/mean).
-    """
-    if not isinstance(tensor, torch.Tensor):
-        tensor = torch.as_tensor(np.asarray(tensor))
-    dtype = str(tensor.dtype).removeprefix("torch.")
-    head = f"[{', '.join(str(n) for n in tensor.shape)}] {dtype}"
-    if tensor.device.type != "cpu":
-        head += f" ({tensor.device})"
-    if tensor.numel() == 0:
-        return f"{head}  empty"
-    values = tensor.detach().to("cpu", torch.float64)
-    finite = torch.isfinite(values)
-    summary = f"{head}  min {values.min().item():.4g}  max {values.max().item():.4g}  mean {values.mean().item():.4g}"
-    if not bool(finite.all()):
-        summary += f"  ({int((~finite).sum())} non-finite)"
-    return summary
-
-
-def class_colors(num_classes: int) -> np.ndarray:
-    """A fixed palette: ``[num_classes, 3]`` RGB in 0..1, index = class label.
-
-    Label 0 (background) is grey; labels 1..9 take matplotlib's ``tab10`` colours (grey left
-    out); beyond that, hues spaced by the golden ratio, so neighbouring labels differ.
-    """
-    if num_classes < 0:
-        raise ValueError(f"num_classes must be >= 0, got {num_classes}")
-    tab10 = np.asarray(matplotlib.colormaps["tab10"].colors)
-    tab10 = tab10[[i for i in range(10) if i != 7]]  # drop tab10's grey: grey means background
-    colours = [np.array([0.5, 0.5, 0.5])]
-    for label in range(1, num_classes):
-        if label <= len(tab10):
-            colours.append(tab10[label - 1])
-        else:
-            hue = (label * 0.618033988749895) % 1.0
-            colours.append(np.array(colorsys.hsv_to_rgb(hue, 0.75, 0.85)))
-    return np.stack(colours[:num_classes]) if num_classes else np.zeros((0, 3))
-
-
-def _image_pixels(image) -> np.ndarray:
-    """``[3, H, W]`` tensor (channels first, torch's convention) or ``[H, W, 3]`` array in 0..1 ->
-    ``[H, W, 3]`` NumPy array. One-channel images become grey RGB."""
-    channels_first = isinstance(image, torch.Tensor)
-    pixels = to_numpy(image)
-    if not channels_first and pixels.ndim == 3 and pixels.shape[-1] not in (1, 3):
-        channels_first = True  # a [3, H, W] array
-    if pixels.ndim != 3 or (pixels.shape[0] if channels_first else pixels.shape[-1]) not in (1, 3):
-        raise ValueError(f"image must be [3, H, W] (tensor) or [H, W, 3] (array), got shape {tuple(pixels.shape)}")
-    if channels_first:
-        pixels = pixels.transpose(1, 2, 0)
-    if pixels.shape[-1] == 1:
-        pixels = np.repeat(pixels, 3, axis=-1)
-    return np.clip(pixels.astype(np.float32), 0.0, 1.0)
-
-
-def show_image(ax: Axes, image, title: str | None = None, extent: tuple | None = None) -> Axes:
-    """Draw ``image`` (``[3, H, W]`` tensor in 0..1, or an ``[H, W, 3]`` array) in continuous pixels.
-
-    Pixel ``(i, j)`` covers ``[j, j+1] x [i, i+1]``, so a box ``(x0, y0, x1, y1)`` drawn on the same
-    axes bounds exactly the pixels it should. ``extent=(0, W, H, 0)`` stretches the picture onto
-    another pixel grid (e.g. a resized image under boxes in original pixels). Axis ticks are off.
-    """
-    pixels = _image_pixels(image)
-    height, width = pixels.shape[:2]
-    if extent is None:
-        extent = (0, width, height, 0)
-    ax.imshow(pixels, extent=extent, interpolation="nearest")
-    ax.set_xlim(extent[0], extent[1])
-    ax.set_ylim(extent[2], extent[3])
-    ax.set_axis_off()
-    if title is not None:
-        ax.set_title(title)
-    return ax
-
-
-def _colour_list(colors, count: int, labels: np.ndarray | None) -> list:
-    """One colour per box: given per box, one for all, by class label, or cycling through ``tab10``."""
-    if colors is None:
-        if labels is not None:
-            palette = class_colors(int(labels.max()) + 1 if len(labels) else 1)
-            return [tuple(palette[label]) for label in labels]
-        cycle = matplotlib.colormaps["tab10"].colors
-        return [cycle[k % len(cycle)] for k in range(count)]
-    if isinstance(colors, str) or (np.ndim(colors) == 1 and len(colors) in (3, 4) and not isinstance(colors[0], str)):
-        return [colors] * count  # one colour for every box
-    colors = list(colors)
-    if len(colors) != count:
-        raise ValueError(f"colors has {len(colors)} entries for {count} boxes")
-    return colors
-
-
-def _caption(label, score, class_names) -> str:
-    parts = []
-    if label is not None:
-        label = int(label)
-        parts.append(class_names[label] if class_names is not None and 0 <= label < len(class_names) else str(label))
-    if score is not None:
-        parts.append(f"{float(score):.2f}")
-    return " ".join(parts)
-
-
-def _rectangles(ax: Axes, boxes: np.ndarray, colours: list, linestyle, linewidth: float, alpha: float | None = None,
-                gid: str | None = None) -> matplotlib.collections.PatchCollection:
-    """Unfilled rectangles for ``boxes [N, 4]`` (x0, y0, x1, y1), added as one ``PatchCollection``
-    (hundreds of boxes draw ten times faster than as separate patches); its ``gid`` names the style."""
-    rectangles = [Rectangle((x0, y0), x1 - x0, y1 - y0) for x0, y0, x1, y1 in boxes]
-    collection = matplotlib.collections.PatchCollection(
-        rectangles, facecolors="none", edgecolors=colours if len(colours) else "none", linestyles=linestyle,
-        linewidths=linewidth, alpha=alpha, gid=gid)
-    ax.add_collection(collection, autolim=False)
-    return collection
-
-
-def draw_boxes(
-    ax: Axes,
-    boxes,
-    labels=None,
-    scores=None,
-    class_names: Sequence[str] | None = None,
-    style: str = "solid",
-    colors=None,
-    linewidth: float = 1.5,
-    captions: bool = True,
-) -> Axes:
-    """Draw ``boxes [N, 4]`` (x0, y0, x1, y1 in pixels) as rectangles.
-
-    ``style``: ``"solid"`` (refined boxes, detections), ``"dotted"`` (anchors, RoIs before
-    refinement) or ``"faint"`` (suppressed: thin, alpha 0.25) -- the Keras notebooks' convention.
-    ``colors``: one colour, one per box, or ``None`` (by ``labels`` with :func:`class_colors`,
-    else cycling). With ``labels`` and/or ``scores [N]`` and ``captions``, each box gets a caption
-    ``"name score"`` inside its top-left corner (``class_names[label]``, or the number).
-    The boxes of one call form one ``PatchCollection`` whose ``gid`` is the style (tests count its
-    paths).
-    """
-    if style not in BOX_STYLES:
-        raise ValueError(f"style must be one of {sorted(BOX_STYLES)}, got {style!r}")
-    boxes = to_numpy(boxes).reshape(-1, 4).astype(float)
-    labels = None if labels is None else to_numpy(labels).reshape(-1).astype(int)
-    scores = None if scores is None else to_numpy(scores).reshape(-1).astype(float)
-    for name, values in (("labels", labels), ("scores", scores)):
-        if values is not None and len(values) != len(boxes):
-            raise ValueError(f"{name} has {len(values)} entries for {len(boxes)} boxes")
-    linestyle, alpha, width_factor = BOX_STYLES[style]
-    colours = _colour_list(colors, len(boxes), labels)
-    _rectangles(ax, boxes, colours, linestyle, linewidth * width_factor, alpha, gid=style)
-    for k, ((x0, y0, x1, y1), colour) in enumerate(zip(boxes, colours)):
-        if captions and (labels is not None or scores is not None):
-            text = _caption(None if labels is None else labels[k], None if scores is None else scores[k], class_names)
-            # Inside the box's top-left corner: never cut off by the image's edge.
-            ax.text(x0, y0, text, color="white", fontsize=8, va="top", ha="left", clip_on=True,
-                    bbox=dict(facecolor=colour, edgecolor="none", alpha=0.75 * (alpha or 1.0), pad=1))
-    return ax
-
-
-def draw_masks(ax: Axes, masks, colors=None, alpha: float = 0.45, threshold: float = 0.5) -> Axes:
-    """Overlay ``masks [N, H, W]`` or ``[N, 1, H, W]`` (binary, or probabilities cut at ``threshold``).
-
-    Each mask is tinted with its colour (``colors``: one per mask, default cycling ``tab10``) at
-    opacity ``alpha``; where masks overlap, the first one's colour shows. Pixels as in
-    :func:`show_image`, so draw the image first on the same axes.
-    """
-    masks = to_numpy(masks)
-    if masks.ndim == 4 and masks.shape[1] == 1:
-        masks = masks[:, 0]
-    if masks.ndim != 3:
-        raise ValueError(f"masks must be [N, H, W] or [N, 1, H, W], got shape {tuple(masks.shape)}")
-    if len(masks) == 0:
-        return ax
-    binary = masks.astype(np.float32) > threshold  # [N, H, W]
-    colours = np.asarray([matplotlib.colors.to_rgb(c) for c in _colour_list(colors, len(masks), None)])
-    height, width = binary.shape[1:]
-    ax.imshow(_mask_overlay(binary, colours, alpha), extent=(0, width, height, 0), interpolation="nearest")
-    return ax
+    texts = [_caption(label, score, class_names) for label, score in zip(labels, scores)]
+    return draw_captions(ax, boxes, texts, colours, alpha=0.8, above=True)
 
 
 def _new_figure(width: float, height: float, **kwargs) -> Figure:
     """A figure pyplot does not track (no leak when widgets redraw), constrained layout."""
     return Figure(figsize=(min(width, 10.0), height), layout="constrained", **kwargs)
-
 
 
 def draw_top_masks(image, target: dict, class_names: Sequence[str] | None = None, limit: int = 4) -> Figure:
@@ -419,9 +488,7 @@ def draw_top_masks(image, target: dict, class_names: Sequence[str] | None = None
         ax.set_xticks([])
         ax.set_yticks([])
         count = int((labels == label).sum())
-        ax.set_title(f"{_class_name(int(label), class_names)} ({count} object{'s' if count != 1 else ''})", fontsize=9)
+        objects = f"{count} object{'s' if count != 1 else ''}"
+        ax.set_title(f"{class_name(int(label), class_names)} ({objects})", fontsize=9)
     fig.suptitle("Masks by class: the union of each frequent class's masks", fontsize=10)
     return fig
-
-def _class_name(label: int, class_names) -> str:
-    return class_names[label] if class_names is not None and 0 <= label < len(class_names) else f"class {label}"

@@ -1,24 +1,15 @@
 """Inside the network: activations of a traced image, weight statistics and histograms."""
 from __future__ import annotations
 
-import colorsys
-from dataclasses import dataclass
-from typing import Sequence
-
-import matplotlib
-import matplotlib.collections
 import numpy as np
 import torch
-from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.patches import Rectangle
-from matplotlib.ticker import MaxNLocator
 
-from .. import roi_ops
 from .primitives import _new_figure, to_numpy
 from .stages import _check_image_index, _strides
 
-__all__ = ["draw_activations", "weight_statistics", "format_weight_table", "draw_weight_table", "weight_layers", "draw_weight_histograms"]
+__all__ = ["draw_activations", "weight_statistics", "format_weight_table", "draw_weight_table",
+           "weight_layers", "draw_weight_histograms"]
 
 
 def draw_activations(trace, which: str = "C", i: int = 0, channels: int = 8) -> Figure:
@@ -67,7 +58,8 @@ def weight_statistics(model: torch.nn.Module) -> list[dict]:
     than one element) its std is below 1e-8, and ``"overflow"`` when it holds a non-finite value
     or one of magnitude above 1e3.
     """
-    named = list(model.named_parameters()) + [(n, b) for n, b in model.named_buffers() if b.is_floating_point()]
+    buffers = [(name, b) for name, b in model.named_buffers() if b.is_floating_point()]
+    named = list(model.named_parameters()) + buffers
     rows = []
     for name, tensor in named:
         values = tensor.detach().to("cpu", torch.float64).reshape(-1)
@@ -81,8 +73,8 @@ def weight_statistics(model: torch.nn.Module) -> list[dict]:
             flags.append("dead")
         if not bool(torch.isfinite(values).all()) or bool((values.abs() > OVERFLOW_MAGNITUDE).any()):
             flags.append("overflow")
-        rows.append(dict(name=name, shape=tuple(tensor.shape), min=float(values.min()), max=float(values.max()),
-                         mean=float(values.mean()), std=std, flags=flags))
+        rows.append(dict(name=name, shape=tuple(tensor.shape), min=float(values.min()),
+                         max=float(values.max()), mean=float(values.mean()), std=std, flags=flags))
     return rows
 
 
@@ -134,8 +126,9 @@ def draw_weight_table(rows: list[dict], max_rows: int | None = None) -> Figure:
         elif r - 1 < len(shown) and shown[r - 1]["flags"]:
             cell.set_facecolor("#f4b6b6")
     more = f", showing the first {len(shown)}" if len(shown) < len(rows) else ""
-    ax.set_title(f"Weight statistics: {len(rows)} tensors{more}; {flagged} flagged (dead: std < {DEAD_STD:g} or "
-                 f"all zero; overflow: non-finite or |w| > {OVERFLOW_MAGNITUDE:g})", fontsize=9)
+    ax.set_title(f"Weight statistics: {len(rows)} tensors{more}; {flagged} flagged (dead: std < "
+                 f"{DEAD_STD:g} or all zero; overflow: non-finite or |w| > {OVERFLOW_MAGNITUDE:g})",
+                 fontsize=9)
     return fig
 
 
@@ -158,7 +151,8 @@ def draw_weight_histograms(model: torch.nn.Module, max_layers: int | None = None
     for ax, (name, weight) in zip(axes, layers):
         values = weight.detach().to("cpu", torch.float64).reshape(-1).numpy()
         finite = values[np.isfinite(values)]
-        counts, edges = np.histogram(finite, bins=bins) if len(finite) else (np.zeros(1), np.array([0.0, 1.0]))
+        counts, edges = (np.histogram(finite, bins=bins) if len(finite)
+                         else (np.zeros(1), np.array([0.0, 1.0])))
         ax.stairs(counts, edges, fill=True, color="tab:blue")
         ax.set_title(f"{name}\n{'×'.join(str(n) for n in weight.shape)}, std {values.std():.3g}", fontsize=8)
         ax.tick_params(labelsize=8)
@@ -167,5 +161,6 @@ def draw_weight_histograms(model: torch.nn.Module, max_layers: int | None = None
         ax.set_yticks([])
     for ax in axes[len(layers):]:
         ax.set_visible(False)
-    fig.suptitle(f"Weight histograms of {len(layers)} convolution and linear layers (whole tensors)", fontsize=11)
+    fig.suptitle(f"Weight histograms of {len(layers)} convolution and linear layers (whole tensors)",
+                 fontsize=11)
     return fig

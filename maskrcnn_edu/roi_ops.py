@@ -46,15 +46,8 @@ from torch import Tensor
 from .boxes import box_area
 from .inputs import describe_value
 
-__all__ = [
-    "roi_align",
-    "roi_pool",
-    "roi_align_sampling_points",
-    "roi_pool_bins",
-    "boxes_to_rois",
-    "fpn_level",
-    "MultiScaleRoIAlign",
-]
+__all__ = ["roi_align", "roi_pool", "roi_align_sampling_points", "roi_pool_bins", "boxes_to_rois",
+           "fpn_level", "MultiScaleRoIAlign"]
 
 BoxesArg = Union[Tensor, Sequence[Tensor]]
 # ``7`` for a 7 x 7 output, or ``(PH, PW)``.
@@ -63,9 +56,7 @@ SizeArg = Union[int, Sequence[int]]
 MAX_BAG_ENTRIES = 2**24
 
 
-# ---------------------------------------------------------------------------------------------
-# Checking and normalising the arguments
-# ---------------------------------------------------------------------------------------------
+# Checking and normalising the arguments -------------------------------------------------------------------
 
 
 def _check_input(input: Tensor) -> None:
@@ -194,9 +185,7 @@ def _zeros_from(input: Tensor, *shape: int) -> Tensor:
     return input.new_zeros(shape) + input[:0].sum()
 
 
-# ---------------------------------------------------------------------------------------------
-# RoIAlign
-# ---------------------------------------------------------------------------------------------
+# RoIAlign -------------------------------------------------------------------------------------------------
 
 
 def _align_box_geometry(rois: Tensor, spatial_scale: float, aligned: bool) -> tuple[Tensor, Tensor]:
@@ -359,9 +348,7 @@ def roi_align_sampling_points(
     return ys[0], xs[0]
 
 
-# ---------------------------------------------------------------------------------------------
-# RoIPool
-# ---------------------------------------------------------------------------------------------
+# RoIPool --------------------------------------------------------------------------------------------------
 
 
 def _round_half_away(x: Tensor) -> Tensor:
@@ -445,9 +432,7 @@ def roi_pool_bins(box: Sequence[float], output_size: SizeArg,
     return rows[0], cols[0]
 
 
-# ---------------------------------------------------------------------------------------------
-# Several FPN levels: each box is read from the level that suits its size
-# ---------------------------------------------------------------------------------------------
+# Several FPN levels: each box is read from the level that suits its size ----------------------------------
 
 
 def fpn_level(boxes: Tensor, min_level: int, max_level: int, canonical_size: float = 224.0,

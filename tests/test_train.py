@@ -14,6 +14,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from maskrcnn_edu.training import loop as train
+from maskrcnn_edu.training.log import TrainingLog
 from maskrcnn_edu.config import coco_r50_fpn, shapes
 from maskrcnn_edu.data import CocoDataset, ShapesDataset, collate
 from maskrcnn_edu.model import MaskRCNN
@@ -203,7 +204,7 @@ def test_the_eta_divides_by_the_mean_step_time_of_the_run(tmp_path):
 
     (tqdm's default average forgets within a few steps: it took 2.0 s a step here, 2.5 times the mean.)
     """
-    log = train._Log(tmp_path, quick(steps=100), start_step=0, enabled=True, progress=True)
+    log = TrainingLog(tmp_path, quick(steps=100), start_step=0, enabled=True, progress=True)
     clock = [0.0]
     log.bar._time = lambda: clock[0]  # tqdm reads its clock through this attribute
     log.bar.start_t = log.bar.last_print_t = 0.0

@@ -1,6 +1,6 @@
-"""Training: the loop (``fit``) and its settings, and the recipes (``recipes``) of the shipped
-Shapes model and of torchvision's COCO schedule. Training draws nothing itself: ``fit`` takes a
-drawing callback for TensorBoard's images."""
+"""Training: the loop (``fit``) and its settings, its reports (``log``), and the recipes
+(``recipes``) of the shipped Shapes model and of torchvision's COCO schedule. Training draws
+nothing itself: ``fit`` takes a drawing callback for TensorBoard's images."""
 from .loop import (
     LAYER_STAGES,
     NonFiniteLossError,

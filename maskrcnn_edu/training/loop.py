@@ -2,17 +2,18 @@
 
 ``fit`` starts the run (``_start``: the model on its device, the optimizer from
 ``_build_optimizer``, and a checkpoint to continue from if asked, ``_restore``), then repeats
-``_train_step`` (forward, loss check, backward, clip, update), logs (``_Log``), saves (``_save``;
+``_train_step`` (forward, loss check, backward, clip, update), logs (``log.TrainingLog``), saves (``_save``;
 on Ctrl-C ``_save_interrupted``) and validates (``_maybe_validate``) until the last step.
 
 SGD with momentum and weight decay (or AdamW); a linear warm-up, then step or cosine decay;
 gradient clipping; AMP on CUDA; which layers train: the model's ``Config.trainable_layers`` by
 default, or one of the seed project's stages (``heads``, ``5+``, ``4+``, ``3+``, ``all``), one rule
 for both (``set_trainable_layers``, ``trainable_parameter_counts``); tqdm progress with the losses
-and an ETA from the mean step time; TensorBoard scalars and images; checkpoints written atomically
-every N steps, at the end and on Ctrl-C (``last.pt``; ``best.pt`` when a validation before the end
-picks it by mask AP); exact resume (model, optimizer, schedule, step and every RNG); a non-finite
-loss stops the run naming the step and the losses, leaving the last good checkpoint in place.
+and an ETA from the mean step time, TensorBoard scalars and images (``log.py``); checkpoints
+written atomically every N steps, at the end and on Ctrl-C (``last.pt``; ``best.pt`` when a
+validation before the end picks it by mask AP); exact resume (model, optimizer, schedule, step and
+every RNG); a non-finite loss stops the run naming the step and the losses, leaving the last good
+checkpoint in place.
 
 Reproducible on a CPU: the same call, from the same initial weights and with the same number of
 threads (``torch.get_num_threads()``), gives the same weights, bit for bit. Different thread counts
@@ -35,13 +36,13 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
-from tqdm.auto import tqdm
 
 from ..backbone import body_parameter_trains
 from ..data import collate
 from ..distributed import rank_and_world_size
 from ..files import write_json
 from ..weights import save_checkpoint
+from .log import TrainingLog
 
 __all__ = ["TrainSettings", "fit", "NonFiniteLossError", "set_trainable_layers", "trainable_parameter_counts",
            "parameter_trains", "lr_factor", "step_batches", "LAYER_STAGES", "cpu_has_native_bf16"]
@@ -274,7 +275,7 @@ def fit(model, train_dataset, out_dir, settings: TrainSettings = TrainSettings()
     out_dir, last_path = Path(out_dir), Path(out_dir) / "last.pt"
     run = _start(model, settings, torch.device(device), rank, last_path if resume else None)
     network = DistributedDataParallel(model) if world_size > 1 else model
-    log = _Log(out_dir, settings, run.step, rank == 0, progress, draw_detections)
+    log = TrainingLog(out_dir, settings, run.step, rank == 0, progress, draw_detections)
     batches = iter(_Loader(train_dataset, settings, run.step, rank, world_size, group_ids))
     model.train()
     try:
@@ -435,68 +436,3 @@ def _evaluate(model, dataset, evaluate_fn) -> dict:
     devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
     with torch.random.fork_rng(devices=devices):
         return evaluate_fn(model, dataset)
-
-
-class _Log:
-    """Rank 0's reports: the progress bar (losses, lr, ETA) and TensorBoard. Other ranks report nothing."""
-
-    def __init__(self, out_dir: Path, settings: TrainSettings, start_step: int, enabled: bool, progress: bool,
-                 draw_detections: Callable | None = None):
-        self.settings = settings
-        self.draw_detections = draw_detections
-        # smoothing=0: the ETA divides by the mean step time of the whole run. (tqdm's default, an
-        # average that forgets within a few steps, made the ETA swing 3x on a busy CPU, where a step
-        # takes 0.3 s or, when another process takes a core, 4 to 7 s.)
-        self.bar = tqdm(total=settings.steps, initial=start_step, disable=not (progress and enabled),
-                        desc="train", smoothing=0.0)
-        self.writer = _tensorboard(out_dir) if enabled else None
-
-    def step(self, step: int, losses: dict, lr: float) -> None:
-        self.bar.update(1)
-        if self.writer is None:
-            return
-        values = {k: v.item() for k, v in losses.items()}
-        self.bar.set_postfix(loss=f"{sum(values.values()):.3f}", mask=f"{values.get('loss_mask', 0):.3f}",
-                             lr=f"{lr:.4f}")
-        if step % self.settings.log_every == 0 or step == self.settings.steps:
-            for name, value in values.items():
-                self.writer.add_scalar(f"loss/{name}", value, step)
-            self.writer.add_scalar("loss/total", sum(values.values()), step)
-            self.writer.add_scalar("lr", lr, step)
-
-    def validation(self, step: int, metrics: dict, model, dataset) -> None:
-        for kind in ("bbox", "segm"):
-            for name in ("AP", "AP50", "AP75"):
-                if metrics[kind][name] is not None:  # None: no object in the validation set
-                    self.writer.add_scalar(f"val/{kind}_{name}", metrics[kind][name], step)
-        if self.draw_detections is not None:
-            _log_images(self.writer, model, dataset, step, self.draw_detections)
-
-    def close(self) -> None:
-        self.bar.close()
-        if self.writer is not None:
-            self.writer.close()
-
-
-def _tensorboard(out_dir: Path):
-    from torch.utils.tensorboard import SummaryWriter
-
-    return SummaryWriter(str(out_dir / "tensorboard"))
-
-
-def _log_images(writer, model, dataset, step, draw_detections: Callable, count: int = 4):
-    """A few validation images with their detections drawn, for TensorBoard's image tab."""
-    import matplotlib.pyplot as plt  # here: training needs matplotlib only when it is given a drawing
-
-    model.eval()
-    device = next(model.parameters()).device
-    with torch.no_grad():
-        for i in range(min(count, len(dataset))):
-            image = dataset[i][0]
-            detections = model([image.to(device)])[0]
-            fig, ax = plt.subplots(figsize=(3, 3))
-            class_names = getattr(model.config, "class_names", None) or None
-            draw_detections(ax, image, {k: v.cpu() for k, v in detections.items()}, class_names)
-            ax.set_axis_off()
-            writer.add_figure(f"val/detections_{i}", fig, step)
-            plt.close(fig)

@@ -12,8 +12,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from ..evaluation.matching import box_ious, match_boxes
-from .primitives import _class_name, _new_figure, _rectangles, draw_boxes, show_image, to_numpy
-from .stages import _legend, _style_handle
+from .primitives import (_legend, _new_figure, _rectangles, _style_handle, class_name, draw_boxes, show_image,
+                         to_numpy)
 
 __all__ = ["draw_matches", "draw_iou_grid", "draw_pr_curve"]
 
@@ -41,7 +41,7 @@ def draw_matches(image, gt_boxes, gt_labels, pred_boxes, pred_labels, pred_score
                class_names, colors=green)
     _rectangles(ax, gt_boxes[result.missed], [red] * len(result.missed), "--", 2.0, gid="missed")
     for (x0, y0, _, _), label in zip(gt_boxes[result.missed], gt_labels[result.missed]):
-        ax.text(x0, y0, f"missed {_class_name(int(label), class_names)}", color="white", fontsize=8, va="top",
+        ax.text(x0, y0, f"missed {class_name(int(label), class_names)}", color="white", fontsize=8, va="top",
                 clip_on=True, bbox=dict(facecolor=red, edgecolor="none", alpha=0.75, pad=1))
     fp = result.false_positives
     draw_boxes(ax, pred_boxes[fp], pred_labels[fp], pred_scores[fp], class_names, colors=orange)
@@ -71,7 +71,7 @@ def draw_iou_grid(gt_boxes, pred_boxes, gt_labels=None, pred_labels=None,
 
     def names(count, labels, prefix):
         labels = None if labels is None else to_numpy(labels).reshape(-1)
-        return [f"{prefix} {k}" + ("" if labels is None else f": {_class_name(int(labels[k]), class_names)}")
+        return [f"{prefix} {k}" + ("" if labels is None else f": {class_name(int(labels[k]), class_names)}")
                 for k in range(count)]
 
     ax.set_yticks(range(rows), names(rows, gt_labels, "gt"), fontsize=8)

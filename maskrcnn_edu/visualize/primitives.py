@@ -88,9 +88,6 @@ def class_name(label: int, class_names: Sequence[str] | None, unnamed: str = "cl
     return class_names[label] if named else unnamed.format(label=label)
 
 
-_class_name = class_name  # the name visualize/evaluation.py still imports
-
-
 def score_colours(scores, cmap: str = "viridis", fade: bool = False) -> list[tuple]:
     """One RGBA colour per score in 0..1 (``scores [N]``) on the colour map ``cmap``.
 

@@ -17,8 +17,8 @@ from ..masks import paste_masks
 from ..model import DetectionLineage
 from ..visualize import head_stages, stages
 from ..visualize.primitives import (
-    class_colors, class_name, draw_box, draw_boxes, draw_feature_map, draw_masks, level_colour, level_name,
-    show_image, to_numpy, widen_view, zoom_view,
+    class_colors, class_name, draw_box, draw_boxes, draw_detections, draw_feature_map, draw_masks,
+    level_colour, level_name, show_image, to_numpy, widen_view, zoom_view,
 )
 
 __all__ = ["Scene", "STAGE_DRAWINGS", "shown_detections", "lineage_sentence"]
@@ -371,14 +371,12 @@ def _stage_final(scene: Scene) -> str:
     trace = scene.trace
     found = trace.detections[0]
     height, width = trace.original_sizes[0]
-    show_image(scene.main, trace.image(0), extent=(0, width, height, 0))  # back in the original pixels
+    # The chapters' drawing of the model's output: the resized image stretched back to original pixels.
+    draw_detections(scene.main, trace.image(0), found, scene.class_names, scene.score_threshold,
+                    MASK_THRESHOLD, by_class=True, extent=(0, width, height, 0))
     shown = (found["scores"] >= scene.score_threshold).nonzero()[:, 0]  # the final scores (rescored, if so)
     labels = found["labels"][shown]
     palette = class_colors(trace.heads.class_scores[0].shape[1])
-    colours = [tuple(palette[label]) for label in to_numpy(labels)]
-    draw_masks(scene.main, found["masks"][shown], colors=colours, threshold=MASK_THRESHOLD)
-    draw_boxes(scene.main, found["boxes"][shown], labels=labels, scores=found["scores"][shown],
-               class_names=scene.class_names, colors=colours)
     if scene.lineage is not None:
         scene.mark(scene.lineage.final_box, "detection")
     scene.counts.update(detections=len(shown), returned=len(found["scores"]))

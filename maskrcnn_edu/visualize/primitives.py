@@ -427,22 +427,28 @@ def draw_sampling_points(
 
 
 def draw_detections(ax: Axes, image, detections: dict, class_names: Sequence[str] | None = None,
-                    score_threshold: float = 0.5, mask_threshold: float = 0.5, alpha: float = 0.45) -> Axes:
+                    score_threshold: float = 0.5, mask_threshold: float = 0.5, alpha: float = 0.45,
+                    by_class: bool = False, extent: tuple | None = None) -> Axes:
     """Draw ``image [3, H, W]`` (0..1) with the detections that score ``>= score_threshold``.
 
     ``detections``: as the model returns them for one image, ``boxes [D, 4]`` xyxy in pixels,
     ``labels [D]``, ``scores [D]`` and optionally ``masks [D, 1, H, W]`` (probabilities, shown
-    where ``> mask_threshold``). Each detection gets a colour: its mask tinted at ``alpha``, its
-    box, and a ``"name score"`` caption above it (:func:`class_name`). Where masks overlap, the
-    higher-scoring detection's colour shows. Pixels as in :func:`show_image`.
+    where ``> mask_threshold``). Each detection gets a colour (by rank, or with ``by_class`` its
+    class's, :func:`class_colors`): its mask tinted at ``alpha``, its box, and a ``"name score"``
+    caption above it (:func:`class_name`). Where masks overlap, the higher-scoring detection's
+    colour shows. Pixels as in :func:`show_image` (``extent``: the image stretched onto the
+    detections' pixel grid, e.g. a resized image under detections in original pixels).
     """
     scores = to_numpy(detections["scores"])
     order = np.argsort(-scores, kind="stable")
     order = order[scores[order] >= score_threshold]  # kept detections, best first
     boxes, labels = to_numpy(detections["boxes"])[order], to_numpy(detections["labels"])[order]
     scores = scores[order]
-    colours = np.asarray(matplotlib.colormaps["tab10"](np.arange(len(order)) % 10))[:, :3]  # [K, 3]
-    show_image(ax, image)
+    if by_class:
+        colours = class_colors(int(labels.max(initial=0)) + 1)[labels]  # [K, 3]
+    else:
+        colours = np.asarray(matplotlib.colormaps["tab10"](np.arange(len(order)) % 10))[:, :3]  # [K, 3]
+    show_image(ax, image, extent=extent)
     if "masks" in detections and len(order):
         masks = to_numpy(detections["masks"])[order, 0] > mask_threshold  # [K, H, W]
         height, width = masks.shape[1:]

@@ -335,10 +335,10 @@ def test_stepper_in_jupyterlab(tmp_path, browser, stored_explorer):
           select.value = Array.from(select.options).find(o => o.textContent === 'NMS').value;
           select.dispatchEvent(new Event('change', {bubbles: true}));
         })()""")
-        wait_for(lambda: "NMS kept" in browser.evaluate(CAPTION), 30, "the NMS stage's caption")
+        wait_for(lambda: "are suppressed" in browser.evaluate(CAPTION), 30, "the NMS stage's caption")
+        assert browser.evaluate(CAPTION).startswith("NMS:") and "cut" in browser.evaluate(CAPTION)
         third = wait_for(lambda: (lambda p: p if p and p not in (first, second) else None)(picture(browser)),
-                         30,
-                         "a new picture for the NMS stage")
+                         30, "a new picture for the NMS stage")
         assert third.startswith(b"\x89PNG")
         check_no_errors(browser)
         browser.screenshot(tmp_path / "stepper.png")  # for a look: pytest --basetemp=DIR keeps it

@@ -10,11 +10,12 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import IO, Callable
 
 __all__ = ["atomic_write", "write_json"]
 
 
-def atomic_write(path, write, mode: str = "wb") -> Path:
+def atomic_write(path: str | Path, write: Callable[[IO], object], mode: str = "wb") -> Path:
     """Call ``write(file)`` on a temporary file next to ``path``, then rename it to ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -33,7 +34,7 @@ def atomic_write(path, write, mode: str = "wb") -> Path:
     return path
 
 
-def write_json(path, value, **dump_options) -> Path:
+def write_json(path: str | Path, value: object, **dump_options: object) -> Path:
     """``json.dump(value)`` to ``path``, atomically (indented unless told otherwise).
 
     Strict JSON: a NaN or infinity raises ``ValueError`` instead of writing a bare ``NaN`` that

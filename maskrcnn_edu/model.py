@@ -60,10 +60,12 @@ class Trace:
 
     @property
     def anchors(self) -> list[Tensor]:
+        """Per FPN level, the anchors ``[H_l * W_l * A, 4]`` (shared by the images)."""
         return self.rpn.anchors
 
     @property
     def proposals(self) -> list[Tensor]:
+        """Per image, the RPN's proposals ``[P, 4]`` (in the resized image's pixels)."""
         return self.rpn.proposals
 
     @property

@@ -169,7 +169,8 @@ def _round_half_away(x: float) -> int:
     return int(math.copysign(math.floor(abs(x) + 0.5), x))
 
 
-def roi_pool_loop(input: Tensor, rois: Tensor, output_size, spatial_scale: float = 1.0) -> Tensor:
+def roi_pool_loop(input: Tensor, rois: Tensor, output_size: int | tuple[int, int],
+                  spatial_scale: float = 1.0) -> Tensor:
     """RoIPool (Fast R-CNN), one box and one bin at a time -> ``[K, C, PH, PW]``.
 
     Args are as ``roi_align_loop``'s. Two quantizations: the box is rounded to whole cells, then

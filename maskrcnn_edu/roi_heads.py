@@ -39,6 +39,7 @@ class BoxHead(nn.Module):
         self.fc7 = nn.Linear(representation_size, representation_size)
 
     def forward(self, x: Tensor) -> Tensor:
+        """``x [R, C, 7, 7]`` -> ``[R, representation_size]``."""
         return F.relu(self.fc7(F.relu(self.fc6(x.flatten(start_dim=1)))))
 
 
@@ -51,6 +52,7 @@ class BoxPredictor(nn.Module):
         self.bbox_pred = nn.Linear(in_features, num_classes * 4)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``x [R, D]`` -> class logits ``[R, K]``, deltas ``[R, 4K]``."""
         return self.cls_score(x), self.bbox_pred(x)
 
 
@@ -66,6 +68,7 @@ class MaskHead(nn.Module):
             nn.init.zeros_(conv.bias)
 
     def forward(self, x: Tensor) -> Tensor:
+        """``x [R, C, 14, 14]`` -> ``[R, layers[-1], 14, 14]``."""
         for conv in self.convs:
             x = F.relu(conv(x))
         return x
@@ -83,8 +86,8 @@ class MaskPredictor(nn.Module):
             nn.init.zeros_(layer.bias)
 
     def forward(self, x: Tensor) -> Tensor:
+        """``x [R, C, 14, 14]`` -> every class's mask logits ``[R, K, 28, 28]``."""
         return self.mask_fcn_logits(F.relu(self.conv5_mask(x)))
-
 
 
 # The heads read P2..P5; a RoI's level is chosen among these by its size (``roi_ops.fpn_level``).

@@ -173,3 +173,31 @@ def test_the_linter_holds_the_line_length():
     result = subprocess.run([ruff, "check", "maskrcnn_edu", "tests", "benchmarks", "conftest.py"], cwd=ROOT,
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-3000:]
+
+
+def public_functions(tree: ast.Module, prefix: str = ""):
+    """``(name, node)`` for every public function and method of a module (``__init__``/``__call__`` too)."""
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+            yield from public_functions(node, f"{prefix}{node.name}.")
+        elif isinstance(node, ast.FunctionDef) and (not node.name.startswith("_")
+                                                    or node.name in ("__init__", "__call__")):
+            yield prefix + node.name, node
+
+
+@pytest.mark.parametrize("module", MODEL_PATH)
+def test_every_public_function_of_the_model_path_is_typed_and_documented(module):
+    tree = ast.parse((PACKAGE / f"{module}.py").read_text())
+    untyped = []
+    for name, node in public_functions(tree):
+        arguments = [a for a in node.args.posonlyargs + node.args.args + node.args.kwonlyargs
+                     if a.arg not in ("self", "cls")]
+        arguments += [a for a in (node.args.vararg, node.args.kwarg) if a is not None]
+        missing = [a.arg for a in arguments if a.annotation is None]
+        if node.returns is None and node.name != "__init__":
+            missing.append("return")
+        if ast.get_docstring(node) is None and node.name != "__init__":
+            missing.append("docstring")
+        if missing:
+            untyped.append(f"{name}: {', '.join(missing)}")
+    assert not untyped, f"{module}.py: " + "; ".join(untyped)

@@ -15,7 +15,6 @@ and the samplers' random state are as they were).
 from __future__ import annotations
 
 import contextlib
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +32,8 @@ from .masks import rescore_by_mask_overlap
 from .roi_heads import RoIHeads, RoIHeadsOutput
 from .rpn import RegionProposalNetwork, RPNOutput
 from .transform import ImageBatch, postprocess, prepare_batch
-from .weights import load_torchvision, load_weights, read_checkpoint, read_state_dict
+from .weights import (bare_state_dict_message, is_bare_state_dict, load_file, load_torchvision, load_weights,
+                      read_checkpoint, read_state_dict)
 
 __all__ = ["MaskRCNN", "Trace", "DetectionLineage", "load_checkpoint", "load_model", "weights_kind"]
 
@@ -304,33 +304,21 @@ class MaskRCNN(nn.Module):
 TORCHVISION_KEYS = ("backbone.body.conv1.weight", "roi_heads.box_predictor.cls_score.weight")
 
 
-def _read_weights_file(path: str | Path) -> object:
-    """What ``torch.load`` finds in ``path`` (tensors, dicts and lists only: ``weights_only``)."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    # torch's message is about trust; the cause is what the file holds
-    except pickle.UnpicklingError as error:
-        raise ValueError(f"{path} is not a readable checkpoint (not written by torch.save, or it holds "
-                         "more than tensors, numbers, strings, lists and dicts)") from error
-    except Exception as error:  # a truncated file, another format, ...
-        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise ValueError(f"{path} is not a readable checkpoint ({first_line})") from error
-
-
 def weights_kind(saved: object) -> str:
-    """``"maskrcnn-edu"``, ``"torchvision"`` or ``""``: what a loaded weights file holds.
+    """``"maskrcnn-edu"``, ``"maskrcnn-edu state dict"``, ``"torchvision"`` or ``""``: what a loaded
+    weights file holds.
 
     Decided by content, not by the file's name: our checkpoints (``weights.save_checkpoint``) are
-    a dict with a ``"config"`` and a ``"model"`` entry; torchvision's are a flat state dict with
-    its own key names (``backbone.body.conv1.weight``, ``roi_heads.box_predictor.cls_score.weight``).
+    a dict with a ``"config"`` and a ``"model"`` entry; a bare state dict of our model has our key
+    names (``rpn.head.objectness.weight``) and no config; torchvision's are a flat state dict with
+    its own key names (``backbone.body.conv1.weight``, ``rpn.head.cls_logits.weight``).
     """
     if not isinstance(saved, dict):
         return ""
     if "config" in saved and isinstance(saved.get("model"), dict):
         return "maskrcnn-edu"
+    if is_bare_state_dict(saved):
+        return "maskrcnn-edu state dict"
     if all(key in saved for key in TORCHVISION_KEYS):
         return "torchvision"
     return ""
@@ -347,12 +335,14 @@ def load_model(path: str | Path, min_size: int | None = None, max_size: int | No
     for name, value in sizes.items():
         if value < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1 pixel, got {value}")
-    saved = _read_weights_file(path)
+    saved = load_file(path)
     kind = weights_kind(saved)
     if kind == "torchvision":
         num_classes = saved[TORCHVISION_KEYS[1]].shape[0]
         names = COCO_CLASS_NAMES if num_classes == len(COCO_CLASS_NAMES) else ()
         return MaskRCNN.from_torchvision(saved, coco_r50_fpn(num_classes, class_names=names, **sizes))
+    if kind == "maskrcnn-edu state dict":
+        raise ValueError(bare_state_dict_message(path))
     if kind != "maskrcnn-edu":
         raise ValueError(
             f"{path} is neither a maskrcnn-edu checkpoint (a dict with 'config' and 'model' entries) nor a "

@@ -11,6 +11,7 @@ same folder, then ``os.replace``, so an interrupted write never leaves a broken 
 """
 from __future__ import annotations
 
+import pickle
 import re
 import warnings
 from pathlib import Path
@@ -21,8 +22,8 @@ import torch
 from .files import atomic_write
 
 __all__ = [
-    "torchvision_key", "read_state_dict", "load_torchvision", "load_weights", "select_classes",
-    "save_checkpoint", "read_checkpoint",
+    "torchvision_key", "load_file", "read_state_dict", "load_torchvision", "load_weights", "select_classes",
+    "save_checkpoint", "read_checkpoint", "is_bare_state_dict", "bare_state_dict_message",
 ]
 
 # (torchvision pattern, our replacement): current layout with ".0." wrappers, older one without.
@@ -63,18 +64,48 @@ def _first_line(error: Exception) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
+def load_file(path: str | Path, what: str = "checkpoint", map_location: str | torch.device = "cpu") -> object:
+    """What ``torch.load`` finds in ``path``, tensors, numbers, strings, lists and dicts only
+    (``weights_only``), or a ``ValueError`` that says what is wrong with the file.
+
+    torch's own message for a file it cannot unpickle advises loading it with ``weights_only=False``:
+    that would run whatever code the file holds, and for a file that is not a checkpoint at all
+    (random bytes, another format) it would not work either. The message here says what the file is not.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"no {what} at {path}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise ValueError(f"{path} is not a readable {what}: not written by torch.save, or it holds more than "
+                         "tensors, numbers, strings, lists and dicts") from error
+    except Exception as error:  # a truncated file, another format, ...
+        raise ValueError(f"{path} is not a readable {what} ({_first_line(error)})") from error
+
+
+def is_bare_state_dict(saved: object) -> bool:
+    """True for a state dict of one of our models saved without its config
+    (``torch.save(model.state_dict())``): our key names (``rpn.head.objectness``), where
+    torchvision's say ``rpn.head.cls_logits``."""
+    return isinstance(saved, dict) and "rpn.head.objectness.weight" in saved
+
+
+def bare_state_dict_message(path: str | Path) -> str:
+    """What to say of a file that holds a bare state dict of our model (``is_bare_state_dict``)."""
+    return (f"{path} holds a maskrcnn-edu model's bare state dict, without the config the model was built "
+            "with: build that model and call load_state_dict on it, or save it with weights.save_checkpoint "
+            "(what `maskrcnn-edu train` writes), which stores the config too")
+
+
 def read_state_dict(path_or_state_dict: dict | str | Path) -> dict:
     """A state dict from a dict, or from a file holding one (or a checkpoint with a "model" entry)."""
     if isinstance(path_or_state_dict, dict):
         state = path_or_state_dict
     else:
-        path = Path(path_or_state_dict).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(f"no weights file at {path}")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:  # pickle errors, truncated files, ...
-            raise ValueError(f"{path} is not a PyTorch weights file ({_first_line(error)})") from error
+        state = load_file(path_or_state_dict, what="weights file")
+        if not isinstance(state, dict):
+            raise ValueError(f"{path_or_state_dict} holds a {type(state).__name__}, not a state dict")
     if "model" in state and isinstance(state["model"], dict):
         state = state["model"]
     return state
@@ -166,13 +197,9 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
     ``MaskRCNN.from_checkpoint`` (or ``model.load_checkpoint``) builds the model from it.
     """
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:
-        raise ValueError(f"{path} is not a readable checkpoint ({_first_line(error)})") from error
+    checkpoint = load_file(path, map_location=map_location)
+    if is_bare_state_dict(checkpoint):
+        raise ValueError(bare_state_dict_message(path))
     if not isinstance(checkpoint, dict) or "config" not in checkpoint or "model" not in checkpoint:
         raise ValueError(f"{path} is not a maskrcnn-edu checkpoint (it needs 'config' and 'model' entries)")
     return checkpoint

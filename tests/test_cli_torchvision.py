@@ -23,6 +23,8 @@ from maskrcnn_edu.coco_names import COCO_CLASS_NAMES
 from maskrcnn_edu.model import MaskRCNN
 from maskrcnn_edu.weights import save_checkpoint
 
+SAMPLE_IMAGE = os.path.join(os.path.dirname(__file__), "..", "data", "shapes_sample", "images", "000000.png")
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EDGE_CASES = os.path.join(ROOT, "data", "coco_edge_cases")
 SIZE = ["--min-size", "64", "--max-size", "96"]
@@ -68,6 +70,29 @@ def test_the_kind_of_weights_is_read_from_the_content(torchvision_pth, tmp_path)
     os.symlink(torchvision_pth, theirs)
     model = load_model(theirs)
     assert model.config.num_classes == 91 and model.config.class_names == COCO_CLASS_NAMES
+
+
+def test_a_bare_state_dict_of_our_model_is_named_as_such(tmp_path, capsys):
+    """Without its config our model's state dict cannot be loaded; it is not torchvision's either."""
+    path = tmp_path / "bare.pt"
+    torch.save(MaskRCNN(shapes()).state_dict(), path)
+    assert weights_kind(torch.load(path, weights_only=True)) == "maskrcnn-edu state dict"
+    for command in (["detect", SAMPLE_IMAGE], ["export-model", "--out", str(tmp_path / "small.pt")]):
+        assert main([*command, "--checkpoint", str(path)]) == 1
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "bare state dict" in err and "size mismatch" not in err
+    assert not (tmp_path / "small.pt").exists()
+
+
+def test_random_bytes_are_not_a_checkpoint_and_no_unsafe_advice_is_given(tmp_path, capsys):
+    path = tmp_path / "noise.pt"
+    path.write_bytes(bytes(range(256)) * 20)
+    for command in (["detect", SAMPLE_IMAGE], ["export-model", "--out", str(tmp_path / "small.pt")],
+                    ["evaluate", "--num-images", "1"]):
+        assert main([*command, "--checkpoint", str(path)]) == 1
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and f"{path} is not a readable checkpoint" in err
+        assert "weights_only" not in err, err
 
 
 def test_a_file_of_neither_kind_is_one_line_naming_it(tmp_path, capsys):

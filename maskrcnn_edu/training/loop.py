@@ -24,12 +24,16 @@ gloo on CPU): each rank takes its share of every global batch, rank 0 alone logs
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import random
+import signal
+import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -278,24 +282,32 @@ def fit(model, train_dataset, out_dir, settings: TrainSettings = TrainSettings()
     log = TrainingLog(out_dir, settings, run.step, rank == 0, progress, draw_detections)
     batches = iter(_Loader(train_dataset, settings, run.step, rank, world_size, group_ids))
     model.train()
-    try:
-        while run.step < settings.steps:
-            images, targets = _batch_to(*next(batches), run.device)
-            lr = run.optimizer.param_groups[0]["lr"]  # the rate this step uses (the scheduler then moves on)
-            losses = _train_step(network, run, images, targets, settings, world_size, last_path)
-            log.step(run.step, losses, lr)
-            if rank == 0 and (run.step % settings.checkpoint_every == 0 or run.step == settings.steps):
-                _save(last_path, run, settings)
-            _maybe_validate(run, val_dataset, evaluate_fn, settings, log, out_dir, rank)
-    except KeyboardInterrupt:
-        if rank == 0:
-            _save_interrupted(last_path, run, settings)
-        raise
-    finally:
-        log.close()
-    best_path = out_dir / "best.pt"
-    return {"steps": run.step, "best_ap": run.best_ap, "last": str(last_path),
-            "best": str(best_path) if best_path.exists() else None}
+    with _ctrl_c_between_steps() as stop_requested:
+        try:
+            while run.step < settings.steps:
+                images, targets = _batch_to(*next(batches), run.device)
+                lr = run.optimizer.param_groups[0]["lr"]  # this step's rate (the scheduler then moves on)
+                losses = _train_step(network, run, images, targets, settings, world_size, last_path)
+                log.step(run.step, losses, lr)
+                if rank == 0 and (run.step % settings.checkpoint_every == 0 or run.step == settings.steps):
+                    _save(last_path, run, settings)
+                _maybe_validate(run, val_dataset, evaluate_fn, settings, log, out_dir, rank)
+                if _agreed(stop_requested(), world_size):
+                    raise KeyboardInterrupt
+        except KeyboardInterrupt:  # Ctrl-C between steps, or raised by the data (a notebook's interrupt)
+            if rank == 0:
+                _save_interrupted(last_path, run, settings)
+            raise
+        finally:
+            log.close()
+    return _summary(run, out_dir)
+
+
+def _summary(run: _Run, out_dir: Path) -> dict:
+    """What ``fit`` returns: the steps taken, the best validation mask AP, the checkpoints' paths."""
+    best = out_dir / "best.pt"
+    return {"steps": run.step, "best_ap": run.best_ap, "last": str(out_dir / "last.pt"),
+            "best": str(best) if best.exists() else None}
 
 
 def _start(model, settings: TrainSettings, device: torch.device, rank: int, resume_from: Path | None) -> _Run:
@@ -388,6 +400,44 @@ def _save(path: Path, run: _Run, settings: TrainSettings, **extra) -> Path:
         scaler=run.scaler.state_dict(), step=run.step, settings=dataclasses.asdict(settings),
         rng=_rng_state(), best_ap=run.best_ap, **extra,
     )
+
+
+@contextlib.contextmanager
+def _ctrl_c_between_steps() -> Iterator[Callable[[], bool]]:
+    """While training, Ctrl-C (SIGINT) asks the run to stop at the end of the current step.
+
+    A KeyboardInterrupt raised inside a step would leave it half done (BatchNorm statistics moved,
+    random numbers drawn, the weights not yet updated): a checkpoint saved then would not resume to
+    the run that was never interrupted. So the first Ctrl-C only sets a flag, which ``fit`` reads
+    after each whole step, then saves and stops. A second Ctrl-C, while the checkpoint is written,
+    only says to wait, so the save always completes. Outside the main thread, where no signal
+    handler can be set, Ctrl-C acts as usual.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+    requested = []
+
+    def on_ctrl_c(signum, frame) -> None:
+        message = ("saving the checkpoint, please wait" if requested
+                   else "stopping after this step, then saving")
+        print(f"\nCtrl-C: {message}", file=sys.stderr, flush=True)
+        requested.append(signum)
+
+    previous = signal.signal(signal.SIGINT, on_ctrl_c)
+    try:
+        yield lambda: bool(requested)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _agreed(stop: bool, world_size: int) -> bool:
+    """Whether any process asks to stop: under DDP every rank must stop at the same step."""
+    if world_size == 1:
+        return stop
+    flag = torch.tensor([float(stop)], device="cuda" if dist.get_backend() == "nccl" else "cpu")
+    dist.all_reduce(flag)
+    return bool(flag.item() > 0)
 
 
 def _save_interrupted(path: Path, run: _Run, settings: TrainSettings) -> None:

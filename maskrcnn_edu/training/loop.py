@@ -24,16 +24,12 @@ gloo on CPU): each rank takes its share of every global batch, rank 0 alone logs
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import random
-import signal
-import sys
-import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 import torch
@@ -45,7 +41,8 @@ from ..backbone import body_parameter_trains
 from ..data import collate
 from ..distributed import rank_and_world_size
 from ..files import write_json
-from ..weights import save_checkpoint
+from ..weights import load_file, save_checkpoint
+from .interrupt import any_rank_asks, ctrl_c_between_steps
 from .log import TrainingLog
 
 __all__ = ["TrainSettings", "fit", "NonFiniteLossError", "set_trainable_layers", "trainable_parameter_counts",
@@ -282,7 +279,7 @@ def fit(model, train_dataset, out_dir, settings: TrainSettings = TrainSettings()
     log = TrainingLog(out_dir, settings, run.step, rank == 0, progress, draw_detections)
     batches = iter(_Loader(train_dataset, settings, run.step, rank, world_size, group_ids))
     model.train()
-    with _ctrl_c_between_steps() as stop_requested:
+    with ctrl_c_between_steps() as stop_requested:
         try:
             while run.step < settings.steps:
                 images, targets = _batch_to(*next(batches), run.device)
@@ -292,7 +289,7 @@ def fit(model, train_dataset, out_dir, settings: TrainSettings = TrainSettings()
                 if rank == 0 and (run.step % settings.checkpoint_every == 0 or run.step == settings.steps):
                     _save(last_path, run, settings)
                 _maybe_validate(run, val_dataset, evaluate_fn, settings, log, out_dir, rank)
-                if _agreed(stop_requested(), world_size):
+                if any_rank_asks(stop_requested(), world_size):
                     raise KeyboardInterrupt
         except KeyboardInterrupt:  # Ctrl-C between steps, or raised by the data (a notebook's interrupt)
             if rank == 0:
@@ -321,7 +318,7 @@ def _start(model, settings: TrainSettings, device: torch.device, rank: int, resu
     run = _build_optimizer(model, settings, device)
     torch.manual_seed(settings.seed + rank)  # the anchor and RoI samplers (and augmentations) draw from it
     if resume_from is not None:
-        _restore(run, resume_from)
+        _restore(run, resume_from, settings)
     return run
 
 
@@ -341,9 +338,39 @@ def _build_optimizer(model, settings: TrainSettings, device: torch.device) -> _R
     return _Run(model, optimizer, scheduler, scaler, device)
 
 
-def _restore(run: _Run, path: Path) -> None:
+# Settings a resumed run may change: how long it runs, and what it reports and when. Any other
+# would silently make the rest of the run another recipe than the one its checkpoint records.
+RESUMABLE_CHANGES = ("steps", "checkpoint_every", "eval_every", "log_every", "num_workers")
+
+
+def _check_resumable(checkpoint: dict, run: _Run, settings: TrainSettings, path: Path) -> None:
+    """Refuse to continue ``checkpoint`` with another model config or other training settings."""
+    config = run.model.config.to_dict()
+    changed = sorted(k for k in set(config) | set(checkpoint["config"])
+                     if config.get(k) != checkpoint["config"].get(k))
+    if changed:
+        raise ValueError(f"{path} was trained with another model config ({', '.join(changed)} differ): "
+                         "resume with the config it was trained with, or train into a fresh folder")
+    saved, asked = checkpoint.get("settings", {}), dataclasses.asdict(settings)
+    changed = [f"{k} {saved[k]!r} -> {asked[k]!r}" for k in asked
+               if k in saved and k not in RESUMABLE_CHANGES and _as_saved(asked[k]) != _as_saved(saved[k])]
+    if changed:
+        raise ValueError(f"{path} continues a run with other settings ({'; '.join(changed)}): resume with "
+                         "the settings it was started with (only the steps may change), or train into a "
+                         "fresh folder")
+
+
+def _as_saved(value):
+    """A setting as a checkpoint stores it (tuples come back from torch.load as lists)."""
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _restore(run: _Run, path: Path, settings: TrainSettings) -> None:
     """Continue from the checkpoint ``path``: weights, optimizer, schedule, scaler, step, best AP and RNGs."""
-    checkpoint = torch.load(path, map_location=run.device, weights_only=True)
+    checkpoint = load_file(path, map_location=run.device)
+    if not isinstance(checkpoint, dict) or "optimizer" not in checkpoint:
+        raise ValueError(f"{path} is not a training checkpoint to resume from (it has no optimizer state)")
+    _check_resumable(checkpoint, run, settings, path)
     run.model.load_state_dict(checkpoint["model"])
     run.optimizer.load_state_dict(checkpoint["optimizer"])
     run.scheduler.load_state_dict(checkpoint["scheduler"])
@@ -400,44 +427,6 @@ def _save(path: Path, run: _Run, settings: TrainSettings, **extra) -> Path:
         scaler=run.scaler.state_dict(), step=run.step, settings=dataclasses.asdict(settings),
         rng=_rng_state(), best_ap=run.best_ap, **extra,
     )
-
-
-@contextlib.contextmanager
-def _ctrl_c_between_steps() -> Iterator[Callable[[], bool]]:
-    """While training, Ctrl-C (SIGINT) asks the run to stop at the end of the current step.
-
-    A KeyboardInterrupt raised inside a step would leave it half done (BatchNorm statistics moved,
-    random numbers drawn, the weights not yet updated): a checkpoint saved then would not resume to
-    the run that was never interrupted. So the first Ctrl-C only sets a flag, which ``fit`` reads
-    after each whole step, then saves and stops. A second Ctrl-C, while the checkpoint is written,
-    only says to wait, so the save always completes. Outside the main thread, where no signal
-    handler can be set, Ctrl-C acts as usual.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield lambda: False
-        return
-    requested = []
-
-    def on_ctrl_c(signum, frame) -> None:
-        message = ("saving the checkpoint, please wait" if requested
-                   else "stopping after this step, then saving")
-        print(f"\nCtrl-C: {message}", file=sys.stderr, flush=True)
-        requested.append(signum)
-
-    previous = signal.signal(signal.SIGINT, on_ctrl_c)
-    try:
-        yield lambda: bool(requested)
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-def _agreed(stop: bool, world_size: int) -> bool:
-    """Whether any process asks to stop: under DDP every rank must stop at the same step."""
-    if world_size == 1:
-        return stop
-    flag = torch.tensor([float(stop)], device="cuda" if dist.get_backend() == "nccl" else "cpu")
-    dist.all_reduce(flag)
-    return bool(flag.item() > 0)
 
 
 def _save_interrupted(path: Path, run: _Run, settings: TrainSettings) -> None:

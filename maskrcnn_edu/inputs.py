@@ -2,10 +2,10 @@
 
 A sample is ``(image, target)`` as torchvision's detection models take it:
 
-* ``image``: float ``[3, H, W]`` in 0..1;
+* ``image``: float32 ``[3, H, W]`` in 0..1, not empty, no NaN;
 * ``target["boxes"]``: float ``[N, 4]``, ``(x0, y0, x1, y1)`` in continuous pixel coordinates;
 * ``target["labels"]``: int64 ``[N]``, 1..K (0 is the background, never an instance);
-* ``target["masks"]``: uint8 ``[N, H, W]``, one binary mask per instance.
+* ``target["masks"]``: uint8 ``[N, H, W]``, one binary mask (0 and 1) per instance.
 
 ``MaskRCNN`` checks its inputs with ``check_inputs`` and the datasets (and ``export_coco``) check
 each sample with ``check_sample``; both raise ``ValueError`` naming where the problem is (the
@@ -13,6 +13,7 @@ image index, or the dataset index and image id), the field, what was expected an
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -29,15 +30,28 @@ def describe_value(x: object) -> str:
 
 
 def check_image(image: Tensor, where: str) -> None:
-    """``image`` must be a float ``[3, H, W]`` tensor with values in 0..1; ``where`` names it."""
+    """``image`` must be a float32 ``[3, H, W]`` tensor, not empty, with finite values in 0..1;
+    ``where`` names it.
+
+    float64, float16 and bfloat16 images are refused rather than converted: the model's weights
+    are float32 (autocast lowers precision inside, from float32 inputs), so the caller says
+    ``image.float()`` where a conversion is meant. One ``aminmax`` pass finds NaN (it propagates
+    to both ends), infinities and values outside 0..1.
+    """
     if not isinstance(image, Tensor) or image.dim() != 3 or image.shape[0] != 3:
         raise ValueError(f"{where}: image must be a [3, H, W] tensor, got {describe_value(image)}")
     if not image.is_floating_point():
         raise ValueError(
             f"{where}: image must be float in 0..1, got dtype {image.dtype} (divide a uint8 image by 255)"
         )
-    if image.numel() and (image.min() < 0 or image.max() > 1):
-        low, high = image.min().item(), image.max().item()
+    if image.dtype != torch.float32:
+        raise ValueError(f"{where}: image must be float32, got dtype {image.dtype}: call image.float()")
+    if image.numel() == 0:
+        raise ValueError(f"{where}: image is empty: {image.shape[1]} x {image.shape[2]} pixels")
+    low, high = (value.item() for value in image.aminmax())
+    if not math.isfinite(low) or not math.isfinite(high):
+        raise ValueError(f"{where}: image has NaN or infinite pixels (values {low:.3g}..{high:.3g})")
+    if low < 0 or high > 1:
         raise ValueError(f"{where}: image values must lie in 0..1, got {low:.3g}..{high:.3g}")
 
 
@@ -54,8 +68,9 @@ def check_target(target: dict, image_size: tuple[int, int], where: str,
 
     ``boxes``: float ``[N, 4]``; ``labels``: int64 ``[N]``; ``masks``: uint8 ``[N, H, W]``. Checks
     the types, shapes and dtypes, that the three agree on N (``_check_layout``), that labels are
-    ``1..K`` (below ``num_classes`` when given: the model's classes include the background) and that
-    every box is finite with ``x1 > x0`` and ``y1 > y0`` (``_check_values``).
+    ``1..K`` (below ``num_classes`` when given: the model's classes include the background), that
+    every box is finite with ``x1 > x0`` and ``y1 > y0`` (``_check_values``) and that the masks hold
+    0 and 1 only.
     """
     if not isinstance(target, dict):
         raise ValueError(
@@ -65,8 +80,12 @@ def check_target(target: dict, image_size: tuple[int, int], where: str,
     if missing:
         present = ", ".join(map(str, target)) or "no keys"
         raise ValueError(f"{where}: target lacks {', '.join(missing)} (has {present})")
-    boxes, labels, _ = _check_layout(target, image_size, where)
+    boxes, labels, masks = _check_layout(target, image_size, where)
     _check_values(boxes, labels, where, num_classes)
+    if masks.numel() and masks.max() > 1:  # uint8: never below 0; 0/255 masks would give a negative loss
+        raise ValueError(
+            f"{where}: target['masks'] must hold 0 and 1 only, got values up to {masks.max().item()}"
+        )
 
 
 def _check_layout(target: dict, image_size: tuple[int, int], where: str) -> tuple[Tensor, Tensor, Tensor]:

@@ -248,3 +248,41 @@ def test_rle_of_the_wrong_size(tmp_path):
 def test_missing_annotation_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="nothing.json"):
         CocoDataset(IMAGES, tmp_path / "nothing.json")
+
+
+def test_16_bit_grayscale_image_is_not_white(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    image_dir = tmp_path / "images"
+    image_dir.mkdir()
+    pixels = np.arange(0, 60001, 1000, dtype=np.uint16)[None].repeat(4, axis=0)  # [4, 61]
+    Image.fromarray(pixels).save(image_dir / "deep.png")
+    data = {"images": [{"id": 1, "file_name": "deep.png", "height": 4, "width": 61}],
+            "annotations": [], "categories": [{"id": 1, "name": "thing"}]}
+    (tmp_path / "annotations.json").write_text(json.dumps(data))
+    image, _ = CocoDataset(image_dir, tmp_path / "annotations.json")[0]
+    assert image.shape == (3, 4, 61)
+    torch.testing.assert_close(image[:, 2, 30], torch.full((3,), 30000 / 65535), atol=1e-6, rtol=0)
+    assert image.max() < 0.92 and image.min() == 0
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"bbox": [1, 1, -3, 2]}, r"annotation 10: bbox \[1, 1, -3, 2\] has a negative width or height"),
+        ({"bbox": [1, 1, 3]}, r"annotation 10: bbox must be 4 numbers \[x, y, width, height\]"),
+        ({"segmentation": []}, r"annotation 10: the segmentation is empty"),
+        ({"segmentation": [[1, 1, 4, 4]]}, r"annotation 10: polygon 0 has 4 numbers.*at least 6"),
+        ({"segmentation": [[1, 1, 4, 4, 7, 1], [2, 2]]}, r"annotation 10: polygon 1 has 2 numbers"),
+        ({"segmentation": [[1, 1, 4, 4, 7, 1, 3]]}, r"annotation 10: polygon 0 has 7 numbers.*x, y pairs"),
+        ({"segmentation": [[]]}, r"annotation 10: polygon 0 has 0 numbers"),
+        ({"segmentation": "a polygon"}, r"annotation 10: segmentation must be a list of polygons or an RLE"),
+    ],
+)
+def test_malformed_bbox_or_polygon_names_the_file_and_annotation(tmp_path, change, message):
+    data = edge_json()
+    assert data["annotations"][0]["id"] == 10
+    data["annotations"][0].update(change)
+    with pytest.raises(ValueError, match=rf"annotations\.json: {message}"):
+        CocoDataset(*write_dataset(tmp_path, data))

@@ -7,6 +7,7 @@ Every dataset returns ``(image, target)`` in torchvision's detection format (see
 
 * ``shapes.py``: ``ShapesDataset``, squares, circles and triangles drawn on demand;
 * ``coco.py``: ``CocoDataset``, COCO-format images and annotations through pycocotools;
+* ``images.py``: ``read_image``, any image file (8 or 16 bits, EXIF-rotated) as float ``[3, H, W]``;
 * ``export.py``: ``export_coco``, any dataset written as COCO data;
 * ``transforms.py``: ``train_transforms`` and ``DetectionTransform`` on torchvision.transforms.v2,
   ``collate`` for batches of images of different sizes;
@@ -14,6 +15,7 @@ Every dataset returns ``(image, target)`` in torchvision's detection format (see
 """
 from .coco import CocoDataset, load_coco_json
 from .export import export_coco
+from .images import read_image
 from .shapes import ShapesDataset
 from .transforms import DetectionTransform, collate, to_tv_tensors, train_transforms
 from .validate import check_sample, tight_boxes
@@ -22,6 +24,7 @@ __all__ = [
     "ShapesDataset",
     "CocoDataset",
     "load_coco_json",
+    "read_image",
     "export_coco",
     "DetectionTransform",
     "train_transforms",

@@ -18,7 +18,9 @@ What the annotation file may hold, and what becomes of it:
   positive) and gets them from ``crowd_target(index)`` or from ``dataset.coco``.
 * Images without annotations (left) are kept as negative examples, or dropped with
   ``keep_empty=False``.
-* Grayscale, RGBA and palette images are converted to RGB (alpha is dropped).
+* Grayscale, RGBA, palette and CMYK images are converted to RGB (alpha is dropped); 16-bit images
+  are scaled by their bit depth; EXIF orientation is applied, so annotations are in the frame a
+  viewer shows (``images.read_image``).
 
 The file is checked when the dataset is built, so a broken file fails at once, naming the file
 and the entry; a missing or unreadable image fails when it is read, naming the file and image id.
@@ -28,18 +30,19 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import os
 from typing import Iterable
 
 import numpy as np
 import torch
-from PIL import Image
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from torch.utils.data import Dataset
 
 from .transforms import as_detection_transform
-from .validate import image_from_uint8, tight_boxes
+from .images import read_image
+from .validate import tight_boxes
 
 __all__ = ["CocoDataset", "load_coco_json"]
 
@@ -104,12 +107,63 @@ def _check_references(path, data: dict) -> None:
             )
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_bbox(path, ann: dict) -> None:
+    """``bbox``, when given, is ``[x, y, width, height]``, finite, width and height not negative."""
+    bbox = ann["bbox"]
+    if not isinstance(bbox, list) or len(bbox) != 4 or not all(map(_is_number, bbox)):
+        _fail(path, f"annotation {ann['id']!r}: bbox must be 4 numbers [x, y, width, height], got {bbox!r}")
+    if not all(map(math.isfinite, bbox)) or bbox[2] < 0 or bbox[3] < 0:
+        _fail(path, f"annotation {ann['id']!r}: bbox {bbox!r} has a negative width or height (or a NaN)")
+
+
+def _check_polygons(path, ann: dict) -> None:
+    """A polygon segmentation is a non-empty list of polygons, each 3 or more ``x, y`` pairs.
+
+    pycocotools reads a list of 4 numbers as a box and fails on fewer without saying where.
+    """
+    polygons = ann["segmentation"]
+    if not polygons:
+        _fail(path, f"annotation {ann['id']!r}: the segmentation is empty (no polygon, no RLE)")
+    for k, polygon in enumerate(polygons):
+        if not isinstance(polygon, list) or not all(map(_is_number, polygon)):
+            _fail(path, f"annotation {ann['id']!r}: polygon {k} must be a list of numbers, got {polygon!r}")
+        if len(polygon) < 6 or len(polygon) % 2:
+            _fail(
+                path,
+                f"annotation {ann['id']!r}: polygon {k} has {len(polygon)} numbers; a polygon is x, y pairs, "
+                "at least 6 numbers (3 points)",
+            )
+
+
+def _check_geometry(path, data: dict) -> None:
+    """Each annotation's ``bbox`` (``_check_bbox``) and segmentation: polygons (``_check_polygons``)
+    or an RLE dict."""
+    for ann in data["annotations"]:
+        if "bbox" in ann:
+            _check_bbox(path, ann)
+        segmentation = ann["segmentation"]
+        if isinstance(segmentation, list):
+            _check_polygons(path, ann)
+        elif not isinstance(segmentation, dict):
+            _fail(
+                path,
+                f"annotation {ann['id']!r}: segmentation must be a list of polygons or an RLE dict, "
+                f"got a {type(segmentation).__name__}",
+            )
+
+
 def load_coco_json(path) -> COCO:
     """Read and check a COCO annotation file -> ``pycocotools.coco.COCO`` with its index built.
 
     Raises ``ValueError`` naming ``path`` if the file is not JSON, lacks ``images``,
     ``annotations`` or ``categories``, has an entry without the keys we read, a duplicate id, an
-    annotation whose ``image_id`` or ``category_id`` is unknown, or an RLE of the wrong size.
+    annotation whose ``image_id`` or ``category_id`` is unknown, an RLE of the wrong size, a
+    ``bbox`` of negative width or height, an empty segmentation or a polygon of fewer than three
+    points; the error names the annotation id.
     """
     try:
         with open(path, encoding="utf-8") as file:
@@ -125,6 +179,7 @@ def load_coco_json(path) -> COCO:
         _fail(path, f"not a COCO annotation file: it lacks {', '.join(repr(k) for k in missing)}")
     _check_entries(path, data)
     _check_references(path, data)
+    _check_geometry(path, data)
     coco = COCO()
     coco.dataset = data
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints "creating index..."
@@ -222,25 +277,20 @@ class CocoDataset(Dataset):
         )
 
     def load_image(self, image_id: int) -> torch.Tensor:
-        """The image of ``image_id`` -> float ``[3, H, W]`` in 0..1, converted to RGB.
+        """The image of ``image_id`` -> float ``[3, H, W]`` in 0..1 (``images.read_image``: RGB,
+        16-bit scaled by its bit depth, EXIF orientation applied).
 
         Raises ``FileNotFoundError`` or ``ValueError`` naming the file and the image id.
         """
         info = self.coco.imgs[image_id]
         path = os.path.join(self.image_dir, info["file_name"])
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"image file {path} (image id {image_id}) not found")
-        try:
-            with Image.open(path) as image:
-                rgb = image.convert("RGB")  # decodes the file: a corrupt one fails here
-        except (OSError, SyntaxError, ValueError) as err:  # PIL's ways of saying "not an image"
-            raise ValueError(f"cannot read image file {path} (image id {image_id}): {err}") from err
-        if (rgb.height, rgb.width) != (info["height"], info["width"]):
+        image = read_image(path, label=f"image id {image_id}")
+        if tuple(image.shape[1:]) != (info["height"], info["width"]):
             raise ValueError(
-                f"image file {path} (image id {image_id}) is {rgb.height} x {rgb.width} pixels but "
-                f"{self.annotation_file} says {info['height']} x {info['width']}"
+                f"image file {path} (image id {image_id}) is {image.shape[1]} x {image.shape[2]} pixels "
+                f"but {self.annotation_file} says {info['height']} x {info['width']}"
             )
-        return image_from_uint8(np.asarray(rgb))  # [H, W, 3] uint8 -> [3, H, W] float
+        return image
 
     def _instances(self, image_id: int, crowd: bool) -> dict:
         """``boxes``, ``labels``, ``masks`` of the image's annotations (crowd or not)."""

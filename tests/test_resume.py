@@ -57,3 +57,19 @@ def test_resume_from_a_truncated_checkpoint_names_the_file(trained, tmp_path):
     (out / "last.pt").write_bytes((trained / "last.pt").read_bytes()[:5000])
     with pytest.raises(ValueError, match=f"{out / 'last.pt'} is not a readable checkpoint"):
         fit(tiny_model(), ShapesDataset(8, seed=5), out, SETTINGS, resume=True, progress=False)
+
+
+def test_a_folder_that_cannot_take_the_checkpoints_is_refused_before_the_first_step(tmp_path):
+    """A directory named last.pt would make the first checkpoint fail, after the training it saves."""
+    (tmp_path / "last.pt").mkdir()
+    model = tiny_model()
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    with pytest.raises(OSError, match="last.pt: something other than a file has that name"):
+        fit(model, ShapesDataset(8, seed=5), tmp_path, SETTINGS, progress=False)
+    assert all(torch.equal(before[name], tensor) for name, tensor in model.state_dict().items())
+
+
+def test_a_folder_that_cannot_be_made_is_refused_naming_it(tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(OSError, match="cannot write the run's files into .*file/run"):
+        fit(tiny_model(), ShapesDataset(8, seed=5), tmp_path / "file" / "run", SETTINGS, progress=False)

@@ -42,6 +42,7 @@ from ..data import collate
 from ..distributed import rank_and_world_size
 from ..files import write_json
 from ..weights import load_file, save_checkpoint
+from .folder import check_writable
 from .interrupt import any_rank_asks, ctrl_c_between_steps
 from .log import TrainingLog
 
@@ -274,7 +275,7 @@ def fit(model, train_dataset, out_dir, settings: TrainSettings = TrainSettings()
     """
     rank, world_size = rank_and_world_size(start=True)
     out_dir, last_path = Path(out_dir), Path(out_dir) / "last.pt"
-    run = _start(model, settings, torch.device(device), rank, last_path if resume else None)
+    run = _start(model, settings, torch.device(device), rank, out_dir, resume)
     network = DistributedDataParallel(model) if world_size > 1 else model
     log = TrainingLog(out_dir, settings, run.step, rank == 0, progress, draw_detections)
     batches = iter(_Loader(train_dataset, settings, run.step, rank, world_size, group_ids))
@@ -307,9 +308,13 @@ def _summary(run: _Run, out_dir: Path) -> dict:
             "best": str(best) if best.exists() else None}
 
 
-def _start(model, settings: TrainSettings, device: torch.device, rank: int, resume_from: Path | None) -> _Run:
-    """Everything before the first step: the model on ``device``, its trainable layers, the optimizer,
-    the seeded RNG and, with ``resume_from``, the state of the checkpoint to continue from."""
+def _start(model, settings: TrainSettings, device: torch.device, rank: int, out_dir: Path,
+           resume: bool) -> _Run:
+    """Everything before the first step: the run's folder checked (``folder.check_writable``), the
+    model on ``device``, its trainable layers, the optimizer, the seeded RNG and, with ``resume``,
+    the state of ``out_dir/last.pt`` to continue from."""
+    if rank == 0:
+        check_writable(out_dir)
     model.to(device)
     if settings.channels_last:
         # 4-d weights only; the results are the same up to rounding.
@@ -317,8 +322,8 @@ def _start(model, settings: TrainSettings, device: torch.device, rank: int, resu
     set_trainable_layers(model, settings.layers)
     run = _build_optimizer(model, settings, device)
     torch.manual_seed(settings.seed + rank)  # the anchor and RoI samplers (and augmentations) draw from it
-    if resume_from is not None:
-        _restore(run, resume_from, settings)
+    if resume:
+        _restore(run, out_dir / "last.pt", settings)
     return run
 
 

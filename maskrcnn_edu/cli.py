@@ -12,6 +12,22 @@ import sys
 from . import __version__
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1 (argparse names the option in its error)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a number above 0."""
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
+
+
 def export_shapes(args: argparse.Namespace) -> int:
     """``export-shapes``: write a Shapes set as COCO data (PNG images + annotations.json)."""
     from .data import ShapesDataset, export_coco  # imported here: `--help` stays fast
@@ -19,9 +35,23 @@ def export_shapes(args: argparse.Namespace) -> int:
     if args.num_images < 1:
         raise ValueError(f"--num-images must be at least 1, got {args.num_images}")
     dataset = ShapesDataset(args.num_images, image_size=args.image_size, seed=args.seed, variant=args.variant)
+    _clear_export_folder(args.out, args.overwrite)
     path = export_coco(dataset, args.out, progress=not args.quiet)
     print(f"wrote {len(dataset)} Shapes images ({args.variant} variant, seed {args.seed}) and {path}")
     return 0
+
+
+def _clear_export_folder(out: str, overwrite: bool) -> None:
+    """Refuse an ``--out`` that holds a COCO set already (a second set would mix with it), unless
+    ``--overwrite``: then remove that set first."""
+    from .data.export import exported_files, remove_export
+
+    found = exported_files(out)
+    if found and not overwrite:
+        raise ValueError(f"--out {out} already holds a set ({', '.join(found)}); choose another --out, "
+                         "or pass --overwrite to remove its images/ and annotations.json first")
+    if found:
+        remove_export(out)
 
 
 def _device(name: str | None) -> str:
@@ -48,6 +78,7 @@ def _coco_split(data_dir, split: str, ann_file=None, image_dir=None, train: bool
 
     from .data import CocoDataset, train_transforms
 
+    explicit = (ann_file is not None, image_dir is not None)
     if ann_file is None or image_dir is None:
         if data_dir is None:
             raise ValueError("--dataset coco needs --data-dir (or --ann-file and --image-dir)")
@@ -56,9 +87,9 @@ def _coco_split(data_dir, split: str, ann_file=None, image_dir=None, train: bool
             raise ValueError(f"--data-dir {root} is not a folder")
         ann_file = ann_file or root / "annotations" / f"instances_{split}2017.json"
         image_dir = image_dir or root / f"{split}2017"
-    for path in (ann_file, image_dir):
+    for option, path, given in zip(("--ann-file", "--image-dir"), (ann_file, image_dir), explicit):
         if not Path(path).exists():
-            raise ValueError(f"{path} does not exist "
+            raise ValueError(f"{option} {path} does not exist" if given else f"{path} does not exist "
                              f"(expected the COCO 2017 layout: annotations/, {split}2017/)")
     return CocoDataset(image_dir, ann_file, keep_empty=not train,
                        transforms=train_transforms() if train else None)
@@ -79,7 +110,8 @@ def _training_data(dataset_name: str, args: argparse.Namespace):
     train_set = _coco_split(args.data_dir, "train", train=True)
     images = [train_set.coco.imgs[i] for i in train_set.image_ids]
     group_ids = torch.tensor([int(image["width"] >= image["height"]) for image in images])
-    settings = coco_schedule(len(train_set), args.batch_size or 16, args.steps, args.lr, args.seed)
+    batch_size = 16 if args.batch_size is None else args.batch_size
+    settings = coco_schedule(len(train_set), batch_size, args.steps, args.lr, args.seed)
     return train_set, _coco_split(args.data_dir, "val"), settings, group_ids
 
 
@@ -97,6 +129,28 @@ def _initial_weights(model, path: str, train_set, dataset_name: str) -> None:
     load_torchvision(model, state)  # our own checkpoints' keys pass through unchanged
 
 
+def _check_run_folder(out: str, resume: bool, overwrite: bool) -> None:
+    """Refuse to train over another run's files in ``out`` (checkpoints replaced, two runs in one
+    TensorBoard folder), unless ``--resume`` continues that run or ``--overwrite`` removes its files."""
+    import shutil
+    from pathlib import Path
+
+    from .training.folder import RUN_FILES
+
+    found = [name for name in (*RUN_FILES, "tensorboard") if (Path(out) / name).exists()]
+    if not found or resume:
+        return
+    if not overwrite:
+        raise ValueError(f"--out {out} holds another run ({', '.join(found)}): continue it with --resume, "
+                         "choose a fresh --out, or pass --overwrite to remove its files and start again")
+    for name in found:
+        path = Path(out) / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+
 def train(args: argparse.Namespace) -> int:
     """``train``: the Shapes model by default; COCO with ``--dataset coco --data-dir D``."""
     import torch
@@ -108,6 +162,7 @@ def train(args: argparse.Namespace) -> int:
 
     dataset_name = _check_dataset(args.dataset)
     device = _device(args.device)
+    _check_run_folder(args.out, args.resume, args.overwrite)
     config_name = args.config or ("shapes" if dataset_name == "shapes" else "coco_r50_fpn")
     if config_name not in ("shapes", "coco_r50_fpn"):
         raise ValueError(f"--config must be shapes or coco_r50_fpn, got {config_name!r}")
@@ -171,6 +226,17 @@ def _with_dataset_labels(model, label_to_category_id: dict):
     return DatasetLabels()
 
 
+def _evaluation_dataset(args: argparse.Namespace) -> str:
+    """``--dataset``, or by default coco when COCO-format paths are given and shapes otherwise."""
+    coco_paths = args.data_dir or args.ann_file or args.image_dir
+    if args.dataset is None:
+        return "coco" if coco_paths else "shapes"
+    if _check_dataset(args.dataset) == "shapes" and coco_paths:
+        raise ValueError("--data-dir, --ann-file and --image-dir name COCO-format data: "
+                         "drop --dataset shapes (or the paths)")
+    return args.dataset
+
+
 def evaluate(args: argparse.Namespace) -> int:
     """``evaluate``: COCO metrics of a checkpoint on Shapes (held-out seed) or COCO-format data."""
     from .data import ShapesDataset
@@ -179,35 +245,26 @@ def evaluate(args: argparse.Namespace) -> int:
     from .model import load_model
     from .training.recipes import SHAPES_TEST_IMAGES, SHAPES_TEST_SEED
 
-    dataset_name = _check_dataset(args.dataset)
+    dataset_name = _evaluation_dataset(args)
     model = load_model(args.checkpoint, args.min_size, args.max_size).to(_device(args.device))
     if dataset_name == "shapes":
-        dataset = ShapesDataset(args.num_images or SHAPES_TEST_IMAGES,
-                                seed=SHAPES_TEST_SEED if args.seed is None else args.seed,
-                                variant=args.variant)
+        seed = SHAPES_TEST_SEED if args.seed is None else args.seed
+        dataset = ShapesDataset(SHAPES_TEST_IMAGES if args.num_images is None else args.num_images,
+                                seed=seed, variant=args.variant)
+        scored = f"{len(dataset)} Shapes images ({args.variant} variant, seed {seed})"
     else:
         dataset = _coco_split(args.data_dir, "val", args.ann_file, args.image_dir)
+        ann_file = args.ann_file or f"{args.data_dir}/annotations/instances_val2017.json"
+        scored = f"{len(dataset)} images of {ann_file}"
         if labels_are_coco_ids(model):
             model = _with_dataset_labels(model, dataset.label_to_category_id)
     metrics, _ = coco_evaluate(model, dataset)
     print(format_metrics(metrics))
+    print(f"scored {scored}")
     if args.json:
         write_json(args.json, {"checkpoint": str(args.checkpoint), "dataset": repr(dataset), **metrics})
         print(f"wrote {args.json}")
     return 0
-
-
-def _read_image(path: str):
-    """An image file -> float ``[3, H, W]`` in 0..1 (RGB), or a ``ValueError`` that names the file."""
-    import numpy as np
-    import torch
-    from PIL import Image
-
-    try:
-        pixels = np.asarray(Image.open(path).convert("RGB"))
-    except (OSError, ValueError) as error:
-        raise ValueError(f"cannot read image {path}: {error}") from error
-    return torch.from_numpy(pixels.copy()).permute(2, 0, 1).float() / 255
 
 
 def _draw_to_file(image, detections: dict, names, score_threshold: float, path) -> None:
@@ -226,6 +283,33 @@ def _draw_to_file(image, detections: dict, names, score_threshold: float, path) 
     plt.close(fig)
 
 
+def _drawing_names(paths: list[str]) -> list[str]:
+    """``<stem>_detections.png`` per input; inputs that share a stem (coffee.png, coffee.jpg) add
+    their index (``coffee_0_detections.png``), so that no drawing replaces another."""
+    from collections import Counter
+    from pathlib import Path
+
+    stems = [Path(path).stem for path in paths]
+    count, names = Counter(stems), []
+    for index, stem in enumerate(stems):
+        name = f"{stem}_detections.png" if count[stem] == 1 else f"{stem}_{index}_detections.png"
+        suffix = index
+        while name in names:  # an input named coffee_0.png beside those two: still kept apart
+            suffix += len(paths)
+            name = f"{stem}_{suffix}_detections.png"
+        names.append(name)
+    return names
+
+
+def _count_above(scores, threshold: float) -> str:
+    """``"2 instances above 0.5"``; with none, the best score there was (a short run scores low)."""
+    kept = int((scores >= threshold).sum())
+    said = f"{kept} instance{'' if kept == 1 else 's'} above {threshold}"
+    if kept == 0:
+        said += f" (best score {scores.max().item():.2f})" if len(scores) else " (no detections at all)"
+    return said
+
+
 def detect(args: argparse.Namespace) -> int:
     """``detect``: draw each image's instances into OUT/, and write OUT/detections.json (COCO results)."""
     from pathlib import Path
@@ -233,26 +317,27 @@ def detect(args: argparse.Namespace) -> int:
     import torch
 
     from .config import SHAPES_CLASSES
+    from .data.images import read_image  # 16-bit images scaled by their depth, EXIF orientation applied
     from .evaluation.coco import detections_to_coco
     from .files import write_json
     from .model import load_model
 
     model = load_model(args.checkpoint, args.min_size, args.max_size).eval()
+    for path in args.images:  # every input readable before any is detected: all or nothing is written
+        read_image(path)
     if tuple(model.config.class_names) == SHAPES_CLASSES:
         print(SHAPES_NOTE, file=sys.stderr)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = []
-    for image_id, path in enumerate(args.images):
-        image = _read_image(path)
+    for image_id, (path, name) in enumerate(zip(args.images, _drawing_names(args.images))):
+        image = read_image(path)
         with torch.no_grad():
             detections = model([image])[0]
-        results += [{**result, "file_name": str(path)} for result in detections_to_coco([detections],
-                                                                                        [image_id])]
-        drawn = out / f"{Path(path).stem}_detections.png"
-        _draw_to_file(image, detections, model.config.class_names or None, args.score_threshold, drawn)
-        kept = int((detections["scores"] >= args.score_threshold).sum())
-        print(f"{path}: {kept} instances above {args.score_threshold} -> {drawn}")
+        found = detections_to_coco([detections], [image_id])
+        results += [{**result, "file_name": str(path)} for result in found]
+        _draw_to_file(image, detections, model.config.class_names or None, args.score_threshold, out / name)
+        print(f"{path}: {_count_above(detections['scores'], args.score_threshold)} -> {out / name}")
     write_json(out / "detections.json", results, indent=None)
     print(f"wrote {out / 'detections.json'}")
     return 0
@@ -298,6 +383,8 @@ def _add_export_shapes(commands) -> None:
     shapes.add_argument("--image-size", type=int, default=128, metavar="PX",
                         help="image side in pixels (default 128)")
     shapes.add_argument("--quiet", action="store_true", help="no progress bar")
+    shapes.add_argument("--overwrite", action="store_true",
+                        help="if DIR holds a set already, remove its images/ and annotations.json first")
     shapes.set_defaults(run=export_shapes)
 
 
@@ -309,11 +396,15 @@ def _add_train(commands) -> None:
     fit.add_argument("--data-dir", help="COCO root with annotations/ and train2017/, val2017/")
     fit.add_argument("--config", help="shapes or coco_r50_fpn (default: the dataset's)")
     fit.add_argument("--out", default="runs/shapes", help="folder for checkpoints and TensorBoard logs")
-    fit.add_argument("--steps", type=int, help="optimizer steps (default: the recipe's)")
-    fit.add_argument("--batch-size", type=int, help="images per step over all processes")
-    fit.add_argument("--lr", type=float, help="base learning rate")
+    fit.add_argument("--steps", type=positive_int, help="optimizer steps (default: the recipe's)")
+    fit.add_argument("--batch-size", type=positive_int, help="images per step over all processes")
+    fit.add_argument("--lr", type=positive_float, help="base learning rate")
     fit.add_argument("--seed", type=int, default=0)
-    fit.add_argument("--resume", action="store_true", help="continue exactly from OUT/last.pt")
+    again = fit.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="continue exactly from OUT/last.pt")
+    again.add_argument("--overwrite", action="store_true",
+                       help="remove another run's files from OUT (last.pt, best.pt, best_metrics.json, "
+                       "tensorboard/) first; without it, train refuses an OUT that holds them")
     fit.add_argument("--init",
                      help="start from torchvision's maskrcnn_resnet50_fpn weights or one of our checkpoints")
     fit.add_argument("--device", help="cpu or cuda (default: cuda when available)")
@@ -323,11 +414,12 @@ def _add_train(commands) -> None:
 def _add_evaluate(commands) -> None:
     score = commands.add_parser("evaluate", help="COCO bbox and mask AP of a checkpoint")
     score.add_argument("--checkpoint", required=True, help=CHECKPOINT_HELP)
-    score.add_argument("--dataset", default="shapes", help="shapes (200 held-out images) or coco")
+    score.add_argument("--dataset", help="shapes (200 held-out images) or coco (default: coco when "
+                       "--data-dir or --ann-file and --image-dir are given, else shapes)")
     score.add_argument("--data-dir", help="COCO root (reads annotations/instances_val2017.json and val2017/)")
     score.add_argument("--ann-file", help="any COCO-format annotation file (with --image-dir)")
     score.add_argument("--image-dir", help="the images of --ann-file")
-    score.add_argument("--num-images", type=int, help="Shapes images to score (default 200)")
+    score.add_argument("--num-images", type=positive_int, help="Shapes images to score (default 200)")
     score.add_argument("--seed", type=int, help="Shapes seed (default: the held-out test seed)")
     score.add_argument("--variant", choices=("edu", "keras"), default="edu",
                        help="which Shapes (default edu; keras: the seed project's)")

@@ -1,6 +1,7 @@
 """The maskrcnn-edu command, end to end in a temporary folder, and its errors."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -13,6 +14,8 @@ from maskrcnn_edu.model import MaskRCNN
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLE_IMAGE = os.path.join(ROOT, "data/shapes_sample/images/000000.png")
+ONE_SHAPE_IMAGE = os.path.join(ROOT, "data/shapes_sample/images/000002.png")  # one shape above 0.5
+SAMPLE_SET = os.path.join(ROOT, "data/shapes_sample")
 SHIPPED_MODEL = os.path.join(ROOT, "data/shapes_model/model.pt")
 
 
@@ -35,7 +38,8 @@ def test_evaluate_prints_a_table_and_writes_json(trained, capsys):
     metrics_path = trained / "metrics.json"
     assert main(["evaluate", "--checkpoint", str(trained / "last.pt"), "--num-images", "4", "--json",
                  str(metrics_path)]) == 0
-    assert "AP50" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "AP50" in out and "scored 4 Shapes images (edu variant, seed 3)" in out
     metrics = json.loads(metrics_path.read_text())
     assert set(metrics["segm"]) >= {"AP", "AP50", "AP75", "per_class"}
 
@@ -120,3 +124,112 @@ def test_the_keras_shapes_variant_from_the_shell(tmp_path, capsys):
     assert main(["evaluate", "--checkpoint", SHIPPED_MODEL, "--variant", "keras", "--num-images", "3",
                  "--json", str(metrics_path)]) == 0
     assert json.loads(metrics_path.read_text())["segm"]["AP50"] is not None
+
+
+def test_a_second_train_into_the_same_out_is_refused_unless_overwrite(trained, tmp_path, capsys):
+    # `trained` went into a folder that existed already (mktemp), empty: that is fine.
+    out = tmp_path / "run"
+    shutil.copytree(trained, out)
+    last = (out / "last.pt").read_bytes()
+    capsys.readouterr()
+    argv = ["train", "--steps", "1", "--batch-size", "2", "--out", str(out)]
+    assert main(argv) == 1
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert len(err.splitlines()) == 1 and "--resume" in err and "--out" in err and "--overwrite" in err
+    assert "training" not in captured.out
+    assert (out / "last.pt").read_bytes() == last
+    assert main([*argv, "--overwrite"]) == 0
+    assert len(list((out / "tensorboard").iterdir())) == 1
+    assert (out / "last.pt").read_bytes() != last
+
+
+def test_resume_and_overwrite_exclude_each_other(tmp_path):
+    with pytest.raises(SystemExit):
+        main(["train", "--resume", "--overwrite", "--out", str(tmp_path)])
+
+
+@pytest.mark.parametrize(
+    "argv, option",
+    [
+        (["train", "--steps", "0"], "--steps"),
+        (["train", "--steps", "-3"], "--steps"),
+        (["train", "--lr", "0"], "--lr"),
+        (["train", "--batch-size", "0"], "--batch-size"),
+        (["evaluate", "--checkpoint", SHIPPED_MODEL, "--num-images", "0"], "--num-images"),
+    ],
+)
+def test_non_positive_numbers_are_refused_not_replaced_by_defaults(argv, option, tmp_path, monkeypatch,
+                                                                   capsys):
+    def must_not_run(*args, **kwargs):
+        raise AssertionError(f"{option} 0 ran the command")
+
+    monkeypatch.setattr("maskrcnn_edu.training.fit", must_not_run)
+    monkeypatch.setattr("maskrcnn_edu.evaluation.coco.coco_evaluate", must_not_run)
+    extra = ["--out", str(tmp_path / "run")] if argv[0] == "train" else []
+    with pytest.raises(SystemExit) as exited:
+        main([*argv, *extra])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {option}: expected a positive" in err
+
+
+def test_detect_checks_every_image_before_detecting_any(tmp_path, capsys):
+    broken = tmp_path / "broken.png"
+    broken.write_text("not an image")
+    for bad in (broken, tmp_path / "missing.png"):
+        out = tmp_path / "out"
+        assert main(["detect", SAMPLE_IMAGE, str(bad), "--checkpoint", SHIPPED_MODEL, "--out", str(out)]) == 1
+        captured = capsys.readouterr()
+        err = captured.err.strip()
+        assert str(bad) in err and len(err.splitlines()) == 1  # the error alone: no Shapes note before it
+        assert captured.out == "" and not out.exists()
+
+
+def test_detect_gives_inputs_with_one_stem_their_own_drawings(tmp_path, capsys):
+    from PIL import Image
+
+    shutil.copy(SAMPLE_IMAGE, tmp_path / "coffee.png")
+    Image.open(SAMPLE_IMAGE).convert("RGB").save(tmp_path / "coffee.jpg")
+    out = tmp_path / "out"
+    assert main(["detect", str(tmp_path / "coffee.png"), str(tmp_path / "coffee.jpg"), "--checkpoint",
+                 SHIPPED_MODEL, "--out", str(out)]) == 0
+    drawings = sorted(path.name for path in out.glob("*_detections.png"))
+    assert len(drawings) == 2
+    printed = capsys.readouterr().out
+    assert all(name in printed for name in drawings)
+
+
+@pytest.mark.parametrize(
+    "image, threshold, expected",
+    [
+        (ONE_SHAPE_IMAGE, "0.5", "1 instance above 0.5 ->"),
+        (SAMPLE_IMAGE, "1.5", "0 instances above 1.5 (best score 1.00) ->"),
+    ],
+)
+def test_detect_says_how_many_and_the_best_score_when_none(image, threshold, expected, tmp_path, capsys):
+    assert main(["detect", image, "--checkpoint", SHIPPED_MODEL, "--out", str(tmp_path),
+                 "--score-threshold", threshold]) == 0
+    assert expected in capsys.readouterr().out
+
+
+def test_evaluate_with_an_annotation_file_scores_that_set_and_says_so(capsys):
+    ann_file = os.path.join(SAMPLE_SET, "annotations.json")
+    assert main(["evaluate", "--checkpoint", SHIPPED_MODEL, "--ann-file", ann_file, "--image-dir",
+                 os.path.join(SAMPLE_SET, "images")]) == 0
+    assert f"scored 20 images of {ann_file}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--ann-file", "/no/ann.json", "--image-dir", SAMPLE_SET], "--ann-file /no/ann.json does not exist"),
+        (["--ann-file", os.path.join(SAMPLE_SET, "annotations.json"), "--image-dir", "/no/images"],
+         "--image-dir /no/images does not exist"),
+        (["--dataset", "shapes", "--ann-file", "/no/ann.json"], "--ann-file and --image-dir"),
+    ],
+)
+def test_evaluate_names_a_missing_annotation_file_or_image_folder(argv, message, capsys):
+    assert main(["evaluate", "--checkpoint", SHIPPED_MODEL, *argv]) == 1
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1

@@ -90,6 +90,28 @@ def test_cli_export_shapes(tmp_path, capsys):
     assert_same_samples(ShapesDataset(3, image_size=64, seed=4), exported)
 
 
+def test_cli_export_shapes_refuses_a_folder_holding_a_set_unless_overwrite(tmp_path, capsys):
+    out = tmp_path / "set"
+    out.mkdir()
+    (out / "notes.txt").write_text("a folder that exists, with other files, is fine")
+    quiet = ["--out", str(out), "--image-size", "64", "--quiet"]
+    assert main(["export-shapes", "--num-images", "3", "--seed", "4", *quiet]) == 0
+    annotations = (out / "annotations.json").read_bytes()
+    capsys.readouterr()
+    assert main(["export-shapes", "--num-images", "2", "--seed", "5", *quiet]) == 1
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and str(out) in error and "--overwrite" in error
+    assert (out / "annotations.json").read_bytes() == annotations
+    assert len(list((out / "images").iterdir())) == 3
+    (out / "annotations.json").unlink()  # images alone are a set too
+    assert main(["export-shapes", "--num-images", "2", "--seed", "5", *quiet]) == 1
+    assert main(["export-shapes", "--num-images", "2", "--seed", "5", *quiet, "--overwrite"]) == 0
+    assert sorted(path.name for path in (out / "images").iterdir()) == ["000000.png", "000001.png"]
+    assert_same_samples(ShapesDataset(2, image_size=64, seed=5), CocoDataset(out / "images",
+                                                                              out / "annotations.json"))
+    assert (out / "notes.txt").exists()
+
+
 @pytest.mark.parametrize(
     "arguments, message",
     [

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import numpy as np
 import torch
@@ -23,7 +24,7 @@ from tqdm.auto import tqdm
 from .validate import check_sample
 from ..files import atomic_write
 
-__all__ = ["export_coco"]
+__all__ = ["export_coco", "exported_files", "remove_export"]
 
 
 def encode_masks(masks: torch.Tensor) -> list[dict]:
@@ -119,3 +120,23 @@ def export_coco(dataset, out_dir, class_names=None, progress: bool = True) -> st
     path = os.path.join(os.fspath(out_dir), "annotations.json")
     atomic_write(path, lambda file: json.dump(coco, file), mode="w")
     return path
+
+
+def exported_files(out_dir) -> list[str]:
+    """What of an earlier export ``out_dir`` holds: ``"annotations.json"`` and ``"images/ (N files)"``
+    where they are there (an empty ``images/`` does not count); ``[]`` for a fresh folder."""
+    out_dir = os.fspath(out_dir)
+    found = ["annotations.json"] if os.path.exists(os.path.join(out_dir, "annotations.json")) else []
+    image_dir = os.path.join(out_dir, "images")
+    if os.path.isdir(image_dir) and os.listdir(image_dir):
+        found.append(f"images/ ({len(os.listdir(image_dir))} files)")
+    return found
+
+
+def remove_export(out_dir) -> None:
+    """Remove an earlier export from ``out_dir``: ``annotations.json`` first (so that an interrupted
+    removal never leaves one naming missing images), then ``images/``. Other files stay."""
+    path = os.path.join(os.fspath(out_dir), "annotations.json")
+    if os.path.exists(path):
+        os.remove(path)
+    shutil.rmtree(os.path.join(os.fspath(out_dir), "images"), ignore_errors=True)

@@ -233,3 +233,16 @@ def test_evaluate_names_a_missing_annotation_file_or_image_folder(argv, message,
     assert main(["evaluate", "--checkpoint", SHIPPED_MODEL, *argv]) == 1
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+
+
+def test_train_help_states_the_recipes_defaults(capsys):
+    """The numbers --help quotes are the recipe's (cli does not import it, to keep --help fast)."""
+    from maskrcnn_edu.training import recipes, shapes_schedule
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    schedule = shapes_schedule()
+    assert f"{recipes.SHAPES_STEPS} for Shapes" in text and f"{recipes.SHAPES_BATCH} for Shapes" in text
+    assert f"{recipes.SHAPES_LR} for Shapes" in text and "(default: runs/shapes)" in text
+    assert f"every {schedule.checkpoint_every} steps" in text and "--steps 20" in text

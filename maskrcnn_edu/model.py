@@ -348,9 +348,7 @@ def load_model(path: str | Path, min_size: int | None = None, max_size: int | No
             f"{path} is neither a maskrcnn-edu checkpoint (a dict with 'config' and 'model' entries) nor a "
             f"torchvision Mask R-CNN state dict (keys such as {', '.join(TORCHVISION_KEYS)})"
         )
-    model = MaskRCNN.from_checkpoint(Path(path).expanduser())
-    if sizes:  # the config is frozen and the parts are built from it: build again with the new sizes
-        resized = MaskRCNN(model.config.replace(**sizes))
-        resized.load_state_dict(model.state_dict())
-        model = resized
+    # Built from the dict already read (not read again), with the new input sizes in its config.
+    model = MaskRCNN(Config.from_dict(saved["config"]).replace(**sizes))
+    load_weights(model, saved["model"], source=str(path))
     return model

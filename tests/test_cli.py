@@ -246,3 +246,16 @@ def test_train_help_states_the_recipes_defaults(capsys):
     assert f"{recipes.SHAPES_STEPS} for Shapes" in text and f"{recipes.SHAPES_BATCH} for Shapes" in text
     assert f"{recipes.SHAPES_LR} for Shapes" in text and "(default: runs/shapes)" in text
     assert f"every {schedule.checkpoint_every} steps" in text and "--steps 20" in text
+
+
+@pytest.mark.parametrize("argument", ["steps", "batch_size", "lr"])
+@pytest.mark.parametrize("value", [0, -1])
+def test_the_recipes_refuse_a_non_positive_value_instead_of_taking_the_default(argument, value):
+    """``steps or default`` once turned ``steps=0`` into the full 850-step recipe."""
+    from maskrcnn_edu.training import coco_schedule, shapes_schedule
+
+    with pytest.raises(ValueError, match=f"{argument} must be positive"):
+        shapes_schedule(**{argument: value})
+    with pytest.raises(ValueError, match=f"{argument} must be positive"):
+        coco_schedule(**{"num_images": 1000, "batch_size": 16, argument: value})
+    assert shapes_schedule(steps=None).steps == shapes_schedule().steps

@@ -18,6 +18,15 @@ SHAPES_STEPS, SHAPES_BATCH, SHAPES_LR = 850, 8, 0.003  # AdamW: from scratch it 
 SHAPES_TRAIN_MAX_SHAPES = 8
 
 
+def _given(value, default, name: str):
+    """``value``, or ``default`` when it is None; a zero or negative value is an error, never the default."""
+    if value is None:
+        return default
+    if value <= 0:
+        raise ValueError(f"{name} must be positive, got {value}")
+    return value
+
+
 def shapes_training_set(variant: str = "edu"):
     """The Shapes training images of the recipe: ``ShapesDataset(20000, seed=1, max_shapes=8)``."""
     from ..data import ShapesDataset  # here: the recipe's constants need no dataset code
@@ -33,18 +42,21 @@ def shapes_schedule(steps=None, batch_size=None, lr=None, seed: int = 0):
     faster on a CPU), and bfloat16 autocast where the CPU computes in bf16 natively (about 1.4x
     the steps a second; ``loop.cpu_has_native_bf16``). Elsewhere the same steps run in float32,
     about 1.4 times as long. ``data/shapes_model/README.md`` has the search that chose it."""
-    return TrainSettings(steps=steps or SHAPES_STEPS, batch_size=batch_size or SHAPES_BATCH,
-                         optimizer="adamw", lr=lr or SHAPES_LR, weight_decay=1e-4, warmup_steps=50,
-                         checkpoint_every=100, seed=seed, channels_last=True,
+    return TrainSettings(steps=_given(steps, SHAPES_STEPS, "steps"),
+                         batch_size=_given(batch_size, SHAPES_BATCH, "batch_size"),
+                         optimizer="adamw", lr=_given(lr, SHAPES_LR, "lr"), weight_decay=1e-4,
+                         warmup_steps=50, checkpoint_every=100, seed=seed, channels_last=True,
                          cpu_bf16=cpu_has_native_bf16())
 
 
 def coco_schedule(num_images: int, batch_size: int, steps=None, lr=None, seed: int = 0):
     """torchvision's reference recipe: lr 0.02 per 16 images, 26 epochs, x0.1 at epochs 16 and 22,
     1000 warm-up steps."""
+    batch_size = _given(batch_size, None, "batch_size")
     steps_per_epoch = max(1, num_images // batch_size)
     return TrainSettings(
-        steps=steps or 26 * steps_per_epoch, batch_size=batch_size, lr=lr or 0.02 * batch_size / 16,
+        steps=_given(steps, 26 * steps_per_epoch, "steps"), batch_size=batch_size,
+        lr=_given(lr, 0.02 * batch_size / 16, "lr"),
         warmup_steps=1000, schedule="step", lr_milestones=(16 * steps_per_epoch, 22 * steps_per_epoch),
         checkpoint_every=1000, eval_every=steps_per_epoch, num_workers=4, seed=seed,
     )

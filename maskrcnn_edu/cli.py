@@ -267,40 +267,6 @@ def evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _draw_to_file(image, detections: dict, names, score_threshold: float, path) -> None:
-    """The image with its detections drawn, saved as a PNG at ``path``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from .visualize import draw_detections
-
-    fig, ax = plt.subplots(figsize=(6, 6 * image.shape[1] / image.shape[2]))
-    draw_detections(ax, image, detections, names, score_threshold=score_threshold)
-    ax.set_axis_off()
-    fig.savefig(path, bbox_inches="tight", dpi=100)
-    plt.close(fig)
-
-
-def _drawing_names(paths: list[str]) -> list[str]:
-    """``<stem>_detections.png`` per input; inputs that share a stem (coffee.png, coffee.jpg) add
-    their index (``coffee_0_detections.png``), so that no drawing replaces another."""
-    from collections import Counter
-    from pathlib import Path
-
-    stems = [Path(path).stem for path in paths]
-    count, names = Counter(stems), []
-    for index, stem in enumerate(stems):
-        name = f"{stem}_detections.png" if count[stem] == 1 else f"{stem}_{index}_detections.png"
-        suffix = index
-        while name in names:  # an input named coffee_0.png beside those two: still kept apart
-            suffix += len(paths)
-            name = f"{stem}_{suffix}_detections.png"
-        names.append(name)
-    return names
-
-
 def _count_above(scores, threshold: float) -> str:
     """``"2 instances above 0.5"``; with none, the best score there was (a short run scores low)."""
     kept = int((scores >= threshold).sum())
@@ -308,6 +274,30 @@ def _count_above(scores, threshold: float) -> str:
     if kept == 0:
         said += f" (best score {scores.max().item():.2f})" if len(scores) else " (no detections at all)"
     return said
+
+
+def _pasted_a_few_at_a_time(detections: dict, image_id: int, image_size, aligned: bool,
+                            score_threshold: float) -> tuple[list[dict], dict]:
+    """One image's detections, masks unpasted ``[D, 1, M, M]`` -> its COCO results (every
+    detection, RLE masks) and the detections to draw (score >= ``score_threshold``, bool masks
+    ``[K, 1, H, W]``). Masks are pasted a few at a time and kept as booleans, so a 4000 x 3000
+    photograph never holds its 100 float masks (4.8 GB) at once."""
+    import torch
+
+    from .evaluation.coco import detections_to_coco
+    from .masks import binary_masks_in_chunks
+
+    results, shown, start = [], [], 0
+    for chunk in binary_masks_in_chunks(detections["masks"], detections["boxes"], image_size, aligned):
+        part = slice(start, start + len(chunk))
+        start += len(chunk)
+        piece = {key: detections[key][part] for key in ("boxes", "labels", "scores")}
+        results += detections_to_coco([{**piece, "masks": chunk[:, None]}], [image_id])
+        shown.append(chunk[piece["scores"] >= score_threshold])
+    keep = detections["scores"] >= score_threshold  # best first: a prefix
+    masks = torch.cat(shown) if shown else torch.zeros(0, *image_size, dtype=torch.bool)
+    return results, {**{key: detections[key][keep] for key in ("boxes", "labels", "scores")},
+                     "masks": masks[:, None]}
 
 
 def detect(args: argparse.Namespace) -> int:
@@ -318,9 +308,9 @@ def detect(args: argparse.Namespace) -> int:
 
     from .config import SHAPES_CLASSES
     from .data.images import read_image  # 16-bit images scaled by their depth, EXIF orientation applied
-    from .evaluation.coco import detections_to_coco
     from .files import write_json
     from .model import load_model
+    from .visualize.files import drawing_names, save_drawing
 
     model = load_model(args.checkpoint, args.min_size, args.max_size).eval()
     for path in args.images:  # every input readable before any is detected: all or nothing is written
@@ -330,13 +320,14 @@ def detect(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = []
-    for image_id, (path, name) in enumerate(zip(args.images, _drawing_names(args.images))):
+    for image_id, (path, name) in enumerate(zip(args.images, drawing_names(args.images))):
         image = read_image(path)
         with torch.no_grad():
-            detections = model([image])[0]
-        found = detections_to_coco([detections], [image_id])
+            detections = model.detect([image], paste_masks=False)[0]  # masks still [D, 1, 28, 28]
+        found, shown = _pasted_a_few_at_a_time(detections, image_id, image.shape[-2:], model.config.aligned,
+                                               args.score_threshold)
         results += [{**result, "file_name": str(path)} for result in found]
-        _draw_to_file(image, detections, model.config.class_names or None, args.score_threshold, out / name)
+        save_drawing(out / name, image, shown, model.config.class_names or None, args.score_threshold)
         print(f"{path}: {_count_above(detections['scores'], args.score_threshold)} -> {out / name}")
     write_json(out / "detections.json", results, indent=None)
     print(f"wrote {out / 'detections.json'}")

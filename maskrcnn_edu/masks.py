@@ -2,7 +2,8 @@
 
 * ``mask_targets``: each positive RoI's target, its object's mask cut out at the RoI by RoIAlign.
 * ``paste_masks``: each detection's small mask resized into its box, in the whole image (two
-  separable interpolation matrices per mask, one matrix product each).
+  separable interpolation matrices per mask, one matrix product each); ``binary_masks_in_chunks``
+  pastes a few detections at a time, so that a large photograph never holds 100 full-size masks.
 * ``rescore_by_mask_overlap`` (optional, ``Config.mask_overlap_rescore``, off in the paper's model):
   a detection whose mask lies on pixels that better detections already hold loses that share of its score.
 
@@ -10,7 +11,7 @@
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -18,7 +19,11 @@ from torch import Tensor
 
 from .roi_ops import roi_align
 
-__all__ = ["mask_targets", "paste_masks", "claimed_share", "rescore_by_mask_overlap"]
+__all__ = ["mask_targets", "paste_masks", "binary_masks_in_chunks", "claimed_share",
+           "rescore_by_mask_overlap"]
+
+# Floats one pasting step may hold: 2**24 is 64 MB, one 4000 x 4000 mask (and one mask at least).
+PASTE_CHUNK_VALUES = 2 ** 24
 
 
 def mask_targets(gt_masks: Tensor, proposals: Tensor, matched: Tensor, size: int, op: Callable = roi_align,
@@ -71,6 +76,24 @@ def paste_masks(masks: Tensor, boxes: Tensor, image_size: tuple[int, int], paddi
     return (rows @ padded @ cols.transpose(1, 2))[:, None]
 
 
+def binary_masks_in_chunks(masks: Tensor, boxes: Tensor, image_size: tuple[int, int], aligned: bool = False,
+                           threshold: float = 0.5, max_values: int | None = None) -> Iterator[Tensor]:
+    """``paste_masks`` a few detections at a time: mask probabilities ``[D, 1, M, M]`` and their
+    ``boxes [D, 4]`` -> bool ``[c, H, W]`` chunks (pixels ``> threshold``) of consecutive detections.
+
+    Each chunk pastes at most ``max_values`` floats (default ``PASTE_CHUNK_VALUES``; at least one
+    mask), so a 4000 x 3000 photo with 100 detections never holds the 4.8 GB of its 100 float masks
+    at once; the chunks, concatenated, equal ``paste_masks(...)[:, 0] > threshold``.
+    """
+    height, width = image_size
+    max_values = PASTE_CHUNK_VALUES if max_values is None else max_values
+    step = max(1, max_values // max(1, height * width))
+    for start in range(0, len(masks), step):
+        chunk = slice(start, start + step)
+        pasted = paste_masks(masks[chunk], boxes[chunk], image_size, aligned=aligned)
+        yield pasted[:, 0] > threshold
+
+
 def _sample_matrix(start: Tensor, end: Tensor, source_length: int, image_length: int, dtype) -> Tensor:
     """Bilinear weights that read ``source_length`` cells spread over the span ``start..end``
     (continuous pixel coordinates, ``[N]`` each) at the pixel centres ``0.5, 1.5, ...`` ->
@@ -116,17 +139,20 @@ def _resize_matrix(start: Tensor, end: Tensor, source_length: int, image_length:
     return weights
 
 
-def claimed_share(masks: Tensor) -> Tensor:
+def claimed_share(masks: Tensor, before: Tensor | None = None) -> Tensor:
     """Binary ``masks [D, H, W]``, best first -> ``[D]``: the share of each mask's pixels that the masks
     before it already hold (0 for an empty mask). ``torch.cummax`` along the masks is a running OR of
-    them; shifted by one row, it is each mask's union of the masks before it."""
+    them; shifted by one row, it is each mask's union of the masks before it. ``before [H, W]``: pixels
+    already held by earlier detections (the union of the chunks before these masks)."""
     flat = masks.flatten(1)  # [D, H*W]
-    # Row k: the union of masks 0..k-1 (row 0: nothing yet).
-    claimed = torch.cat([torch.zeros_like(flat[:1]), torch.cummax(flat, dim=0).values[:-1]])
+    first = torch.zeros_like(flat[:1]) if before is None else before.reshape(1, -1)
+    # Row k: the union of `before` and masks 0..k-1.
+    claimed = torch.cummax(torch.cat([first, flat]), dim=0).values[:-1]
     return (flat & claimed).sum(1) / flat.sum(1).clamp(min=1)
 
 
-def rescore_by_mask_overlap(detection: dict, mask_threshold: float = 0.5) -> tuple[dict, Tensor]:
+def rescore_by_mask_overlap(detection: dict, mask_threshold: float = 0.5,
+                            binary_chunks: Iterable[Tensor] | None = None) -> tuple[dict, Tensor]:
     """Lower each detection's score by the share of its mask that better detections already cover.
 
     ``detection``: one image's ``boxes [D, 4]``, ``labels [D]``, ``scores [D]``, best first (as
@@ -144,11 +170,21 @@ def rescore_by_mask_overlap(detection: dict, mask_threshold: float = 0.5) -> tup
     the same pixels is evidence against it. The score is lowered, not zeroed (a soft decay, as in
     Soft-NMS and SOLOv2's Matrix NMS): a true object whose predicted mask spills into a neighbour's
     ranks lower instead of vanishing. Not in torchvision's model; ``Config.mask_overlap_rescore``.
+
+    ``binary_chunks``: the detections' binary masks as consecutive ``[c, H, W]`` chunks
+    (``binary_masks_in_chunks``), when ``detection["masks"]`` holds them unpasted.
     """
     scores = detection["scores"]
     if len(scores) == 0:
         return dict(detection), torch.zeros(0, dtype=torch.int64, device=scores.device)
-    covered = claimed_share(detection["masks"][:, 0] > mask_threshold)  # [D], in 0..1
+    if binary_chunks is None:
+        binary_chunks = [detection["masks"][:, 0] > mask_threshold]
+    shares, before = [], None
+    for chunk in binary_chunks:
+        shares.append(claimed_share(chunk, before))
+        held = chunk.any(0)
+        before = held if before is None else before | held
+    covered = torch.cat(shares)  # [D], in 0..1
     new_scores = scores * (1 - covered.to(scores.dtype))
     order = torch.argsort(new_scores, descending=True, stable=True)
     rescored = {key: value[order] for key, value in detection.items()}

@@ -28,7 +28,7 @@ from .backbone import build_backbone
 from .coco_names import COCO_CLASS_NAMES
 from .config import Config, coco_r50_fpn
 from .inputs import check_inputs
-from .masks import rescore_by_mask_overlap
+from .masks import binary_masks_in_chunks, rescore_by_mask_overlap
 from .roi_heads import RoIHeads, RoIHeadsOutput
 from .rpn import RegionProposalNetwork, RPNOutput
 from .transform import ImageBatch, postprocess, prepare_batch
@@ -219,7 +219,7 @@ class MaskRCNN(nn.Module):
         """The random generators of the two samplers (``None``: torch's global one)."""
         return [self.rpn.sampler.generator, self.roi_heads.sampler.generator]
 
-    def _run(self, images: list[Tensor], targets: list[dict] | None) -> Trace:
+    def _run(self, images: list[Tensor], targets: list[dict] | None, paste_masks: bool = True) -> Trace:
         check_inputs(images, targets, self.config.num_classes)
         original_sizes = [tuple(img.shape[-2:]) for img in images]
         batch, targets = prepare_batch(images, targets, self.config)
@@ -234,12 +234,21 @@ class MaskRCNN(nn.Module):
             trace.losses = {**rpn.losses, **heads.losses}
         else:
             trace.detections = postprocess(heads.detections, batch.image_sizes, original_sizes,
-                                           self.config.aligned)
+                                           self.config.aligned, paste=paste_masks)
             if self.config.mask_overlap_rescore:
-                rescored = [rescore_by_mask_overlap(d) for d in trace.detections]
+                sizes = original_sizes
+                rescored = [self._rescore(d, size, paste_masks) for d, size in zip(trace.detections, sizes)]
                 trace.detections = [d for d, _ in rescored]
                 heads.reorder_detections([order for _, order in rescored])  # detection k: one in both
         return trace
+
+    def _rescore(self, detection: dict, image_size: tuple[int, int], pasted: bool) -> tuple[dict, Tensor]:
+        """``rescore_by_mask_overlap`` of one image's detections, their masks pasted or ``[D, 1, M, M]``."""
+        if pasted:
+            return rescore_by_mask_overlap(detection)
+        masks, boxes = detection["masks"], detection["boxes"]
+        chunks = binary_masks_in_chunks(masks, boxes, image_size, self.config.aligned)
+        return rescore_by_mask_overlap(detection, binary_chunks=chunks)
 
     def forward(self, images: list[Tensor], targets: list[dict] | None = None) -> list[dict] | dict:
         """torchvision's interface. ``images``: float ``[3, H, W]`` tensors in 0..1, of any sizes.
@@ -254,6 +263,15 @@ class MaskRCNN(nn.Module):
             raise ValueError("in training mode the model needs targets; call model.eval() for detections")
         trace = self._run(images, targets if self.training else None)
         return trace.losses if self.training else trace.detections
+
+    @torch.no_grad()
+    def detect(self, images: list[Tensor], paste_masks: bool = True) -> list[dict]:
+        """Detections, as ``model.eval()(images)`` returns them. ``paste_masks=False`` keeps each
+        mask at the head's ``[D, 1, M, M]`` (boxes in the image's pixels), to be pasted a few at a
+        time (``masks.binary_masks_in_chunks``): what ``maskrcnn-edu detect`` does on photographs."""
+        if self.training:
+            raise ValueError("detect needs the model in eval mode: call model.eval() first")
+        return self._run(images, None, paste_masks).detections
 
     def trace(self, images: Tensor | list[Tensor], targets: list[dict] | dict | None = None) -> Trace:
         """Run one image (a ``[3, H, W]`` tensor) or a list, and return every stage.

@@ -108,14 +108,16 @@ def prepare_batch(images: list[Tensor], targets: list[dict] | None,
 
 
 def postprocess(detections: list[dict], image_sizes: list[tuple[int, int]],
-                original_sizes: list[tuple[int, int]], aligned: bool = False) -> list[dict]:
+                original_sizes: list[tuple[int, int]], aligned: bool = False,
+                paste: bool = True) -> list[dict]:
     """Boxes ``[D, 4]`` back to each original image's pixels; mask probabilities ``[D, 1, M, M]``
-    pasted into it -> ``[D, 1, H, W]`` (``paste_masks`` with the model's ``config.aligned`` convention)."""
+    pasted into it -> ``[D, 1, H, W]`` (``paste_masks`` with the model's ``config.aligned`` convention).
+    ``paste=False`` leaves the masks at ``[D, 1, M, M]``, for a caller that pastes a few at a time."""
     results = []
     for detection, size, original in zip(detections, image_sizes, original_sizes):
         detection = dict(detection)
         detection["boxes"] = resize_boxes(detection["boxes"], size, original)
-        if "masks" in detection:
+        if "masks" in detection and paste:
             detection["masks"] = paste_masks(detection["masks"], detection["boxes"], original,
                                              aligned=aligned)
         results.append(detection)

@@ -47,7 +47,9 @@ def test_evaluate_prints_a_table_and_writes_json(trained, capsys):
 def test_detect_draws_and_writes_coco_results(trained, tmp_path, capsys):
     assert main(["detect", SAMPLE_IMAGE, "--checkpoint", str(trained / "last.pt"), "--out", str(tmp_path),
                  "--score-threshold", "0.0"]) == 0
-    assert (tmp_path / "000000_detections.png").stat().st_size > 0
+    from PIL import Image
+
+    assert Image.open(tmp_path / "000000_detections.png").size == (600, 600)  # a 128 px image, enlarged
     results = json.loads((tmp_path / "detections.json").read_text())
     assert all({"image_id", "category_id", "bbox", "score", "segmentation"} <= set(r) for r in results)
     # A Shapes model says, in one line, that it knows nothing but the three shapes.
@@ -259,3 +261,49 @@ def test_the_recipes_refuse_a_non_positive_value_instead_of_taking_the_default(a
     with pytest.raises(ValueError, match=f"{argument} must be positive"):
         coco_schedule(**{"num_images": 1000, "batch_size": 16, argument: value})
     assert shapes_schedule(steps=None).steps == shapes_schedule().steps
+
+
+def _detect_peak_megabytes(tmp_path, detections_per_image: int, size=(1200, 1600)) -> float:
+    """Peak memory of ``maskrcnn-edu detect`` on one random ``size`` photo, in a fresh process, with an
+    untrained model that keeps ``detections_per_image`` detections (scores near 0.25: none drawn)."""
+    import numpy as np
+    from PIL import Image
+
+    from maskrcnn_edu.config import shapes
+    from maskrcnn_edu.weights import save_checkpoint
+
+    torch.manual_seed(0)
+    model = MaskRCNN(shapes().replace(box_score_thresh=0.0, detections_per_img=detections_per_image))
+    save_checkpoint(tmp_path / "model.pt", model)
+    pixels = np.random.default_rng(0).integers(0, 256, (*size, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "photo.png")
+    script = ("import resource, sys; from maskrcnn_edu.cli import main; code = main(sys.argv[1:]); "
+              "print('peak', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(code)")
+    run = subprocess.run([sys.executable, "-c", script, "detect", str(tmp_path / "photo.png"), "--checkpoint",
+                          str(tmp_path / "model.pt"), "--out", str(tmp_path / "out")],
+                         capture_output=True, text=True, check=True)
+    results = json.loads((tmp_path / "out" / "detections.json").read_text())
+    assert len(results) == detections_per_image and all("segmentation" in r for r in results)
+    assert Image.open(tmp_path / "out" / "photo_detections.png").size == size[::-1]  # the photo's own size
+    return int(run.stdout.split("peak")[-1]) / 1024  # ru_maxrss is in KB on Linux
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="ru_maxrss is in kilobytes on Linux only")
+def test_detect_on_a_photograph_never_holds_all_its_full_size_masks(tmp_path):
+    """100 float masks of a 1200 x 1600 photo are 768 MB: detect pastes them a few at a time."""
+    one = _detect_peak_megabytes(tmp_path / "one", 1)
+    hundred = _detect_peak_megabytes(tmp_path / "hundred", 100)
+    assert hundred - one < 768 / 4, (one, hundred)
+
+
+def test_detect_writes_the_same_results_as_the_models_pasted_masks(tmp_path):
+    from maskrcnn_edu.data.images import read_image
+    from maskrcnn_edu.evaluation.coco import detections_to_coco
+
+    assert main(["detect", SAMPLE_IMAGE, "--checkpoint", SHIPPED_MODEL, "--out", str(tmp_path)]) == 0
+    written = json.loads((tmp_path / "detections.json").read_text())
+    model = load_model(SHIPPED_MODEL).eval()
+    with torch.no_grad():
+        expected = detections_to_coco(model([read_image(SAMPLE_IMAGE)]), [0])
+    assert len(expected) == 3  # the sample's three shapes
+    assert written == [{**result, "file_name": SAMPLE_IMAGE} for result in expected]

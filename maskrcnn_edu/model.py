@@ -3,7 +3,8 @@
     images -> transform -> backbone (ResNet C2..C5 + FPN P2..P6) -> RPN -> RoI heads -> postprocess
            -> detections
 
-With ``Config.mask_overlap_rescore`` (the Shapes preset), ``masks.rescore_by_mask_overlap`` follows
+With ``Config.mask_overlap_rescore`` (off in both presets; appendix A), ``masks.rescore_by_mask_overlap``
+follows
 postprocess: the pasted masks lower the scores of detections whose pixels better ones have claimed.
 
 Both ``forward`` and ``trace`` run ``_run``, which records every stage in a ``Trace``; ``forward``

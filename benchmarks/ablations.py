@@ -16,7 +16,7 @@ only, and adding a second head for one ablation would not be clean.)
 Results are written after every run (so an interrupted sweep keeps what it finished, and
 ``--resume`` skips the runs already there) to ``data/ablations/ablations.json``, with each
 variant's detections on the first ``--keep-images`` held-out images (its first seed) in
-``data/ablations/detections.json`` for chapter 08's explorer.
+``data/ablations/detections.json`` for chapter 09's explorer.
 
     python benchmarks/ablations.py [--steps 650] [--seeds 0 1] [--resume]
 """

@@ -64,7 +64,7 @@ class Config:
     rpn_score_thresh: float = 0.0
 
     # RoI heads.
-    roi_op: str = "align"  # "pool" swaps RoIAlign for Fast R-CNN's RoIPool (the ablation of chapter 08)
+    roi_op: str = "align"  # "pool" swaps RoIAlign for Fast R-CNN's RoIPool (the ablation of chapter 09)
     # A RoI of this side is read from P4, one half its side from P3, and so on (the FPN paper's
     # eq. 1, made for ImageNet-sized objects: 224).
     roi_canonical_size: float = 224.0

@@ -1,4 +1,4 @@
-"""Chapter 07's evaluation explorer: the matching against ``evaluate_detections``, a hand-made case
+"""Chapter 08's evaluation explorer: the matching against ``evaluate_detections``, a hand-made case
 with known answers, and the explorer driven by setting its controls' ``.value``."""
 from pathlib import Path
 

@@ -1,5 +1,5 @@
-"""Chapter 06's explorers: the augmentation browser and the loss curves, driven through their controls'
-``.value``."""
+"""Chapters 06 and 07's explorers: the augmentation browser and the loss curves, driven through their
+controls' ``.value``."""
 import numpy as np
 import pytest
 import torch

@@ -10,7 +10,7 @@ its detection is taken yet. Two priorities:
 * ``first="score"``: the detections best score first, each taking the free object it overlaps
   most. A detection with a high score cannot lose its object to a better-placed but weaker one:
   the rule of COCO's AP at one IoU threshold (COCO's crowds, size ranges and ten thresholds are
-  ``ap.match_detections``'s), and of chapter 07's and 08's pictures and the benchmarks' counts.
+  ``ap.match_detections``'s), and of chapter 08's and 08's pictures and the benchmarks' counts.
 * ``first="overlap"``: the pair of largest IoU first, whatever the scores: the confusion
   matrix's rule (``analyses.confusion_matrix``), which pairs objects with detections of any
   class, so that a detection's class does not steer what it is paired with.

@@ -1,4 +1,4 @@
-"""Chapter 07's explorer: a score threshold and an IoU threshold pick an *operating point* on the
+"""Chapter 08's explorer: a score threshold and an IoU threshold pick an *operating point* on the
 precision-recall curve, and one image shows which of its detections are right at that point.
 
 AP summarises a whole ranking, but a deployed detector keeps only the detections above one score

@@ -1,4 +1,4 @@
-"""Chapter 06's explorers: one sample through the training augmentation, and the loss curves of a run.
+"""Chapters 06 and 07's explorers: a sample through the training augmentation (06), a run's loss curves (07).
 
 **Augmentation.** The reader picks a transform (one part of ``train_transforms()``, or all of it)
 and a seed; the view draws the sample before and after, masks and boxes included, and says what

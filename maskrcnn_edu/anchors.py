@@ -2,7 +2,8 @@
 
 Each FPN level gets its own anchor sizes (32 px on the stride-4 level up to 512 px on stride 64)
 and the same aspect ratios. At every cell of a level sit ``len(sizes) x len(ratios)`` *cell
-anchors*, centred on the cell's top-left image pixel (torchvision's and Detectron's choice).
+anchors*, centred on the cell's top-left image pixel (torchvision's and detectron2's choice; Detectron
+centred them on the cell).
 """
 from __future__ import annotations
 

@@ -16,7 +16,8 @@ from torch import Tensor
 
 __all__ = ["smooth_l1", "rpn_loss", "box_head_loss", "mask_loss", "mask_loss_softmax"]
 
-# Detectron's beta: quadratic only for |error| < 1/9, so well-fit boxes are not pushed around.
+# torchvision's beta (Detectron's for the RPN only): quadratic only for |error| < 1/9, so well-fit boxes
+# are not pushed around.
 SMOOTH_L1_BETA = 1.0 / 9
 
 

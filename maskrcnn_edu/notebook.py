@@ -36,7 +36,8 @@ class Source:
             body = f"<pre>{html.escape(self.text)}</pre>"
         else:
             body = highlight(self.text, PythonLexer(), HtmlFormatter(noclasses=True, style="friendly",
-                                                                     cssstyles="padding: 0.4em 0.8em"))
+                                                                     cssstyles="padding: 0.4em 0.8em",
+                                                                     prestyles="font-family: monospace"))
         return (f'<div style="font-size: 90%; color: #555; margin: 0.2em 0">{html.escape(self.title)}</div>'
                 f"{body}")
 

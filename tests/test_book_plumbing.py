@@ -1,0 +1,36 @@
+"""Test plumbing stays out of the reader's sight: the cells whose printed output nbval compares carry
+nbval's cell tag (``nbval-check-output``) in their metadata, not a marker comment in their source."""
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+BOOK = Path(__file__).resolve().parent.parent / "book"
+CHAPTERS = sorted(path.name for path in BOOK.glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_checked_cells_are_tagged_and_no_source_carries_a_marker(chapter):
+    notebook = nbformat.read(BOOK / chapter, as_version=4)
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    assert not [cell.source[:60] for cell in code if "NBVAL" in cell.source]
+    assert any("nbval-check-output" in cell.metadata.get("tags", []) for cell in code)
+
+
+def _nbval(tmp_path: Path, stored: str, tags: tuple = ("nbval-check-output",)) -> int:
+    """Run nbval on a one-cell notebook that prints 1, with ``tags``, whose stored output is ``stored``."""
+    cell = nbformat.v4.new_code_cell("print(1)", metadata={"tags": list(tags)}, execution_count=1)
+    cell.outputs = [nbformat.v4.new_output("stream", text=stored)]
+    notebook = nbformat.v4.new_notebook(cells=[cell])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(notebook, tmp_path / "tagged.ipynb")
+    command = [sys.executable, "-m", "pytest", "-q", "--nbval-lax", "-p", "no:cacheprovider", "tagged.ipynb"]
+    return subprocess.run(command, cwd=tmp_path, capture_output=True, text=True).returncode
+
+
+def test_nbval_compares_the_output_of_a_tagged_cell(tmp_path):
+    assert _nbval(tmp_path, "1\n") == 0
+    assert _nbval(tmp_path, "2\n") != 0
+    assert _nbval(tmp_path, "2\n", tags=()) == 0  # untagged, --nbval-lax does not compare: the tag did

@@ -1,4 +1,5 @@
-"""What the chapters need that is about the book, not about Mask R-CNN: showing the library's source.
+"""What the chapters need that is about the book, not about Mask R-CNN: showing the library's source,
+and running a chapter short.
 
 ``show_source(paste_masks)`` shows a function as the chapter's reader should see it: highlighted,
 without its docstring (the prose beside it says what it does), at most ``MAX_LINES`` lines, with
@@ -10,12 +11,23 @@ from __future__ import annotations
 import ast
 import html
 import inspect
+import os
 import textwrap
 from pathlib import Path
 
-__all__ = ["MAX_LINES", "Source", "show_source"]
+__all__ = ["MAX_LINES", "SHORT_RUN_VARIABLE", "Source", "full_or_short", "show_source"]
 
 MAX_LINES = 30  # a reader takes in about a screenful; a longer printout is skimmed, not read
+SHORT_RUN_VARIABLE = "MASKRCNN_EDU_SMOKE"  # "1" in the book's checks (nbval in CI)
+
+
+def full_or_short(full, short):
+    """``full`` when a reader runs the chapter; ``short`` when the book's checks run it.
+
+    The checks execute every chapter on every change, so a chapter's long loops (training steps,
+    images scored, timing repeats) take their short size there; the stored outputs are a full run.
+    """
+    return short if os.environ.get(SHORT_RUN_VARIABLE) == "1" else full
 
 
 class Source:

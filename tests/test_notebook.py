@@ -2,7 +2,7 @@
 import pytest
 
 from maskrcnn_edu import masks
-from maskrcnn_edu.notebook import show_source
+from maskrcnn_edu.notebook import SHORT_RUN_VARIABLE, full_or_short, show_source
 
 
 def sample(x, y):
@@ -38,3 +38,12 @@ def test_too_long_a_printout_or_a_missing_line_is_an_error():
         show_source(sample, max_lines=3)
     with pytest.raises(ValueError, match="no line contains 'zzz'"):
         show_source(sample, start="zzz")
+
+
+def test_full_or_short_is_the_full_size_unless_the_books_checks_ask_for_a_short_run(monkeypatch):
+    monkeypatch.delenv(SHORT_RUN_VARIABLE, raising=False)
+    assert full_or_short(200, short=40) == 200
+    monkeypatch.setenv(SHORT_RUN_VARIABLE, "1")
+    assert full_or_short(200, short=40) == 40
+    monkeypatch.setenv(SHORT_RUN_VARIABLE, "0")
+    assert full_or_short(200, short=40) == 200

@@ -17,6 +17,7 @@ from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
 from .. import roi_ops
+from .captions import caption_placer
 
 __all__ = [
     "to_numpy", "describe", "class_colors", "class_name", "score_colours", "score_scale", "LEVEL_NAMES",
@@ -204,11 +205,12 @@ def _caption(label, score, class_names) -> str:
 
 def draw_captions(ax: Axes, boxes, texts: Sequence[str], colours: Sequence, alpha: float = 0.75,
                   above: bool = False) -> Axes:
-    """Write ``texts[k]`` in white on ``colours[k]`` at box ``k``'s top-left corner (``boxes [N, 4]``):
-    inside the box, so that the image's edge never cuts it off, or ``above`` it."""
-    for (x0, y0, _, _), text, colour in zip(to_numpy(boxes).reshape(-1, 4), texts, colours):
-        ax.text(x0, y0, text, color="white", fontsize=8, va="bottom" if above else "top", ha="left",
-                clip_on=True, bbox=dict(facecolor=colour, edgecolor="none", alpha=alpha, pad=1))
+    """Write ``texts[k]`` in white on ``colours[k]`` inside box ``k``'s top-left corner, or ``above``
+    it (``boxes [N, 4]``); at drawing, :mod:`.captions` moves one that would hide another."""
+    placer = caption_placer(ax)
+    for box, text, colour in zip(to_numpy(boxes).reshape(-1, 4), texts, colours):
+        placer.add(ax.text(box[0], box[1], text, color="white", fontsize=8, ha="left", clip_on=True,
+                           bbox=dict(facecolor=colour, edgecolor="none", alpha=alpha, pad=1)), box, above)
     return ax
 
 

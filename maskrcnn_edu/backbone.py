@@ -90,6 +90,15 @@ class ResNetBody(nn.Module):
         for name, parameter in self.named_parameters():
             parameter.requires_grad_(body_parameter_trains(name, trainable_layers))
 
+    def train(self, mode: bool = True) -> "ResNetBody":
+        """Training mode, except for the BatchNorm layers of stages that do not train: they keep the
+        statistics they were given (a frozen stage is frozen whole, as in detectron2 and Keras)."""
+        super().train(mode)
+        for module in self.modules():
+            if isinstance(module, nn.BatchNorm2d) and not any(p.requires_grad for p in module.parameters()):
+                module.eval()
+        return self
+
     def forward(self, x: Tensor) -> list[Tensor]:
         """Images ``x [N, 3, H, W]`` -> ``[C2, C3, C4, C5]``, each ``[N, out_channels[i], H_k, W_k]``
         at strides 4, 8, 16 and 32 (``H_k`` about ``H / stride``)."""

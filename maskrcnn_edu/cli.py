@@ -7,6 +7,7 @@ stderr.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
 from . import __version__
@@ -72,114 +73,43 @@ def _check_dataset(name: str) -> str:
     return name
 
 
-def _coco_split(data_dir, split: str, ann_file=None, image_dir=None, train: bool = False):
-    """A CocoDataset from the standard 2017 layout under ``data_dir`` (or explicit paths)."""
-    from pathlib import Path
-
-    from .data import CocoDataset, train_transforms
-
-    explicit = (ann_file is not None, image_dir is not None)
-    if ann_file is None or image_dir is None:
-        if data_dir is None:
-            raise ValueError("--dataset coco needs --data-dir (or --ann-file and --image-dir)")
-        root = Path(data_dir)
-        if not root.is_dir():
-            raise ValueError(f"--data-dir {root} is not a folder")
-        ann_file = ann_file or root / "annotations" / f"instances_{split}2017.json"
-        image_dir = image_dir or root / f"{split}2017"
-    for option, path, given in zip(("--ann-file", "--image-dir"), (ann_file, image_dir), explicit):
-        if not Path(path).exists():
-            raise ValueError(f"{option} {path} does not exist" if given else f"{path} does not exist "
-                             f"(expected the COCO 2017 layout: annotations/, {split}2017/)")
-    return CocoDataset(image_dir, ann_file, keep_empty=not train,
-                       transforms=train_transforms() if train else None)
-
-
-def _training_data(dataset_name: str, args: argparse.Namespace):
-    """The recipe's data and schedule -> ``(train_set, val_set, settings, group_ids)``: the Shapes
-    recipe, or torchvision's COCO recipe with aspect-ratio groups (wide and tall images apart)."""
-    import torch
-
-    from .data import ShapesDataset
-    from .training import coco_schedule, shapes_schedule, shapes_training_set
-    from .training.recipes import SHAPES_VAL_IMAGES, SHAPES_VAL_SEED
-
-    if dataset_name == "shapes":
-        settings = shapes_schedule(args.steps, args.batch_size, args.lr, args.seed)
-        return shapes_training_set(), ShapesDataset(SHAPES_VAL_IMAGES, seed=SHAPES_VAL_SEED), settings, None
-    train_set = _coco_split(args.data_dir, "train", train=True)
-    images = [train_set.coco.imgs[i] for i in train_set.image_ids]
-    group_ids = torch.tensor([int(image["width"] >= image["height"]) for image in images])
-    batch_size = 16 if args.batch_size is None else args.batch_size
-    settings = coco_schedule(len(train_set), batch_size, args.steps, args.lr, args.seed)
-    return train_set, _coco_split(args.data_dir, "val"), settings, group_ids
-
-
-def _initial_weights(model, path: str, train_set, dataset_name: str) -> None:
-    """``--init``: our checkpoint's or torchvision's weights; torchvision's 91 COCO class rows are cut
-    down to the dataset's categories (its predictors are indexed by category id)."""
-    from .weights import load_torchvision, read_state_dict, select_classes
-
-    state = read_state_dict(path)
-    class_rows = state.get("roi_heads.box_predictor.cls_score.weight")
-    num_classes = model.config.num_classes
-    if dataset_name == "coco" and class_rows is not None and len(class_rows) == 91 and num_classes != 91:
-        rows = [0, *[train_set.label_to_category_id[label] for label in range(1, num_classes)]]
-        state = select_classes(state, rows)
-    load_torchvision(model, state)  # our own checkpoints' keys pass through unchanged
-
-
-def _check_run_folder(out: str, resume: bool, overwrite: bool) -> None:
-    """Refuse to train over another run's files in ``out`` (checkpoints replaced, two runs in one
-    TensorBoard folder), unless ``--resume`` continues that run or ``--overwrite`` removes its files."""
-    import shutil
-    from pathlib import Path
-
-    from .training.folder import RUN_FILES
-
-    found = [name for name in (*RUN_FILES, "tensorboard") if (Path(out) / name).exists()]
-    if not found or resume:
-        return
-    if not overwrite:
-        raise ValueError(f"--out {out} holds another run ({', '.join(found)}): continue it with --resume, "
-                         "choose a fresh --out, or pass --overwrite to remove its files and start again")
-    for name in found:
-        path = Path(out) / name
-        if path.is_dir():
-            shutil.rmtree(path)
-        else:
-            path.unlink()
-
-
 def train(args: argparse.Namespace) -> int:
-    """``train``: the Shapes model by default; COCO with ``--dataset coco --data-dir D``."""
+    """``train``: the Shapes model by default; COCO with ``--dataset coco --data-dir D``; any COCO-format
+    set with ``--dataset coco --ann-file A --image-dir D`` (class names from its categories)."""
     import torch
 
     from .config import coco_r50_fpn, shapes
     from .model import MaskRCNN
     from .training import fit
+    from .training.command import check_run_folder, initial_weights, require_pretrained, training_data
     from .visualize import draw_detections
 
     dataset_name = _check_dataset(args.dataset)
+    if dataset_name == "shapes" and (args.ann_file or args.image_dir or args.data_dir):
+        raise ValueError("--data-dir, --ann-file and --image-dir name COCO-format data: add --dataset coco")
     device = _device(args.device)
-    _check_run_folder(args.out, args.resume, args.overwrite)
+    check_run_folder(args.out, args.resume, args.overwrite)
     config_name = args.config or ("shapes" if dataset_name == "shapes" else "coco_r50_fpn")
     if config_name not in ("shapes", "coco_r50_fpn"):
         raise ValueError(f"--config must be shapes or coco_r50_fpn, got {config_name!r}")
-    train_set, val_set, settings, group_ids = _training_data(dataset_name, args)
+    recipe = "shapes" if config_name == "shapes" else "coco"  # the schedule follows the config
+    require_pretrained(args, recipe)
+    train_set, val_set, settings, group_ids = training_data(args, recipe)
+    if args.layers is not None:
+        settings = dataclasses.replace(settings, layers=args.layers)
     class_names = tuple(train_set.class_names)
     base = shapes() if config_name == "shapes" else coco_r50_fpn()
     config = base.replace(num_classes=len(class_names), class_names=class_names)
     torch.manual_seed(args.seed)  # the initial weights: the same command gives the same model
     model = MaskRCNN(config)
-    if args.init:
-        _initial_weights(model, args.init, train_set, dataset_name)
-    print(f"training {config.backbone} Mask R-CNN on {dataset_name} for {settings.steps} steps of "
-          f"{settings.batch_size} images, on {device}; writing {args.out}")
+    initial_weights(model, args, train_set)
+    print(f"training {config.backbone} Mask R-CNN ({recipe} recipe) on {len(train_set)} {dataset_name} "
+          f"images for {settings.steps} steps of {settings.batch_size} images, on {device}; "
+          f"writing {args.out}")
     summary = fit(model, train_set, args.out, settings, val_dataset=val_set, resume=args.resume,
                   device=device, group_ids=group_ids, draw_detections=draw_detections)
-    print(f"done: {summary['steps']} steps, best validation mask AP {summary['best_ap']:.3f}, "
-          f"last checkpoint {summary['last']}")
+    best = "no validation set" if val_set is None else f"best validation mask AP {summary['best_ap']:.3f}"
+    print(f"done: {summary['steps']} steps, {best}, last checkpoint {summary['last']}")
     return 0
 
 
@@ -253,7 +183,9 @@ def evaluate(args: argparse.Namespace) -> int:
                                 seed=seed, variant=args.variant)
         scored = f"{len(dataset)} Shapes images ({args.variant} variant, seed {seed})"
     else:
-        dataset = _coco_split(args.data_dir, "val", args.ann_file, args.image_dir)
+        from .training.command import coco_split
+
+        dataset = coco_split(args.data_dir, "val", args.ann_file, args.image_dir)
         ann_file = args.ann_file or f"{args.data_dir}/annotations/instances_val2017.json"
         scored = f"{len(dataset)} images of {ann_file}"
         if labels_are_coco_ids(model):
@@ -379,12 +311,20 @@ def _add_export_shapes(commands) -> None:
     shapes.set_defaults(run=export_shapes)
 
 
+def _train_data_options(fit: argparse.ArgumentParser) -> None:
+    fit.add_argument("--dataset", default="shapes", help="shapes (built in) or coco (COCO-format data)")
+    fit.add_argument("--data-dir", help="COCO root with annotations/ and train2017/, val2017/")
+    fit.add_argument("--ann-file", help="any COCO-format annotation file to train on (with --image-dir)")
+    fit.add_argument("--image-dir", help="the images of --ann-file")
+    fit.add_argument("--val-ann-file", help="validation annotations (with --val-image-dir; default: none)")
+    fit.add_argument("--val-image-dir", help="the images of --val-ann-file")
+
+
 def _add_train(commands) -> None:
     fit = commands.add_parser("train", help="train Mask R-CNN (no arguments: the Shapes model)",
                               description="Train Mask R-CNN. With no arguments, the Shapes model of "
                               "data/shapes_model/.")
-    fit.add_argument("--dataset", default="shapes", help="shapes (built in) or coco (needs --data-dir)")
-    fit.add_argument("--data-dir", help="COCO root with annotations/ and train2017/, val2017/")
+    _train_data_options(fit)
     fit.add_argument("--config", help="shapes or coco_r50_fpn (default: the dataset's)")
     # The recipes' numbers, as tests/test_cli.py checks them against training/recipes.py (importing
     # that here would load torch for --help).
@@ -408,6 +348,12 @@ def _add_train(commands) -> None:
                        "tensorboard/) first; without it, train refuses an OUT that holds them")
     fit.add_argument("--init",
                      help="start from torchvision's maskrcnn_resnet50_fpn weights or one of our checkpoints")
+    fit.add_argument("--backbone-weights", metavar="FILE",
+                     help="start the ResNet body from torchvision's ImageNet weights "
+                     "(resnet50-0676ba61.pth); the COCO recipe needs these or --init")
+    fit.add_argument("--layers", choices=("heads", "5+", "4+", "3+", "all"),
+                     help="which layers train: the heads only, the top ResNet stages and the heads, or all "
+                     "(default: the config's)")
     fit.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     fit.set_defaults(run=train)
 

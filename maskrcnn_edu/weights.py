@@ -22,8 +22,9 @@ import torch
 from .files import atomic_write
 
 __all__ = [
-    "torchvision_key", "load_file", "read_state_dict", "load_torchvision", "load_weights", "select_classes",
-    "save_checkpoint", "read_checkpoint", "is_bare_state_dict", "bare_state_dict_message",
+    "torchvision_key", "load_file", "read_state_dict", "load_torchvision", "load_imagenet_body",
+    "load_weights", "select_classes", "save_checkpoint", "read_checkpoint", "is_bare_state_dict",
+    "bare_state_dict_message",
 ]
 
 # (torchvision pattern, our replacement): current layout with ".0." wrappers, older one without.
@@ -173,6 +174,28 @@ def load_torchvision(model: torch.nn.Module, state_dict: dict) -> None:
     """Load a torchvision ``maskrcnn_resnet50_fpn`` state dict (any class count) into our ``model``."""
     renamed = {torchvision_key(k): v for k, v in state_dict.items()}
     load_weights(model, renamed, source="the torchvision state dict")
+
+
+def load_imagenet_body(model: torch.nn.Module, path: str | Path) -> None:
+    """Load a torchvision ImageNet ResNet file (``torch.save(resnet50(...).state_dict())``, as
+    torchvision's ``ResNet50_Weights`` saves in its hub cache) into ``model.backbone.body``, the way
+    torchvision's ``resnet_fpn_backbone`` places it: every stage's weights and BatchNorm statistics
+    as they are, the ImageNet classifier (``fc``) left out. The FPN and the heads keep their own
+    initialisation."""
+    state = load_file(path, what="ImageNet ResNet weights file")
+    if not isinstance(state, dict) or "conv1.weight" not in state:
+        found = list(state)[:3] if isinstance(state, dict) else type(state).__name__
+        raise ValueError(f"--backbone-weights {path} is not a torchvision ResNet state dict "
+                         f"(no conv1.weight; found {found})")
+    body = model.backbone.body
+    own = body.state_dict()
+    state = {k: v for k, v in state.items()
+             if not k.startswith("fc.") and (k in own or not k.endswith("num_batches_tracked"))}
+    wrong = sorted(set(state) ^ set(own)) or [k for k in own if state[k].shape != own[k].shape]
+    if wrong:
+        raise ValueError(f"--backbone-weights {path} does not fit this model's {model.config.backbone} body "
+                         f"(e.g. {wrong[0]}): is it the weights of another ResNet depth?")
+    body.load_state_dict(state)
 
 
 def save_checkpoint(path: str | Path, model: torch.nn.Module, half: bool = False, **extra: Any) -> Path:

@@ -87,8 +87,8 @@ def test_export_model_halves_the_file(trained, tmp_path):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["train", "--dataset", "coco"], "--dataset coco needs --data-dir"),
-        (["train", "--dataset", "coco", "--data-dir", "/no/such/folder"],
+        (["train", "--dataset", "coco", "--backbone-weights", "r50.pth"], "--dataset coco needs --data-dir"),
+        (["train", "--dataset", "coco", "--backbone-weights", "r50.pth", "--data-dir", "/no/such/folder"],
          "--data-dir /no/such/folder is not a folder"),
         (["train", "--dataset", "imagenet"], "--dataset must be shapes or coco, got 'imagenet'"),
         (["evaluate", "--checkpoint", "/no/such.pt"], "no checkpoint at /no/such.pt"),

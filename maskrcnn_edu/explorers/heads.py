@@ -14,6 +14,10 @@ For detection ``d`` of image ``i`` the trace of the model holds the whole story,
 ``detection_path`` adds to the lineage what the explorer shows, ``draw_detection_path`` draws it,
 ``heads_view`` is the explorer's view function and ``heads_explorer`` the widget (an image slider
 and a detection slider).
+
+``activations_explorer`` shows the backbone's activation grids (``visualize.draw_activations``) of
+a few traced pictures: a picture menu, C2-C5 or P2-P6, and how many channels per level
+(view function ``activations_view``).
 """
 from __future__ import annotations
 
@@ -33,11 +37,11 @@ from ..masks import paste_masks
 from ..model import DetectionLineage
 from ..roi_heads import FIRST_LEVEL, LAST_LEVEL
 from ..roi_ops import fpn_level
-from ..visualize import class_name, draw_box, draw_feature_map, roi_align_box, show_image, to_numpy, zoom_view
-from .shell import Explorer, View
+from ..visualize import class_name, draw_activations, draw_box, draw_feature_map, roi_align_box, show_image, to_numpy, zoom_view
+from .shell import COLUMN_WIDTH_PX, DPI, Explorer, View
 
 __all__ = ["DetectionPath", "HeadsView", "detection_path", "draw_detection_path", "heads_view",
-           "heads_explorer"]
+           "heads_explorer", "activations_view", "activations_explorer"]
 
 MASK_THRESHOLD = 0.5  # a pasted mask's pixel belongs to the object where its probability is above this
 
@@ -238,3 +242,51 @@ def heads_explorer(model, images: Sequence[Tensor], draw: bool = True) -> Explor
                           aligned=model.config.aligned, canonical_size=model.config.roi_canonical_size)
 
     return Explorer({"image": image_slider, "detection": detection_slider}, view, draw=draw)
+
+
+# Activations ---------------------------------------------------------------------------------------
+
+ACTIVATION_MAPS = {"C": "ResNet body, C2-C5", "P": "FPN, P2-P6"}
+PANEL_INCHES = 1.9  # the side of one channel's panel: at the explorers' 80 dpi, about 150 pixels
+
+
+def activations_view(traces: dict, picture: str, maps: str = "C", channels: int = 4, draw: bool = True) -> View:
+    """``draw_activations`` of ``traces[picture]`` (a name -> trace dict), ``maps`` "C" or "P", the
+    ``channels`` channels with the highest mean activation per level, sized so that a panel stays
+    about ``PANEL_INCHES`` wide (narrower where that would pass the notebook column)."""
+    if picture not in traces:
+        raise ValueError(f"picture must be one of {sorted(traces)}, got {picture!r}")
+    if maps not in ACTIVATION_MAPS:
+        raise ValueError(f'maps must be "C" or "P", got {maps!r}')
+    trace = traces[picture]
+    levels = trace.stages if maps == "C" else trace.features
+    size = tuple(trace.batch.image_sizes[0])
+    caption = (f"{picture} ({size[0]} x {size[1]} px): {ACTIVATION_MAPS[maps]}, the {channels} channels of "
+               f"highest mean activation per level, each panel on its own colour scale.")
+    figure = None
+    if draw:
+        figure = draw_activations(trace, maps, channels=channels)
+        panel = min(PANEL_INCHES, (COLUMN_WIDTH_PX / DPI - 0.6) / channels)  # never wider than the column
+        figure.set_size_inches(panel * channels + 0.6, (panel + 0.45) * len(levels) + 0.5)
+    return View(figure, caption)
+
+
+def activations_explorer(traces: dict, picture: str | None = None, maps: str = "C", channels: int = 4,
+                         draw: bool = True) -> Explorer:
+    """A picture menu (the names of ``traces``, name -> trace), a C / P switch (the ResNet body's
+    stages or the FPN's levels) and a slider for the channels shown per level (1 to 8)."""
+    if not traces:
+        raise ValueError("traces must hold at least one traced picture")
+    names = list(traces)
+    controls = {
+        "picture": widgets.Dropdown(options=names, value=picture or names[0], description="picture"),
+        "maps": widgets.ToggleButtons(options=[("C2-C5 (ResNet)", "C"), ("P2-P6 (FPN)", "P")], value=maps,
+                                      description="maps"),
+        "channels": widgets.IntSlider(value=channels, min=1, max=8, continuous_update=False,
+                                      description="channels per level"),
+    }
+
+    def view(picture: str, maps: str, channels: int) -> View:
+        return activations_view(traces, picture, maps, channels, draw=draw)
+
+    return Explorer(controls, view, draw=draw)

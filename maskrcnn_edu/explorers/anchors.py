@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 import ipywidgets as widgets
+import matplotlib.lines
 import numpy as np
 import torch
 from matplotlib.axes import Axes
@@ -25,7 +26,7 @@ from ..boxes import box_iou
 from ..config import shapes
 from ..data import ShapesDataset
 from ..matching import BACKGROUND, IGNORE, Matcher
-from ..visualize import LEVEL_NAMES, draw_box
+from ..visualize import LEVEL_NAMES, draw_box, draw_boxes
 from .shell import Explorer, View
 
 __all__ = [
@@ -34,6 +35,9 @@ __all__ = [
     "shapes_anchors",
     "draw_scene",
     "draw_anchor_verdicts",
+    "draw_pyramid",
+    "draw_cell_anchors_by_level",
+    "draw_sampled_anchors",
     "AnchorView",
     "anchor_labels_view",
     "anchor_explorer",
@@ -118,13 +122,15 @@ def draw_scene(ax, image: Tensor, boxes: Tensor) -> None:
 
 
 def draw_anchor_verdicts(
-    ax, anchors: Tensor, matches: Tensor, kinds=("negative", "ignored", "positive")
+    ax, anchors: Tensor, matches: Tensor, kinds=("negative", "ignored", "positive"),
+    boxes_of=("ignored", "positive"),
 ) -> tuple[float, float, float, float]:
     """Draw ``anchors [A, 4]`` by their ``matches [A]`` (a Matcher's result), the ``kinds`` asked for.
 
-    Every anchor gets a centre dot in its verdict's colour (``LABEL_COLOURS``); positives also
-    their box (solid), ignored anchors theirs (dashed); negatives, thousands of them, only the dot.
-    Returns the extent ``(x0, y0, x1, y1)`` of the boxes drawn, so the caller can fit its limits.
+    Every anchor gets a centre dot in its verdict's colour (``LABEL_COLOURS``); the kinds in
+    ``boxes_of`` also their box: positives solid, ignored anchors dashed (negatives, thousands of
+    them, never more than the dot). Returns the extent ``(x0, y0, x1, y1)`` of the boxes drawn (or
+    of the dots, when no box is), so the caller can fit its limits.
     """
     centres = ((anchors[:, :2] + anchors[:, 2:]) / 2).numpy()
     selections = {"negative": matches == BACKGROUND, "ignored": matches == IGNORE, "positive": matches >= 0}
@@ -140,13 +146,125 @@ def draw_anchor_verdicts(
         ax.scatter(centres[selected.numpy(), 0], centres[selected.numpy(), 1],
                    s=6 if name == "negative" else 14, color=colour, label=f"{name} ({int(selected.sum())})",
                    zorder=3)
-        if name == "negative":
-            continue  # their boxes would hide everything; the centres say enough
+        if name == "negative" or name not in boxes_of:
+            continue  # thousands of negative boxes would hide everything; the centres say enough
         for box in anchors[selected].tolist():
             draw_box(ax, box, color=colour, linestyle="-" if name == "positive" else "--",
                      linewidth=2.0 if name == "positive" else 1.2)
             extent = [*np.minimum(extent[:2], box[:2]), *np.maximum(extent[2:], box[2:])]
-    return tuple(extent)
+    if not np.isfinite(extent).all() and len(centres):
+        extent = [*centres.min(axis=0), *centres.max(axis=0)]
+    return tuple(float(v) for v in extent)
+
+
+def _principal_colours(feature_map: Tensor) -> np.ndarray:
+    """``feature_map [C, H, W]`` -> ``[H, W, 3]`` in 0..1: each cell's features projected on the
+    map's three principal components (one per colour channel), each stretched to 0..1."""
+    cells = feature_map.flatten(1).T.double()  # [H*W, C]
+    cells = cells - cells.mean(dim=0)
+    _, _, directions = torch.linalg.svd(cells, full_matrices=False)  # rows: principal directions
+    projected = cells @ directions[:3].T  # [H*W, 3]
+    signs = torch.sign(projected.sum(dim=0) + 1e-12)  # a fixed sign per component: reruns agree
+    projected = projected * signs
+    low, high = projected.min(dim=0).values, projected.max(dim=0).values
+    colours = (projected - low) / (high - low).clamp(min=1e-12)
+    return colours.reshape(*feature_map.shape[-2:], 3).float().numpy()
+
+
+def draw_pyramid(image: Tensor, boxes: Tensor, labels: Tensor, class_names, features,
+                 anchor_sizes, point: tuple[float, float] | None = None, figure: Figure | None = None) -> Figure:
+    """The image with its objects, and the five FPN maps ``features`` (P2..P6, ``[1, C, H_l, W_l]``
+    each) on top of one another's pixels: each cell coloured by its features' three principal
+    components (similar colours, similar features, within one panel), one cell outlined in white
+    (the cell holding ``point`` (x, y), default the image centre), the level's stride and anchor
+    ``sizes`` in its title. Drawn into ``figure`` (e.g. pyplot's), else into a new one."""
+    height, width = image.shape[-2:]
+    x, y = (width / 2, height / 2) if point is None else point
+    figure = Figure(figsize=(10, 7.0), layout="constrained") if figure is None else figure
+    axes = figure.subplots(2, 3).flatten()
+    axes[0].imshow(image.permute(1, 2, 0).numpy(), extent=(0, width, height, 0))
+    draw_boxes(axes[0], boxes, labels=labels, class_names=class_names, colors="black", linewidth=2.0)
+    axes[0].set_title(f"the image, {height} x {width} px", fontsize=10)
+    for level, (ax, feature_map) in enumerate(zip(axes[1:], features)):
+        rows, cols = feature_map.shape[-2:]
+        stride = height // rows
+        ax.imshow(_principal_colours(feature_map[0]), extent=(0, cols * stride, rows * stride, 0),
+                  interpolation="nearest")
+        row, col = min(int(y // stride), rows - 1), min(int(x // stride), cols - 1)
+        draw_box(ax, (col * stride, row * stride, (col + 1) * stride, (row + 1) * stride), color="white",
+                 linewidth=2.0)
+        sizes = " and ".join(f"{size:g}" for size in anchor_sizes[level])
+        ax.set_title(f"{LEVEL_NAMES[level]}: {rows} x {cols} cells, stride {stride}\n"
+                     f"anchors {sizes} px", fontsize=10)
+    for ax in axes:
+        ax.set_xlim(0, width)
+        ax.set_ylim(height, 0)
+        ax.set_xticks([0, width // 2, width])
+        ax.set_yticks([0, height // 2, height])
+        ax.tick_params(labelsize=8)
+    return figure
+
+
+RATIO_COLOURS = {0.5: "#1f4e9c", 1.0: "#b2182b", 2.0: "#5e3c99"}  # wide, square, tall: dark, to read on any image
+
+
+def draw_cell_anchors_by_level(image: Tensor, boxes: Tensor, anchors_per_level, point: tuple[float, float],
+                               aspect_ratios=(0.5, 1.0, 2.0), figure: Figure | None = None) -> Figure:
+    """One panel per FPN level: the washed-out image and the anchors of the cell whose anchors are
+    centred nearest ``point`` (x, y), coloured by aspect ratio (``RATIO_COLOURS``), solid for the
+    level's first size and dashed for the next; each panel is widened to its own anchors, so the
+    large ones of P6 do not shrink the small ones of P2. ``anchors_per_level``: ``[H_l*W_l*A, 4]``
+    per level in the generator's cell-major order (ratio-major within a cell). Drawn into ``figure``
+    (e.g. pyplot's), else into a new one."""
+    height, width = image.shape[-2:]
+    figure = Figure(figsize=(11.5, 3.4), layout="constrained") if figure is None else figure
+    axes = figure.subplots(1, len(anchors_per_level))
+    for level, (ax, level_anchors) in enumerate(zip(axes, anchors_per_level)):
+        stride = 2 ** (level + 2)
+        rows, cols = -(-height // stride), -(-width // stride)
+        per_cell = len(level_anchors) // (rows * cols)
+        sizes_per_ratio = per_cell // len(aspect_ratios)
+        row = min(max(round(point[1] / stride), 0), rows - 1)
+        col = min(max(round(point[0] / stride), 0), cols - 1)
+        cell = level_anchors[(row * cols + col) * per_cell:(row * cols + col + 1) * per_cell]
+        draw_scene(ax, image, boxes[:0])
+        for a, box in enumerate(cell.tolist()):
+            ratio, size_index = aspect_ratios[a // sizes_per_ratio], a % sizes_per_ratio
+            draw_box(ax, box, color=RATIO_COLOURS.get(ratio, "black"), linewidth=2.0,
+                     linestyle="-" if size_index == 0 else "--")
+        ax.plot([col * stride], [row * stride], marker="+", color="black", markersize=10, markeredgewidth=2)
+        sides = sorted({round(b[2] - b[0]) for b, r in zip(cell.tolist(), np.repeat(aspect_ratios, sizes_per_ratio))
+                        if r == 1.0})
+        x0, y0 = min(0.0, cell[:, 0].min().item()), min(0.0, cell[:, 1].min().item())
+        x1, y1 = max(float(width), cell[:, 2].max().item()), max(float(height), cell[:, 3].max().item())
+        ax.set_xlim(x0 - 4, x1 + 4)
+        ax.set_ylim(y1 + 4, y0 - 4)
+        ax.set_aspect("equal")
+        ax.tick_params(labelsize=7)
+        ax.set_title(f"{LEVEL_NAMES[level]} (stride {stride}): {' and '.join(map(str, sides))} px", fontsize=9)
+    handles = [matplotlib.lines.Line2D([], [], color=colour, linewidth=2.0, label=f"h/w = {ratio:g}")
+               for ratio, colour in RATIO_COLOURS.items()]
+    handles += [matplotlib.lines.Line2D([], [], color="0.3", linewidth=2.0, linestyle=style, label=name)
+                for style, name in (("-", "first size"), ("--", "1.5 x that"))]
+    figure.legend(handles=handles, loc="outside lower center", ncol=5, fontsize=9, frameon=False)
+    return figure
+
+
+def draw_sampled_anchors(ax, image: Tensor, boxes: Tensor, anchors: Tensor, positive: Tensor,
+                         negative: Tensor) -> None:
+    """The anchors one image's sample holds: ``negative`` (indices into ``anchors [A, 4]``) as thin
+    boxes in the negative colour, ``positive`` as thick boxes in the positive colour, on the
+    washed-out image with its objects' ``boxes`` in black; the view widened to every box."""
+    draw_scene(ax, image, boxes)
+    for indices, name, width in ((negative, "negative", 1.0), (positive, "positive", 2.5)):
+        for k, box in enumerate(anchors[indices].tolist()):
+            draw_box(ax, box, color=LABEL_COLOURS[name], linewidth=width,
+                     label=f"{name} ({len(indices)})" if k == 0 else None)
+    drawn = anchors[torch.cat([positive, negative])]
+    height, width = image.shape[-2:]
+    ax.set_xlim(min(0.0, drawn[:, 0].min().item()) - 3, max(float(width), drawn[:, 2].max().item()) + 3)
+    ax.set_ylim(max(float(height), drawn[:, 3].max().item()) + 3, min(0.0, drawn[:, 1].min().item()) - 3)
+    ax.set_aspect("equal")
 
 
 def _no_matching(ax_image: Axes, ax_hist: Axes, picture: Tensor, what: str, high: float, low: float) -> str:

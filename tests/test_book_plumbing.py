@@ -1,5 +1,7 @@
 """Test plumbing stays out of the reader's sight: the cells whose printed output nbval compares carry
-nbval's cell tag (``nbval-check-output``) in their metadata, not a marker comment in their source."""
+nbval's cell tag (``nbval-check-output``) in their metadata, not a marker comment in their source; a
+chapter sizes its short run with ``full_or_short`` and its prose says nothing of what the tests do."""
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +19,20 @@ def test_checked_cells_are_tagged_and_no_source_carries_a_marker(chapter):
     code = [cell for cell in notebook.cells if cell.cell_type == "code"]
     assert not [cell.source[:60] for cell in code if "NBVAL" in cell.source]
     assert any("nbval-check-output" in cell.metadata.get("tags", []) for cell in code)
+
+
+# Phrases that speak of the book's checks rather than of Mask R-CNN ("the test images" and "the test
+# set" are about the data and stay).
+ABOUT_THE_CHECKS = re.compile(r"\bthe tests\b|\btest suite\b|\btests/|\btest run\b|\bnbval\b|SMOKE",
+                              re.IGNORECASE)
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_no_cell_speaks_of_the_books_checks(chapter):
+    notebook = nbformat.read(BOOK / chapter, as_version=4)
+    found = [match.group(0) + ": " + cell.source[max(0, match.start() - 40): match.end() + 40]
+             for cell in notebook.cells for match in ABOUT_THE_CHECKS.finditer(cell.source)]
+    assert not found
 
 
 def _nbval(tmp_path: Path, stored: str, tags: tuple = ("nbval-check-output",)) -> int:

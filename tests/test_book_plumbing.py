@@ -50,3 +50,19 @@ def test_nbval_compares_the_output_of_a_tagged_cell(tmp_path):
     assert _nbval(tmp_path, "1\n") == 0
     assert _nbval(tmp_path, "2\n") != 0
     assert _nbval(tmp_path, "2\n", tags=()) == 0  # untagged, --nbval-lax does not compare: the tag did
+
+
+def test_every_paper_a_chapter_links_is_in_the_tours_bibliography():
+    arxiv = re.compile(r"arxiv\.org/(?:abs|pdf)/(\d{4}\.\d{4,5})")
+    linked = {}
+    for chapter in CHAPTERS:
+        for cell in nbformat.read(BOOK / chapter, as_version=4).cells:
+            if cell.cell_type == "markdown":
+                for paper in arxiv.findall(cell.source):
+                    linked.setdefault(paper, set()).add(chapter)
+    tour = nbformat.read(BOOK / "00_tour.ipynb", as_version=4)
+    bibliography = next(cell.source.split("## 8. Bibliography", 1)[1] for cell in tour.cells
+                        if "## 8. Bibliography" in cell.source)
+    missing = {paper: sorted(chapters) for paper, chapters in linked.items()
+               if paper not in arxiv.findall(bibliography)}
+    assert not missing

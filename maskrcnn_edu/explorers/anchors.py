@@ -172,7 +172,8 @@ def _principal_colours(feature_map: Tensor) -> np.ndarray:
 
 
 def draw_pyramid(image: Tensor, boxes: Tensor, labels: Tensor, class_names, features,
-                 anchor_sizes, point: tuple[float, float] | None = None, figure: Figure | None = None) -> Figure:
+                 anchor_sizes, point: tuple[float, float] | None = None,
+                 figure: Figure | None = None) -> Figure:
     """The image with its objects, and the five FPN maps ``features`` (P2..P6, ``[1, C, H_l, W_l]``
     each) on top of one another's pixels: each cell coloured by its features' three principal
     components (similar colours, similar features, within one panel), one cell outlined in white
@@ -205,7 +206,8 @@ def draw_pyramid(image: Tensor, boxes: Tensor, labels: Tensor, class_names, feat
     return figure
 
 
-RATIO_COLOURS = {0.5: "#1f4e9c", 1.0: "#b2182b", 2.0: "#5e3c99"}  # wide, square, tall: dark, to read on any image
+# wide, square, tall: dark colours, to read on any image
+RATIO_COLOURS = {0.5: "#1f4e9c", 1.0: "#b2182b", 2.0: "#5e3c99"}
 
 
 def draw_cell_anchors_by_level(image: Tensor, boxes: Tensor, anchors_per_level, point: tuple[float, float],
@@ -233,15 +235,14 @@ def draw_cell_anchors_by_level(image: Tensor, boxes: Tensor, anchors_per_level, 
             draw_box(ax, box, color=RATIO_COLOURS.get(ratio, "black"), linewidth=2.0,
                      linestyle="-" if size_index == 0 else "--")
         ax.plot([col * stride], [row * stride], marker="+", color="black", markersize=10, markeredgewidth=2)
-        sides = sorted({round(b[2] - b[0]) for b, r in zip(cell.tolist(), np.repeat(aspect_ratios, sizes_per_ratio))
-                        if r == 1.0})
+        ratios = np.repeat(aspect_ratios, sizes_per_ratio)
+        sides = sorted({round(b[2] - b[0]) for b, r in zip(cell.tolist(), ratios) if r == 1.0})
         x0, y0 = min(0.0, cell[:, 0].min().item()), min(0.0, cell[:, 1].min().item())
         x1, y1 = max(float(width), cell[:, 2].max().item()), max(float(height), cell[:, 3].max().item())
-        ax.set_xlim(x0 - 4, x1 + 4)
-        ax.set_ylim(y1 + 4, y0 - 4)
-        ax.set_aspect("equal")
+        ax.set(xlim=(x0 - 4, x1 + 4), ylim=(y1 + 4, y0 - 4), aspect="equal")
         ax.tick_params(labelsize=7)
-        ax.set_title(f"{LEVEL_NAMES[level]} (stride {stride}): {' and '.join(map(str, sides))} px", fontsize=9)
+        ax.set_title(f"{LEVEL_NAMES[level]} (stride {stride}): {' and '.join(map(str, sides))} px",
+                     fontsize=9)
     handles = [matplotlib.lines.Line2D([], [], color=colour, linewidth=2.0, label=f"h/w = {ratio:g}")
                for ratio, colour in RATIO_COLOURS.items()]
     handles += [matplotlib.lines.Line2D([], [], color="0.3", linewidth=2.0, linestyle=style, label=name)

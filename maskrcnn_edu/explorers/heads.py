@@ -37,7 +37,8 @@ from ..masks import paste_masks
 from ..model import DetectionLineage
 from ..roi_heads import FIRST_LEVEL, LAST_LEVEL
 from ..roi_ops import fpn_level
-from ..visualize import class_name, draw_activations, draw_box, draw_feature_map, roi_align_box, show_image, to_numpy, zoom_view
+from ..visualize import (class_name, draw_activations, draw_box, draw_feature_map, roi_align_box, show_image,
+                         to_numpy, zoom_view)
 from .shell import COLUMN_WIDTH_PX, DPI, Explorer, View
 
 __all__ = ["DetectionPath", "HeadsView", "detection_path", "draw_detection_path", "heads_view",
@@ -250,7 +251,8 @@ ACTIVATION_MAPS = {"C": "ResNet body, C2-C5", "P": "FPN, P2-P6"}
 PANEL_INCHES = 1.9  # the side of one channel's panel: at the explorers' 80 dpi, about 150 pixels
 
 
-def activations_view(traces: dict, picture: str, maps: str = "C", channels: int = 4, draw: bool = True) -> View:
+def activations_view(traces: dict, picture: str, maps: str = "C", channels: int = 4,
+                     draw: bool = True) -> View:
     """``draw_activations`` of ``traces[picture]`` (a name -> trace dict), ``maps`` "C" or "P", the
     ``channels`` channels with the highest mean activation per level, sized so that a panel stays
     about ``PANEL_INCHES`` wide (narrower where that would pass the notebook column)."""

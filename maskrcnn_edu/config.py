@@ -16,8 +16,9 @@ __all__ = ["Config", "coco_r50_fpn", "shapes"]
 BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101")
 NORMS = ("frozen_bn", "bn")
 OPS = ("readable", "torchvision")
-ROI_OPS = ("align", "pool")
+ROI_OPS = ("align", "pool", "warp")
 MASK_LOSSES = ("sigmoid", "softmax")
+MASK_HEADS = ("fcn", "mlp")
 
 
 def _tuples(value):
@@ -64,7 +65,9 @@ class Config:
     rpn_score_thresh: float = 0.0
 
     # RoI heads.
-    roi_op: str = "align"  # "pool" swaps RoIAlign for Fast R-CNN's RoIPool (the ablation of chapter 09)
+    # "pool" swaps RoIAlign for Fast R-CNN's RoIPool, "warp" for MNC's RoIWarp (RoIPool's rounded box,
+    # RoIAlign's bilinear reading): the paper's Table 2(c), ablations only.
+    roi_op: str = "align"
     # A RoI of this side is read from P4, one half its side from P3, and so on (the FPN paper's
     # eq. 1, made for ImageNet-sized objects: 224).
     roi_canonical_size: float = 224.0
@@ -76,7 +79,16 @@ class Config:
     # half-cell offset and pastes masks into whole-pixel boxes.
     aligned: bool = False
     representation_size: int = 1024
+    # The mask head: "fcn" (the paper's: 3x3 convs of mask_layers' widths, a 2x up-convolution, a 1x1
+    # conv per class) or "mlp" (Table 2(e)'s ablation: fully connected layers of mask_mlp_layers'
+    # widths, then one to K x 28 x 28 logits; roi_heads.build_mask_branch builds either).
+    mask_head: str = "fcn"
     mask_layers: tuple = (256, 256, 256, 256)
+    mask_mlp_layers: tuple = (1024, 1024)  # the paper's MLP row: fc 1024 -> fc 1024 -> fc K*28*28
+    # False: no mask branch at all, a Faster R-CNN with RoIAlign that trains and detects boxes only
+    # (no loss_mask, no "masks" in the detections): Table 3's comparison of box AP with and without
+    # the multi-task training.
+    train_mask_branch: bool = True
     box_batch_size_per_image: int = 512
     box_positive_fraction: float = 0.25
     # 0: every positive RoI of the box head's sample also trains the mask head (torchvision's, the
@@ -105,6 +117,7 @@ class Config:
             "ops": (self.ops, OPS),
             "roi_op": (self.roi_op, ROI_OPS),
             "mask_loss": (self.mask_loss, MASK_LOSSES),
+            "mask_head": (self.mask_head, MASK_HEADS),
         }
         for name, (value, allowed) in checks.items():
             if value not in allowed:
@@ -123,6 +136,16 @@ class Config:
             raise ValueError(
                 "Config.mask_positives_per_image must be 0 (all positives) or more, "
                 f"got {self.mask_positives_per_image}"
+            )
+        if not self.mask_mlp_layers or not all(isinstance(n, int) and n > 0 for n in self.mask_mlp_layers):
+            raise ValueError(
+                f"Config.mask_mlp_layers must be one or more positive widths, got {self.mask_mlp_layers!r}"
+            )
+        if not isinstance(self.train_mask_branch, bool):
+            raise ValueError(f"Config.train_mask_branch must be a bool, got {self.train_mask_branch!r}")
+        if self.mask_overlap_rescore and not self.train_mask_branch:
+            raise ValueError(
+                "Config.mask_overlap_rescore rescores by the masks: it needs train_mask_branch=True"
             )
         if not 0 <= self.trainable_layers <= 5:
             raise ValueError(f"Config.trainable_layers must be in 0..5, got {self.trainable_layers}")

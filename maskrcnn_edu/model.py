@@ -92,6 +92,8 @@ class Trace:
         heads, rpn = self.heads, self.rpn
         if heads.detections is None or self.detections is None:
             raise ValueError("trace has no detections: trace the model without targets (model.trace(image))")
+        if heads.detection_mask_logits is None:
+            raise ValueError("the model has no mask branch (train_mask_branch=False): no lineage to follow")
         if isinstance(image, bool) or not isinstance(image, int) or not 0 <= image < len(heads.detections):
             raise ValueError(f"image must be an int in 0..{len(heads.detections) - 1}, got {image!r}")
         found = heads.detections[image]
@@ -166,6 +168,8 @@ def _operations(config: Config):
     if config.roi_op == "pool":
         # RoIPool has no sampling points or alignment: accept and ignore them.
         return nms, lambda x, rois, size, scale, _ratio, _aligned: pool(x, rois, size, scale), align
+    if config.roi_op == "warp":  # ours with either setting: torchvision has no RoIWarp kernel
+        return nms, roi_ops.roi_warp, align
     return nms, align, align
 
 

@@ -2,7 +2,9 @@
 
 * **Box head**: RoIAlign 7x7 from the proposal's FPN level, two fully connected layers, then per
   class a score and 4 deltas (class-specific refinement).
-* **Mask head**: RoIAlign 14x14, four 3x3 convs, a 2x transposed conv, one 28x28 mask logit per class.
+* **Mask head**: RoIAlign 14x14, four 3x3 convs, a 2x transposed conv, one 28x28 mask logit per class
+  (or, for the paper's Table 2(e), fully connected layers: ``mask_heads``; or, for its Table 3, no
+  mask branch at all: ``Config.train_mask_branch=False``, a Faster R-CNN with RoIAlign).
 * **Training**: proposals (plus the ground-truth boxes) are matched to objects at IoU 0.5, 512
   per image are sampled with at most 25 % positives; the positives (all, or a random
   ``mask_positives_per_image`` of them) also train the mask head, against the object's mask cut
@@ -23,11 +25,13 @@ from torch import Tensor, nn
 from . import boxes as box_ops
 from .config import Config
 from .losses import box_head_loss, mask_loss, mask_loss_softmax
+from .mask_heads import MLPMaskHead, MLPMaskPredictor
 from .masks import mask_targets
 from .matching import BACKGROUND, BACKGROUND_LABEL, IGNORE, BalancedSampler, Matcher
 from .roi_ops import MultiScaleRoIAlign, fpn_level, roi_align
 
-__all__ = ["BoxHead", "BoxPredictor", "MaskHead", "MaskPredictor", "RoIHeads", "RoIHeadsOutput"]
+__all__ = ["BoxHead", "BoxPredictor", "MaskHead", "MaskPredictor", "build_mask_branch", "RoIHeads",
+           "RoIHeadsOutput"]
 
 
 class BoxHead(nn.Module):
@@ -88,6 +92,21 @@ class MaskPredictor(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """``x [R, C, 14, 14]`` -> every class's mask logits ``[R, K, 28, 28]``."""
         return self.mask_fcn_logits(F.relu(self.conv5_mask(x)))
+
+
+def build_mask_branch(config: Config, in_channels: int) -> tuple[nn.Module, nn.Module] | tuple[None, None]:
+    """The mask head and predictor that ``config`` names: ``[R, C, 14, 14]`` features -> (head) ->
+    (predictor) -> every class's logits ``[R, K, 28, 28]``. ``mask_head="fcn"``: the paper's FCN;
+    ``"mlp"``: Table 2(e)'s fully connected one; ``train_mask_branch=False``: ``(None, None)``."""
+    if not config.train_mask_branch:
+        return None, None
+    if config.mask_head == "mlp":
+        head = MLPMaskHead(in_channels, config.mask_roi_size, config.mask_mlp_layers)
+        # 2 x the RoI's side: the FCN's up-convolution doubles it, and the mask targets follow the logits
+        size = 2 * config.mask_roi_size
+        return head, MLPMaskPredictor(config.mask_mlp_layers[-1], config.num_classes, size)
+    head = MaskHead(in_channels, config.mask_layers)
+    return head, MaskPredictor(config.mask_layers[-1], config.mask_layers[-1], config.num_classes)
 
 
 # The heads read P2..P5; a RoI's level is chosen among these by its size (``roi_ops.fpn_level``).
@@ -263,8 +282,7 @@ class RoIHeads(nn.Module):
                                             c.roi_canonical_size)
         self.box_head = BoxHead(in_channels * c.box_roi_size**2, c.representation_size)
         self.box_predictor = BoxPredictor(c.representation_size, c.num_classes)
-        self.mask_head = MaskHead(in_channels, c.mask_layers)
-        self.mask_predictor = MaskPredictor(c.mask_layers[-1], c.mask_layers[-1], c.num_classes)
+        self.mask_head, self.mask_predictor = build_mask_branch(c, in_channels)  # None, None: boxes only
         self.box_coder = box_ops.BoxCoder(c.box_weights)
         self.matcher = Matcher(c.box_fg_iou_thresh, c.box_bg_iou_thresh, allow_low_quality_matches=False)
         self.sampler = BalancedSampler(c.box_batch_size_per_image, c.box_positive_fraction, generator)
@@ -341,6 +359,15 @@ class RoIHeads(nn.Module):
         loss_classifier, loss_box = box_head_loss(
             output.class_logits, output.box_deltas, torch.cat(sample.labels), torch.cat(sample.deltas)
         )
+        output.losses = {"loss_classifier": loss_classifier, "loss_box_reg": loss_box}
+        if self.mask_head is not None:  # a box-only model (Table 3) has no mask loss
+            output.losses["loss_mask"] = self.train_masks(features, image_sizes, targets, sample, output)
+        return output
+
+    def train_masks(self, features: list[Tensor], image_sizes: list[tuple[int, int]], targets: list[dict],
+                    sample: _Sample, output: RoIHeadsOutput) -> Tensor:
+        """The mask head on the sample's positive RoIs against their objects' masks -> ``loss_mask``;
+        fills ``output``'s ``mask_rois``, ``mask_logits [P, K, M, M]`` and ``mask_targets``."""
         output.mask_rois = mask_training_rois(sample, self.config.mask_positives_per_image,
                                               self.sampler.generator)
         positive_rois = [rois[i] for rois, i in zip(sample.rois, output.mask_rois)]
@@ -350,12 +377,7 @@ class RoIHeads(nn.Module):
         output.mask_targets = self.mask_targets(targets, sample, mask_size, output.mask_rois)
         mask_labels = torch.cat([labels[i] for labels, i in zip(sample.labels, output.mask_rois)])
         loss_fn = mask_loss if self.config.mask_loss == "sigmoid" else mask_loss_softmax
-        output.losses = {
-            "loss_classifier": loss_classifier,
-            "loss_box_reg": loss_box,
-            "loss_mask": loss_fn(output.mask_logits, mask_labels, torch.cat(output.mask_targets)),
-        }
-        return output
+        return loss_fn(output.mask_logits, mask_labels, torch.cat(output.mask_targets))
 
     def detect(self, features: list[Tensor], proposals: list[Tensor], image_sizes: list[tuple[int, int]]
                ) -> RoIHeadsOutput:
@@ -367,6 +389,9 @@ class RoIHeads(nn.Module):
             output.refined_boxes, output.class_scores, self.config, self.batched_nms)
         output.detection_rois = [d.pop("rois") for d in selected]
         output.detection_candidates = [d.pop("candidates") for d in selected]
+        output.detections = selected
+        if self.mask_head is None:  # a box-only model (Table 3): detections without "masks"
+            return output
         boxes = [d["boxes"] for d in selected]
         output.mask_logits, output.mask_features_shape = self.predict_masks(features, boxes, image_sizes)
         labels = torch.cat([d["labels"] for d in selected])
@@ -377,7 +402,6 @@ class RoIHeads(nn.Module):
         probabilities = self.mask_probabilities(output.mask_logits, labels).split(counts)
         for detection, image_probabilities in zip(selected, probabilities):
             detection["masks"] = image_probabilities[:, None]  # [D, 1, M, M]
-        output.detections = selected
         return output
 
     def mask_probabilities(self, mask_logits: Tensor, labels: Tensor) -> Tensor:

@@ -1,6 +1,6 @@
-"""RoI pooling (Fast R-CNN) and RoIAlign (Mask R-CNN) in plain PyTorch.
+"""RoI pooling (Fast R-CNN) and RoIAlign (Mask R-CNN) in plain PyTorch, and RoIWarp (MNC) between them.
 
-Both ops turn a box of any size on a feature map into a fixed ``output_size`` grid of bins.
+These ops turn a box of any size on a feature map into a fixed ``output_size`` grid of bins.
 They differ in which feature-map cells a bin reads:
 
 * ``roi_pool`` rounds the box to whole cells, splits it into bins with floor/ceil, and takes the
@@ -9,6 +9,8 @@ They differ in which feature-map cells a bin reads:
 * ``roi_align`` keeps the box's real-valued coordinates, places ``sampling_ratio`` x
   ``sampling_ratio`` sampling points in each bin, reads each point by **bilinear interpolation**
   from its 4 neighbouring cells, and averages the points.
+* ``roi_warp`` rounds the box as ``roi_pool`` does, then reads it as ``roi_align`` does (the
+  paper's Table 2(c), middle row: with the rounding kept, bilinear reading alone gains little).
 
 Either way, one output bin is a reduction over a *bag* of feature-map cells: a max over the cells
 of the bin (RoIPool), or a weighted sum over 4 neighbours x the sampling points (RoIAlign).
@@ -46,7 +48,7 @@ from torch import Tensor
 from .boxes import box_area
 from .inputs import describe_value
 
-__all__ = ["roi_align", "roi_pool", "roi_align_sampling_points", "roi_pool_bins", "boxes_to_rois",
+__all__ = ["roi_align", "roi_pool", "roi_warp", "roi_align_sampling_points", "roi_pool_bins", "boxes_to_rois",
            "fpn_level", "MultiScaleRoIAlign"]
 
 BoxesArg = Union[Tensor, Sequence[Tensor]]
@@ -175,13 +177,10 @@ def _cell_table(input: Tensor) -> Tensor:
 
 
 def _zeros_from(input: Tensor, *shape: int) -> Tensor:
-    """Zeros ``[*shape]`` in ``input``'s dtype that autograd sees as computed from ``input`` (gradient 0).
-
-    For outputs that read no cell (no RoIs; empty or inverted boxes, no point): a plain ``new_zeros``
-    would be cut off from the graph, and ``backward()`` on it alone raises where torchvision gives a zero
-    gradient. The sum of an empty slice of ``input`` is an exact 0 on the graph (``0 * input.sum()``
-    would be NaN wherever ``input`` holds an inf).
-    """
+    """Zeros ``[*shape]`` in ``input``'s dtype that autograd sees as computed from ``input`` (gradient 0),
+    for outputs that read no cell (no RoIs; empty or inverted boxes): a plain ``new_zeros`` would be cut
+    off from the graph, and ``backward()`` on it alone would raise where torchvision gives a zero gradient.
+    ``input[:0].sum()`` is an exact 0 on the graph (``0 * input.sum()`` is NaN where ``input`` holds inf)."""
     return input.new_zeros(shape) + input[:0].sum()
 
 
@@ -316,26 +315,18 @@ def _roi_align(input: Tensor, rois: Tensor, out_hw: tuple[int, int], spatial_sca
 
 
 def _adaptive_grid(size: Tensor, out_hw: tuple[int, int]) -> Tensor:
-    """Adaptive sampling, ``ceil(bin size)`` points per bin and axis: ``size [K, 2]`` -> ``[K, 2]``.
-
-    The counts are long integers, ``(gx, gy)`` per box.
-
-    An aligned box inverted along an axis (x1 < x0) has a negative size there, hence a negative
-    count; torchvision's loops over it run zero times, so such a box samples nothing, as an empty one.
-    """
+    """Adaptive sampling, ``ceil(bin size)`` points per bin and axis: ``size [K, 2]`` -> long ``[K, 2]``,
+    ``(gx, gy)`` per box. An aligned box inverted along an axis (x1 < x0) has a negative size there,
+    hence a negative count; torchvision's loops over it run zero times, so it samples nothing (0)."""
     bins = torch.tensor([out_hw[1], out_hw[0]], dtype=size.dtype, device=size.device)
     return torch.ceil(size / bins).long().clamp(min=0)
 
 
-def roi_align_sampling_points(
-    box: Sequence[float], output_size: SizeArg, spatial_scale: float = 1.0, sampling_ratio: int = -1,
-    aligned: bool = False,
-) -> tuple[Tensor, Tensor]:
-    """Where RoIAlign samples one box: ``ys [PH, gy]`` and ``xs [PW, gx]`` in feature-map cells.
-
-    The points of bin ``(i, j)`` are every pair ``(ys[i, a], xs[j, b])``. For drawing (chapter 01);
-    ``roi_align`` computes the same coordinates with the same code.
-    """
+def roi_align_sampling_points(box: Sequence[float], output_size: SizeArg, spatial_scale: float = 1.0,
+                              sampling_ratio: int = -1, aligned: bool = False) -> tuple[Tensor, Tensor]:
+    """Where RoIAlign samples one box: ``ys [PH, gy]`` and ``xs [PW, gx]`` in feature-map cells. The
+    points of bin ``(i, j)`` are every pair ``(ys[i, a], xs[j, b])``. For drawing (chapter 01);
+    ``roi_align`` computes the same coordinates with the same code."""
     out_h, out_w = _pair(output_size)
     rois = torch.tensor([[0.0, *box]])
     start, size = _align_box_geometry(rois, spatial_scale, aligned)
@@ -348,7 +339,7 @@ def roi_align_sampling_points(
     return ys[0], xs[0]
 
 
-# RoIPool --------------------------------------------------------------------------------------------------
+# RoIPool, and RoIWarp: its rounded box read as RoIAlign reads ---------------------------------------------
 
 
 def _round_half_away(x: Tensor) -> Tensor:
@@ -379,11 +370,9 @@ def _pool_bin_edges(rois: Tensor, spatial_scale: float, output_size) -> tuple[Te
 
 
 def roi_pool(input: Tensor, boxes: BoxesArg, output_size: SizeArg, spatial_scale: float = 1.0) -> Tensor:
-    """RoI max pooling over quantized bins (Fast R-CNN) -> ``[K, C, PH, PW]``.
-
-    Args are as ``roi_align``'s. A bin that falls wholly outside the feature map outputs 0.
-    A float16/bfloat16 ``input`` (or any input under autocast) is read in float32, as in ``roi_align``.
-    """
+    """RoI max pooling over quantized bins (Fast R-CNN) -> ``[K, C, PH, PW]``. Args are as ``roi_align``'s.
+    A bin that falls wholly outside the feature map outputs 0. A float16/bfloat16 ``input`` (or any
+    input under autocast) is read in float32, as in ``roi_align``."""
     _check_input(input)
     rois = boxes_to_rois(boxes, num_images=input.shape[0])
     return _in_float32(_roi_pool, input, rois, _pair(output_size), spatial_scale)
@@ -425,11 +414,24 @@ def _roi_pool(input: Tensor, rois: Tensor, output_size: tuple[int, int], spatial
 def roi_pool_bins(box: Sequence[float], output_size: SizeArg,
                   spatial_scale: float = 1.0) -> tuple[Tensor, Tensor]:
     """RoIPool's quantized bins for one box: ``rows [PH, 2]``, ``cols [PW, 2]`` (half-open cell ranges).
-
-    For drawing (chapter 01); ``roi_pool`` uses the same edges, clipped to the feature map.
-    """
+    For drawing (chapter 01); ``roi_pool`` uses the same edges, clipped to the feature map."""
     rows, cols = _pool_bin_edges(torch.tensor([[0.0, *box]]), spatial_scale, _pair(output_size))
     return rows[0], cols[0]
+
+
+def roi_warp(input: Tensor, boxes: BoxesArg, output_size: SizeArg, spatial_scale: float = 1.0,
+             sampling_ratio: int = -1, aligned: bool = False) -> Tensor:
+    """RoIWarp (MNC; Mask R-CNN's Table 2(c), middle row): RoIPool's rounded box read by RoIAlign's
+    bilinear sampling and average -> ``[K, C, PH, PW]``. Args and dtypes are ``roi_align``'s.
+    Each corner is quantized as ``roi_pool`` quantizes it: ``x * spatial_scale`` rounded to a whole
+    cell, halves away from zero (x0 = 21.9 px on stride 8 is 2.74 cells: cell 3, 24 px). The rounded
+    box is then read by ``roi_align`` with ``sampling_ratio`` and ``aligned`` as given: it differs
+    from RoIAlign by the rounding alone (up to half a cell per edge). The boxes get no gradient."""
+    _check_input(input)
+    rois = boxes_to_rois(boxes, num_images=input.shape[0])
+    # Whole cells, back in image pixels (exact where the scale is a power of 2, as the FPN's are).
+    rois = torch.cat([rois[:, :1], _round_half_away(rois[:, 1:] * spatial_scale) / spatial_scale], dim=1)
+    return _in_float32(_roi_align, input, rois, _pair(output_size), spatial_scale, sampling_ratio, aligned)
 
 
 # Several FPN levels: each box is read from the level that suits its size ----------------------------------
@@ -453,16 +455,15 @@ def _level_scale(feature: Tensor, image_size: tuple[int, int]) -> float:
 
 
 class MultiScaleRoIAlign:
-    """RoIAlign (or RoIPool) over an FPN: every box is read from the level its size picks.
+    """RoIAlign (or RoIPool, RoIWarp) over an FPN: every box is read from the level its size picks.
 
     Args:
         output_size: ``S`` of the ``S x S`` output.
         sampling_ratio, aligned: as ``roi_align``'s.
-        op: ``roi_align``-like function ``(input, rois, output_size, spatial_scale, sampling_ratio, aligned)``
-            (torchvision's kernel, or ``roi_pool`` wrapped, can stand in).
+        op: ``(input, rois, output_size, spatial_scale, sampling_ratio, aligned)``, as ``roi_align`` and
+            ``roi_warp`` (torchvision's kernel, or ``roi_pool`` wrapped, can stand in).
         canonical_size: the side of a box that ``fpn_level`` reads from level 4 (224, ImageNet's size,
             in the FPN paper); a box half that size is read one level finer.
-
     The output has the features' dtype; float16/bfloat16 features are read in float32 (see ``roi_align``)
     and the level of each box is computed in float32.
     """

@@ -25,8 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "maskrcnn_edu"
 
 MODEL_PATH = ("config", "model", "inputs", "transform", "backbone", "anchors", "boxes", "matching", "rpn",
-              "roi_ops", "roi_heads", "masks", "losses", "weights", "reference", "files", "distributed",
-              "coco_names")
+              "roi_ops", "roi_heads", "mask_heads", "masks", "losses", "weights", "reference", "files",
+              "distributed", "coco_names")
 BUILT_ON_THE_MODEL = ("data", "training", "evaluation", "visualize", "explorers", "cli")
 TOOLS = ("matplotlib", "ipywidgets", "pycocotools", "tqdm", "tensorboard", "IPython")
 

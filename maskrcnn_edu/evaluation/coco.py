@@ -395,8 +395,7 @@ def format_metrics(metrics: dict) -> str:
 
 
 def _model_device(model) -> torch.device:
-    parameter = next(model.parameters(), None)
-    return parameter.device if parameter is not None else torch.device("cpu")
+    return next((parameter.device for parameter in model.parameters()), torch.device("cpu"))
 
 
 def _to_cpu(detection: dict, mask_threshold: float) -> dict:
@@ -465,14 +464,13 @@ def coco_evaluate(model, dataset, batch_size: int = 4, device=None, progress: bo
                   mask_threshold: float = 0.5) -> tuple[dict, list[dict]]:
     """Run ``model`` over ``dataset`` and score it with COCOeval -> ``(metrics, results)``.
 
-    ``metrics``: as ``evaluate_results`` returns it; ``results``: every detection in COCO's
-    results format (``detections_to_coco``), ordered by dataset index, ready for ``json.dump``.
+    ``metrics``: as ``evaluate_results`` returns it (no ``segm`` for a box-only model); ``results``:
+    every detection in COCO's results format (``detections_to_coco``) by dataset index, for ``json.dump``.
 
     * The model runs in eval mode under ``torch.no_grad``, ``batch_size`` images at a time
       (``maskrcnn_edu.data.collate``), on ``device`` (default: where its parameters are; if given,
       the model is moved there, in place, as ``model.to`` does). Its train/eval mode is restored.
-    * ``num_images``: only the first ``num_images`` images (a quick look during training); only
-      those are scored.
+    * ``num_images``: only the first ``num_images`` images, only those scored (a quick look in training).
     * Ground truth (``coco_ground_truth``): ``dataset.coco`` when the dataset has one; otherwise
       the targets that come with the images in this same pass, so the dataset is read once.
       The evaluation set should have no augmentation (a ``CocoDataset`` with ``transforms``
@@ -496,4 +494,6 @@ def coco_evaluate(model, dataset, batch_size: int = 4, device=None, progress: bo
                           getattr(dataset, "coco", None) is None, progress and rank == 0)
     finally:
         model.train(was_training)
+    masks = getattr(getattr(model, "config", None), "train_mask_branch", True)  # False: boxes only
+    iou_types = [t for t in iou_types if masks or t != "segm"]
     return _score_records(gather_objects(records, world_size), dataset, model, iou_types)

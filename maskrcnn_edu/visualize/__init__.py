@@ -37,10 +37,11 @@ from .stages import *  # noqa: F401,F403
 from .head_stages import *  # noqa: F401,F403
 from .weights import *  # noqa: F401,F403
 from .evaluation import *  # noqa: F401,F403
+from .splash import colour_splash  # noqa: F401
 from .primitives import __all__ as _primitives
 from .stages import __all__ as _stages
 from .head_stages import __all__ as _head_stages
 from .weights import __all__ as _weights
 from .evaluation import __all__ as _evaluation
 
-__all__ = [*_primitives, *_stages, *_head_stages, *_weights, *_evaluation]
+__all__ = [*_primitives, *_stages, *_head_stages, *_weights, *_evaluation, "colour_splash"]

@@ -67,7 +67,7 @@ class Recipe:
     max_shapes: int = 4  # shapes per training image, at most (the test images keep 4)
 
 
-# The Shapes recipe before this search (the model shipped until then; the ablations of chapter 09
+# The Shapes recipe before this search (the model shipped until then; the ablations of chapter 10
 # were measured with it): one anchor size per level, 128 RoIs and 500 proposals per image in
 # training, torchvision's unaligned geometry, 650 AdamW steps of 8 at lr 1e-3.
 BEFORE_CONFIG = dict(aligned=False, anchor_sizes=((8,), (16,), (32,), (64,), (128,)),

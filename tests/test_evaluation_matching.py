@@ -1,7 +1,7 @@
 """``evaluation.matching``: the one matching of detections to objects, against plain loops and by hand.
 
 The two reference loops below are the matchings the package had before it had one: the greedy
-pass of the drawings and of chapter 09's explorer (detections best score first, each taking the
+pass of the drawings and of chapter 10's explorer (detections best score first, each taking the
 free object of its class it overlaps most) and the confusion matrix's pairing (the largest IoU
 first, any class). ``match_by_iou`` must give what they give, ties included, on seeded random
 scenes; hand-made cases pin what each rule means.

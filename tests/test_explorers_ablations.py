@@ -1,4 +1,4 @@
-"""Chapter 09's explorer and figures: the ablation table against the paper, one image's detections of a
+"""Chapter 10's explorer and figures: the ablation table against the paper, one image's detections of a
 variant beside the baseline's (hand-made detections, so nothing depends on the sweep's output), and
 the training monitor."""
 import numpy as np

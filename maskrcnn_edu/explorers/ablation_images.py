@@ -1,4 +1,4 @@
-"""Chapter 09's explorer: one held-out image, a variant's detections beside the baseline's.
+"""Chapter 10's explorer: one held-out image, a variant's detections beside the baseline's.
 
 The ablation sweep (``benchmarks/ablations.py``) keeps every variant's detections on the first
 held-out images (``data/ablations/detections.json``: variant -> COCO results with RLE masks).

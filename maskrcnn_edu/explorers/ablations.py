@@ -1,4 +1,4 @@
-"""Chapter 09's table and figure: the paper's ablations at Shapes scale, beside the paper's.
+"""Chapter 10's table and figure: the paper's ablations at Shapes scale, beside the paper's.
 
 ``benchmarks/ablations.py`` trains every variant from scratch with one recipe and several seeds
 and writes ``data/ablations/ablations.json``: per run the COCO metrics on the 200 held-out Shapes

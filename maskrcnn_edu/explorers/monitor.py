@@ -4,7 +4,7 @@
 function: it scores the validation set (without touching the random state that training draws
 from, so the run stays the one ``maskrcnn-edu train`` makes), and, with a forward hook on the
 model, records the five losses of every training step; after each validation it calls back, e.g.
-to redraw ``draw_training_progress`` in a notebook (chapter 09).
+to redraw ``draw_training_progress`` in a notebook (chapter 10).
 """
 from __future__ import annotations
 

@@ -12,6 +12,7 @@ Every dataset returns ``(image, target)`` in torchvision's detection format (see
 * ``transforms.py``: ``train_transforms`` and ``DetectionTransform`` on torchvision.transforms.v2,
   ``collate`` for batches of images of different sizes;
 * ``validate.py``: ``check_sample`` for your own datasets, and ``tight_boxes``;
+* ``crops.py``: a photograph and its instance masks cut into training and held-out crops (chapter 09);
 """
 from .coco import CocoDataset, load_coco_json
 from .export import export_coco

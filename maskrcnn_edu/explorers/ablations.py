@@ -55,7 +55,8 @@ def load_report(path) -> dict:
     """The JSON that ``benchmarks/ablations.py`` writes, with its ``results.table`` and ``results.runs``."""
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"no ablation report at {path}: run `python benchmarks/ablations.py` to make it")
+        raise ValueError(f"no ablation report at {path}: the older recipe's sweep wrote it "
+                         "(`git show 7976f74:benchmarks/ablations.py`)")
     report = json.loads(path.read_text())
     if "results" not in report or "table" not in report["results"]:
         raise ValueError(f"{path} has no results.table: is it a report of benchmarks/ablations.py?")
